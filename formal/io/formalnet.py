@@ -1,0 +1,333 @@
+"""formal-net/1 JSON loader (and ``--params FILE.npz``).
+
+Numbers are read exactly from their text: JSON numbers through ``Decimal``
+(never a float), strings as ``"p/q"``, decimals or C99 hex floats.  Every
+error names the file and the field.  See README.md for the format.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..activations import Activation, get_activation, parse_proxy_override
+from ..errors import FormalError, InputFileError, InvalidArgument
+from ..network import Network, Node, Tie, check_well_formed
+from ..numbers import Format, format_exact, hex_float, parse_exact, parse_format
+from ..qarray import QArray
+
+FORMAT_TAG = "formal-net/1"
+_ENTRY = re.compile(r"^\s*(-?)\s*([^\[\]\s]+)\s*(?:\[([0-9,\s]*)\])?\s*$")
+
+
+class Where:
+    """Prefixes error messages with the file and the field."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, field: str, message: str) -> InvalidArgument:
+        return InvalidArgument(f"{self.source}: field '{field}': {message}")
+
+
+def _exact(value: Any, where: Where, field: str) -> Fraction:
+    if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
+        raise where.fail(field, f"expected a number, got {json.dumps(value, default=str)[:60]}")
+    try:
+        return parse_exact(value)
+    except FormalError as exc:
+        raise where.fail(field, str(exc)) from None
+
+
+def _array(value: Any, where: Where, field: str, ndim: int | None = None) -> np.ndarray:
+    """Nested lists of exact numbers -> object array of Fractions (rectangular)."""
+
+    def shape_of(v: Any) -> tuple[int, ...]:
+        if isinstance(v, list):
+            if not v:
+                return (0,)
+            inner = [shape_of(x) for x in v]
+            if any(s != inner[0] for s in inner):
+                raise where.fail(field, "expected a rectangular nested list, got rows of different lengths")
+            return (len(v),) + inner[0]
+        return ()
+
+    shape = shape_of(value)
+    if ndim is not None and len(shape) != ndim:
+        raise where.fail(field, f"expected a {ndim}-D array, got shape {shape}")
+    arr = np.empty(shape, dtype=object)
+    flat = arr.reshape(-1)
+    for i, v in enumerate(_flatten(value)):
+        flat[i] = _exact(v, where, f"{field}{_index(shape, i)}")
+    return arr
+
+
+def _flatten(v: Any):
+    if isinstance(v, list):
+        for x in v:
+            yield from _flatten(x)
+    else:
+        yield v
+
+
+def _index(shape: tuple[int, ...], flat: int) -> str:
+    if not shape:
+        return ""
+    return "[" + ",".join(str(int(i)) for i in np.unravel_index(flat, shape)) + "]"
+
+
+def _activation(spec: Any, where: Where, field: str) -> tuple[Activation, Any]:
+    if spec is None:
+        spec = "identity"
+    if isinstance(spec, str):
+        name, params, proxy = spec, {}, None
+    elif isinstance(spec, dict):
+        if "name" not in spec:
+            raise where.fail(field, "expected an activation object with a 'name'")
+        name = spec["name"]
+        params = {k: v for k, v in spec.items() if k not in ("name", "proxy")}
+        proxy = spec.get("proxy")
+    else:
+        raise where.fail(field, f"expected an activation name or object, got {spec!r}")
+    try:
+        act = get_activation(str(name), **{k: str(v) if isinstance(v, Decimal) else v for k, v in params.items()})
+        override = None
+        if proxy is not None:
+            if isinstance(proxy, list) and proxy and isinstance(proxy[0], list):  # one spec per unit
+                override = tuple(parse_proxy_override(p, act) for p in proxy)
+            else:
+                override = parse_proxy_override(str(proxy) if isinstance(proxy, Decimal) else proxy, act)
+    except FormalError as exc:
+        raise where.fail(field, str(exc)) from None
+    return act, override
+
+
+def check_members(name: str, values: np.ndarray, fmt: Format, where: Where) -> None:
+    """Every entry of a trainable tensor must be exactly in M."""
+    flat = values.reshape(-1)
+    for i, v in enumerate(flat):
+        if not fmt.contains(v):
+            lo, hi = fmt.neighbors(v)
+            near = " and ".join(_show(x) for x in (lo, hi) if x is not None) or "none (out of range)"
+            raise where.fail(
+                f"params.{name}{_index(values.shape, i)}",
+                f"expected a member of {fmt.name}, got {format_exact(v)} (nearest members: {near})",
+            )
+
+
+def _show(x: Fraction) -> str:
+    try:
+        return f"{hex_float(x)} = {format_exact(x)}"
+    except FormalError:
+        return format_exact(x)
+
+
+def _parse_entry(text: Any, params: dict[str, np.ndarray], where: Where, field: str) -> Tie:
+    m = _ENTRY.match(str(text))
+    if not m:
+        raise where.fail(field, f"expected an entry like '0.weight[1,0]' or '-0.bias[2]', got {text!r}")
+    sign = -1 if m.group(1) else 1
+    name = m.group(2)
+    if name not in params:
+        raise where.fail(field, f"expected a parameter name, got {name!r}")
+    shape = params[name].shape
+    idx = tuple(int(x) for x in m.group(3).split(",") if x.strip()) if m.group(3) is not None else ()
+    if len(idx) != len(shape) or any(not 0 <= i < s for i, s in zip(idx, shape)):
+        raise where.fail(field, f"expected an index of {name} (shape {shape}), got {list(idx)}")
+    return Tie(name, idx, sign)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text, parse_float=Decimal, parse_int=int, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise InputFileError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError as exc:
+        raise InputFileError(f"{path}: {exc}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"NaN and infinities are not real numbers, got {name}")
+
+
+def load_params_npz(path: str | Path, fmt: Format) -> dict[str, np.ndarray]:
+    """Read a state_dict-like .npz: exact values (object arrays of Fractions)."""
+    p = Path(path)
+    try:
+        data = np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"{p}: cannot read as .npz: {exc}") from None
+    out: dict[str, np.ndarray] = {}
+    with data:
+        for name in data.files:
+            arr = data[name]
+            want = fmt.numpy_dtype()
+            if want is None or arr.dtype != np.dtype(want):
+                raise InvalidArgument(
+                    f"{p}: parameter '{name}': expected dtype {want if want is not None else '(none: ' + fmt.name + ' has no numpy dtype; use JSON)'} for numbers={fmt.name}, got {arr.dtype}"
+                )
+            try:
+                vals = fmt.from_numpy(arr)
+            except FormalError as exc:
+                raise InvalidArgument(f"{p}: parameter '{name}': {exc}") from None
+            out[name] = np.asarray(vals, dtype=object).reshape(arr.shape)
+    return out
+
+
+def load(path: str | Path, params: str | Path | None = None) -> Network:
+    """Load a formal-net/1 JSON file (optionally with an .npz of parameters)."""
+    p = Path(path)
+    doc = _read_json(p)
+    return from_dict(doc, source=str(p), params_file=params)
+
+
+def from_dict(doc: Any, *, source: str = "<dict>", params_file: str | Path | None = None) -> Network:
+    """Build a Network from a parsed formal-net/1 document."""
+    where = Where(source)
+    if not isinstance(doc, dict):
+        raise where.fail("<top>", "expected a JSON object")
+    if doc.get("format") != FORMAT_TAG:
+        raise where.fail("format", f"expected {FORMAT_TAG!r}, got {doc.get('format')!r}")
+    try:
+        fmt = parse_format(str(doc.get("numbers", "")))
+    except FormalError as exc:
+        raise where.fail("numbers", str(exc)) from None
+    if "inputs" not in doc:
+        raise where.fail("inputs", "expected the input minibatch (a B x n list)")
+    X = _array(doc["inputs"], where, "inputs", ndim=2)
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise where.fail("inputs", f"expected a non-empty B x n list, got shape {X.shape}")
+    layers = doc.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise where.fail("layers", "expected a non-empty list of layers (the network is empty)")
+    if params_file is not None:
+        raw = load_params_npz(params_file, fmt)
+        where_p = Where(str(params_file))
+    else:
+        if "params" not in doc or not isinstance(doc["params"], dict):
+            raise where.fail("params", "expected an object of parameter tensors (or pass --params FILE.npz)")
+        raw = {k: _array(v, where, f"params.{k}") for k, v in doc["params"].items()}
+        where_p = where
+    nodes = [Node("x", "input", (), (X.shape[1],))]
+    width = X.shape[1]
+    prev = "x"
+    params: dict[str, np.ndarray] = {}
+    order: list[str] = []
+    for i, layer in enumerate(layers):
+        field = f"layers[{i}]"
+        if not isinstance(layer, dict):
+            raise where.fail(field, "expected a layer object")
+        kind = layer.get("type")
+        if kind != "dense":
+            raise where.fail(f"{field}.type", f"expected 'dense', got {kind!r}")
+        units = layer.get("units")
+        if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
+            raise where.fail(f"{field}.units", f"expected a positive integer, got {units!r}")
+        wname = f"{i}.weight"
+        if wname not in raw:
+            raise where_p.fail(f"params.{wname}", "expected this parameter, it is missing")
+        w = raw[wname]
+        if w.shape != (units, width):
+            raise where_p.fail(f"params.{wname}", f"expected shape ({units}, {width}), got {tuple(w.shape)}")
+        params[wname] = w
+        order.append(wname)
+        nodes.append(Node(f"p:{wname}", "param", (), w.shape, (("name", wname),)))
+        nodes.append(Node(f"{i}.linear", "linear", (prev, f"p:{wname}"), (units,)))
+        prev = f"{i}.linear"
+        has_bias = layer.get("bias", True)
+        if not isinstance(has_bias, bool):
+            raise where.fail(f"{field}.bias", f"expected true or false, got {has_bias!r}")
+        if has_bias:
+            bname = f"{i}.bias"
+            if bname not in raw:
+                raise where_p.fail(f"params.{bname}", "expected this parameter, it is missing")
+            b = raw[bname]
+            if b.shape != (units,):
+                raise where_p.fail(f"params.{bname}", f"expected shape ({units},), got {tuple(b.shape)}")
+            params[bname] = b
+            order.append(bname)
+            nodes.append(Node(f"p:{bname}", "param", (), b.shape, (("name", bname),)))
+            nodes.append(Node(f"{i}.add", "add", (prev, f"p:{bname}"), (units,)))
+            prev = f"{i}.add"
+        act, override = _activation(layer.get("activation"), where, f"{field}.activation")
+        if override is not None and isinstance(override, tuple) and len(override) != units:
+            raise where.fail(f"{field}.activation.proxy", f"expected one proxy per unit ({units}), got {len(override)}")
+        if act.name != "identity" or override is not None:
+            attrs: tuple[tuple[str, Any], ...] = (("activation", act),)
+            if override is not None:
+                attrs += (("proxy", override),)
+            nodes.append(Node(f"{i}.act", "act", (prev,), (units,), attrs))
+            prev = f"{i}.act"
+        width = units
+    extra = sorted(set(raw) - set(params))
+    if extra:
+        raise where_p.fail(f"params.{extra[0]}", "expected only parameters of the layers, got an unknown name")
+    trainable = doc.get("trainable", list(order))
+    if not isinstance(trainable, list):
+        raise where.fail("trainable", "expected a list of parameter names")
+    for name in trainable:
+        if name not in params:
+            raise where.fail("trainable", f"expected names of parameters ({', '.join(order)}), got {name!r}")
+    for name in trainable:
+        check_members(name, params[name], fmt, where_p)
+    ties: list[tuple[Tie, ...]] = []
+    for g, group in enumerate(doc.get("tied", []) or []):
+        if not isinstance(group, list) or len(group) < 2:
+            raise where.fail(f"tied[{g}]", "expected a list of at least two entries")
+        entries = tuple(_parse_entry(e, params, where, f"tied[{g}]") for e in group)
+        head = entries[0]
+        hv = head.sign * params[head.param][head.index]
+        for e in entries:
+            if e.param not in trainable:
+                raise where.fail(f"tied[{g}]", f"expected entries of trainable parameters, got frozen {e.param!r}")
+            if e.sign * params[e.param][e.index] != hv:
+                raise where.fail(f"tied[{g}]", f"expected tied entries to have equal values, got {e.param}{list(e.index)} = {format_exact(params[e.param][e.index])}")
+        ties.append(entries)
+    out_units = width
+    B = X.shape[0]
+    objective, kind = _objective(doc.get("objective"), B, out_units, where)
+    net = Network(
+        tuple(nodes),
+        prev,
+        QArray.from_fractions(X),
+        {k: QArray.from_fractions(v) for k, v in params.items()},
+        fmt,
+        tuple(order),
+        tuple(n for n in order if n in trainable),
+        tuple(ties),
+        objective,
+        kind,
+        source,
+    )
+    check_well_formed(net)
+    return net
+
+
+def _objective(spec: Any, B: int, n: int, where: Where) -> tuple[QArray | None, str]:
+    if spec is None:
+        return None, "vector"
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise where.fail("objective", "expected an object with a 'type' (sum or weighted_sum)")
+    if spec["type"] == "sum":
+        row = np.empty((1, B * n), dtype=object)
+        row[...] = Fraction(1)
+        return QArray.from_fractions(row), "sum"
+    if spec["type"] == "weighted_sum":
+        w = _array(spec.get("weights"), where, "objective.weights", ndim=2)
+        if w.shape != (B, n):
+            raise where.fail("objective.weights", f"expected shape ({B}, {n}) (B x output units), got {w.shape}")
+        return QArray.from_fractions(w.reshape(1, B * n)), "weighted_sum"
+    raise where.fail("objective.type", f"expected 'sum' or 'weighted_sum', got {spec['type']!r}")
+
+
+__all__ = ["load", "from_dict", "load_params_npz", "check_members", "FORMAT_TAG"]
