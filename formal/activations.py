@@ -156,7 +156,7 @@ class Activation:
                 lcm = math.lcm(lcm, c.denominator)
         num = np.empty(y.shape, dtype=object)
         num[...] = 0
-        powers = [None] * (deg + 1)
+        powers: list[Any] = [None] * (deg + 1)
         for i in range(deg + 1):
             # num^i * den^(deg - i)
             powers[i] = (y.num**i) * (y.den ** (deg - i)) if i else np.full(y.shape, y.den**deg, dtype=object)

@@ -23,7 +23,7 @@ import numpy as np
 from .activations import Activation, Preset
 from .errors import NotExact
 from .network import Network, Node
-from .ops import ETA, EXACT, FLOAT, JVP, U, VJP, is_batched, lift, rule
+from .ops import ETA, EXACT, FLOAT, JVP, VJP, U, is_batched, lift, rule
 from .qarray import QArray
 
 
@@ -52,7 +52,7 @@ class KinkNode:
         shape = net.node(self.node).shape
         idx = np.unravel_index(self.index, shape) if shape else ()
         where = ",".join(str(int(i)) for i in idx)
-        return f"{self.node}[{where}] sample {self.sample}"
+        return f"{self.node}[{where}]"
 
     def apply(self, tangents: list[Fraction]) -> Fraction:
         """The kink map on exact tangents (directional derivative rule)."""
@@ -211,6 +211,20 @@ def float_values(net: Network, name: str) -> tuple[np.ndarray, np.ndarray]:
     q = net.inputs if name == "<input>" else net.params[name]
     den = int(q.den)
     flat = q.num.ravel()
+    if den & (den - 1) == 0 and flat.size:
+        # power-of-two denominator: int -> float is correctly rounded, ldexp exact unless underflow
+        k = den.bit_length() - 1
+        try:
+            nums = flat.astype(np.float64)
+        except OverflowError:
+            nums = np.array([float("inf")] * flat.size)
+        vals = np.ldexp(nums, -k)
+        exact = (np.abs(nums) <= 2.0**53) & (np.ldexp(vals, k) == nums)
+        errs = np.where(exact, 0.0, 2 * U * np.abs(vals) + ETA)
+        errs = np.where(np.isfinite(vals), errs, np.inf)
+        out = (vals.reshape(q.num.shape), errs.reshape(q.num.shape))
+        net.cache[key] = out
+        return out
     vals = np.empty(flat.shape, dtype=np.float64)
     errs = np.zeros(flat.shape, dtype=np.float64)
     for i, n in enumerate(flat):
@@ -334,6 +348,7 @@ def reverse(
     kadj = np.zeros((rows, len(fwd.kinks)), dtype=object)
     kadj[...] = Fraction(0)
     params: dict[str, QArray | None] = {}
+    demand = adjoint_demand(fwd, want_params=want_params, cut=cut)
     for node in reversed(net.nodes):
         a = adj.pop(node.name, None)
         if a is None or not fwd.depends.get(node.name, False):
@@ -344,17 +359,17 @@ def reverse(
                 params[node.attr("name")] = a if prev is None else prev + a
             continue
         ins = [fwd.values[i] for i in node.inputs]
+        need = [demand.get(i, False) for i in node.inputs]
         if node.op in KINK_RULES:
             kr = KINK_RULES[node.op]
             kinks = fwd.by_node.get(node.name, [])
             for k in kinks:
                 kadj[:, index[k]] = kr.kink_adjoint(a, k)
+            if need[0] is False:
+                continue
             contributions: list[QArray | None] = [kr.vjp(node, ins, a, fwd.states[node.name], kinks, net, cut)]
         else:
-            need = [
-                fwd.depends[i] and (want_params or net.node(i).op != "param") for i in node.inputs
-            ]
-            if not any(need):
+            if not any(n is not False for n in need):
                 continue
             contributions = rule(VJP, node.op, "vjp")(node, ins, a, net, need)
         for name, c in zip(node.inputs, contributions):
@@ -365,15 +380,41 @@ def reverse(
     return Reverse(kadj, params)
 
 
-def jvp(fwd: Forward, directions: QArray) -> QArray:
-    """Exact directional derivatives f'(w; d) for each row of d (R, W) -> (R, n_obj)."""
+def adjoint_demand(fwd: Forward, *, want_params: bool, cut: bool) -> dict[str, Any]:
+    """Which adjoints a reverse pass must compute: True (all entries), an array of
+    per-sample flat positions (only the kink entries of a kink op are read), or False.
+    """
     net = fwd.net
-    par = net.parameterization()
+    demand: dict[str, Any] = {}
+    for node in net.nodes:
+        if not fwd.depends.get(node.name, False):
+            demand[node.name] = False
+            continue
+        if node.op == "param":
+            demand[node.name] = want_params and node.attr("name") in net.trainable
+            continue
+        below = any(demand[i] is not False for i in node.inputs)
+        if node.op in KINK_RULES and cut:
+            below = False  # a cut kink node passes nothing down
+        kinks = fwd.by_node.get(node.name)
+        if below:
+            demand[node.name] = True
+        elif kinks:
+            demand[node.name] = np.unique(np.array([k.index for k in kinks], dtype=np.int64))
+        else:
+            demand[node.name] = False
+    return demand
+
+
+def jvp(fwd: Forward, directions: list[dict[int, Fraction]]) -> QArray:
+    """Exact directional derivatives f'(w; d) -> (R, n_obj), for sparse directions d (group -> value)."""
+    net = fwd.net
+    entry_tangents = net.parameterization().tangents(directions)
+    rows = len(directions)
     tans: dict[str, QArray | None] = {}
     for node in net.nodes:
         if node.op == "param":
-            t = par.tensor_tangent(directions, node.attr("name"))
-            tans[node.name] = t
+            tans[node.name] = entry_tangents.get(node.attr("name"))
             continue
         if node.op in ("input", "const"):
             tans[node.name] = None
@@ -392,7 +433,6 @@ def jvp(fwd: Forward, directions: QArray) -> QArray:
         else:
             tans[node.name] = rule(JVP, node.op, "jvp")(node, ins, tin, net)
     t = tans[net.output]
-    rows = directions.shape[0]
     obj = net.objective_matrix()
     if t is None:
         z = np.zeros((rows, obj.shape[0]), dtype=object)

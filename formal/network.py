@@ -35,7 +35,6 @@ Further ops (convolutions, pools) register rules in :mod:`formal.ops`.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -80,26 +79,82 @@ class Parameterization:
 
     ``groups[name]`` is an int array of the tensor's shape giving each entry's
     group (column of ``w``), and ``signs[name]`` its sign (+1/-1).  Frozen
-    tensors have no entry.  ``labels[g]`` names group g by its first entry,
+    tensors have no entry.  ``label(g)`` names group g by its first entry,
     e.g. ``"0.weight[1,0]"``.
     """
 
     groups: dict[str, np.ndarray]
     signs: dict[str, np.ndarray]
-    labels: list[str]
-    slots: list[tuple[str, int]]  # representative (param, flat index) of each group
+    blocks: list[tuple[str, tuple[int, ...], int]]  # (tensor, shape, first global slot)
+    reps: np.ndarray  # global slot of each group's representative entry
+    extra: dict[int, list[tuple[str, int, int]]] | None = None  # tied entries beyond the representative
+    _labels: list[str] | None = None
 
     @property
     def size(self) -> int:
-        return len(self.labels)
+        return int(self.reps.size)
 
-    def tensor_tangent(self, d: QArray, name: str) -> QArray | None:
-        """Entry tangents of tensor ``name`` for directions d of shape (R, W)."""
-        if name not in self.groups:
-            return None
-        g, s = self.groups[name], self.signs[name]
-        num = d.num[:, g.ravel()] * s.ravel()[None, :]
-        return QArray(num.reshape((d.num.shape[0],) + g.shape), d.den)
+    @property
+    def slots(self) -> list[tuple[str, int]]:
+        return [self.slot(g) for g in range(self.size)]
+
+    def slot(self, group: int) -> tuple[str, int]:
+        """The representative entry ``(tensor, flat index)`` of a group."""
+        glob = int(self.reps[group])
+        for name, _shape, start in reversed(self.blocks):
+            if glob >= start:
+                return name, glob - start
+        raise IndexError(group)
+
+    def label(self, group: int) -> str:
+        name, flat = self.slot(group)
+        return _label(name, self.groups[name].shape, flat)
+
+    @property
+    def labels(self) -> list[str]:
+        if self._labels is None:
+            self._labels = [self.label(g) for g in range(self.size)]
+        return self._labels
+
+    def entries(self, group: int) -> list[tuple[str, int, int]]:
+        """Tensor entries ``(param, flat index, sign)`` of one group (its representative first)."""
+        extra = self._extra()
+        name, flat = self.slot(group)
+        return [(name, flat, 1)] + extra.get(group, [])
+
+    def _extra(self) -> dict[int, list[tuple[str, int, int]]]:
+        if self.extra is None:
+            extra: dict[int, list[tuple[str, int, int]]] = {}
+            for name, _shape, start in self.blocks:
+                g = self.groups[name].reshape(-1)
+                s = self.signs[name].reshape(-1)
+                moved = np.nonzero(self.reps[g] != start + np.arange(g.size))[0]
+                for flat in moved:
+                    extra.setdefault(int(g[flat]), []).append((name, int(flat), int(s[flat])))
+            self.extra = extra
+        return self.extra
+
+    def tangents(self, directions: list[dict[int, Fraction]]) -> dict[str, QArray]:
+        """Entry tangents (R, *shape) of the tensors that sparse directions touch."""
+        rows = len(directions)
+        touched: dict[str, list[tuple[int, int, Fraction]]] = {}
+        for r, d in enumerate(directions):
+            for g, v in d.items():
+                if v:
+                    for name, flat, sign in self.entries(g):
+                        touched.setdefault(name, []).append((r, flat, sign * Fraction(v)))
+        out: dict[str, QArray] = {}
+        for name, items in touched.items():
+            shape = self.groups[name].shape
+            den = 1
+            for *_, v in items:
+                den = math.lcm(den, v.denominator)
+            num = np.zeros((rows, int(np.prod(shape, dtype=np.int64))), dtype=object)
+            num[...] = 0
+            for r, flat, v in items:
+                num[r, flat] = num[r, flat] + v.numerator * (den // v.denominator)
+            out[name] = QArray(num.reshape((rows,) + shape), den)
+        return out
 
     def collect(self, adjoints: Mapping[str, QArray | None], rows: int) -> QArray:
         """Sum entry adjoints (R, *shape) into group adjoints (R, W)."""
@@ -205,48 +260,53 @@ class Network:
 
 
 def build_parameterization(net: Network) -> Parameterization:
-    """Groups: one per trainable entry, merged along ties (in param order)."""
-    rep: dict[tuple[str, int], tuple[tuple[str, int], int]] = {}
+    """Groups: one per trainable entry, merged along ties, numbered by first appearance."""
+    blocks: list[tuple[str, tuple[int, ...], int]] = []
+    start: dict[str, int] = {}
+    total = 0
+    for name in net.param_order:
+        if name in net.trainable:
+            shape = tuple(net.params[name].shape)
+            blocks.append((name, shape, total))
+            start[name] = total
+            total += int(np.prod(shape, dtype=np.int64))
+    root = np.arange(total, dtype=np.int64)
+    sign = np.ones(total, dtype=np.int64)
+    parent: dict[int, tuple[int, int]] = {}  # union-find with signs over tied slots
+
+    def find(x: int) -> tuple[int, int]:
+        s = 1
+        while x in parent:
+            p, ps = parent[x]
+            s *= ps
+            x = p
+        return x, s
+
     for group in net.ties:
         head = group[0]
-        head_shape = net.params[head.param].shape
-        h = (head.param, int(np.ravel_multi_index(head.index, head_shape)))
+        h = start[head.param] + int(np.ravel_multi_index(head.index, net.params[head.param].shape))
+        hr, hs = find(h)
+        hs *= head.sign
         for t in group[1:]:
-            shape = net.params[t.param].shape
-            rep[(t.param, int(np.ravel_multi_index(t.index, shape)))] = (h, t.sign * head.sign)
-    groups: dict[str, np.ndarray] = {}
-    signs: dict[str, np.ndarray] = {}
-    labels: list[str] = []
-    slots: list[tuple[str, int]] = []
-    index_of: dict[tuple[str, int], int] = {}
-    for name in net.param_order:
-        if name not in net.trainable:
-            continue
-        shape = net.params[name].shape
-        size = int(np.prod(shape, dtype=np.int64))
-        g = np.empty(size, dtype=np.int64)
-        s = np.ones(size, dtype=np.int64)
-        for flat in range(size):
-            key = (name, flat)
-            if key in rep:
-                head, sign = rep[key]
-                g[flat] = index_of[head] if head in index_of else -1
-                s[flat] = sign
-                if g[flat] < 0:  # representative appears later: resolve below
-                    continue
-            else:
-                index_of[key] = len(labels)
-                g[flat] = len(labels)
-                labels.append(_label(name, shape, flat))
-                slots.append(key)
-        groups[name] = g.reshape(shape)
-        signs[name] = s.reshape(shape)
-    for name, g in groups.items():
-        flat_g = g.reshape(-1)
-        for flat in np.nonzero(flat_g < 0)[0]:
-            head, _ = rep[(name, int(flat))]
-            flat_g[flat] = index_of[head]
-    return Parameterization(groups, signs, labels, slots)
+            x = start[t.param] + int(np.ravel_multi_index(t.index, net.params[t.param].shape))
+            xr, xs = find(x)
+            xs *= t.sign
+            if xr != hr:  # value(x) = xs*value(xr) and value(x) = hs*value(hr) -> xr = xs*hs*hr
+                parent[xr] = (hr, xs * hs)
+    for x in list(parent):
+        r, s_ = find(x)
+        root[x], sign[x] = r, s_
+    uniq, first, inverse = np.unique(root, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[order] = np.arange(len(uniq))
+    group_of = rank[inverse]
+    reps = first[order]
+    # representatives have sign +1 by construction (a root is its own group head)
+    sign = sign * sign[reps][group_of]
+    groups = {name: group_of[s0 : s0 + int(np.prod(shape, dtype=np.int64))].reshape(shape) for name, shape, s0 in blocks}
+    signs = {name: sign[s0 : s0 + int(np.prod(shape, dtype=np.int64))].reshape(shape) for name, shape, s0 in blocks}
+    return Parameterization(groups, signs, blocks, reps)
 
 
 def _label(name: str, shape: tuple[int, ...], flat: int) -> str:
@@ -350,7 +410,7 @@ def fraction_array(values: Any) -> np.ndarray:
     arr = np.asarray(values, dtype=object)
     out = np.empty(arr.shape, dtype=object)
     for idx in np.ndindex(*arr.shape):
-        out[idx] = Fraction(arr[idx])
+        out[idx] = Fraction(arr[idx])  # type: ignore[call-overload]
     return out
 
 

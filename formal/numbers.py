@@ -249,7 +249,7 @@ class Format:
         if x == 0:
             return x
         unit = _pow2(self._quantum_exp(x))
-        return math.floor(x / unit + Fraction(1, 2)) * unit
+        return round(x / unit) * unit
 
     def ulp(self, q: object) -> Fraction:
         """Spacing of F at q: gap from |q| to the next larger-magnitude grid point."""

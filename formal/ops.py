@@ -6,8 +6,9 @@ Every smooth op of the IR registers four rules, keyed by ``Node.op``:
 - ``JVP[op](node, ins, tans, net) -> QArray | None``: the tangent, linear in
   the input tangents ``tans`` (``None`` is a symbolic zero);
 - ``VJP[op](node, ins, adj, net, need) -> list[QArray | None]``: the
-  adjoints of the inputs given the output adjoint ``adj`` (``None`` where
-  ``need`` is false);
+  adjoints of the inputs given the output adjoint ``adj``; ``need[i]`` is
+  False (return None), True (all entries) or an array of per-sample flat
+  positions that will be read (a rule may compute only those; others 0);
 - ``FLOAT[op](node, vals, errs, net) -> (val, err)``: a float64 value and a
   rigorous bound on its distance to the exact value (optional: without it
   the float filter is skipped and the exact pass decides).
@@ -36,7 +37,7 @@ ETA = 2.0**-1074  # smallest positive subnormal of binary64
 
 ExactRule = Callable[[Node, list[QArray], Network], QArray]
 JvpRule = Callable[[Node, list[QArray], list[QArray | None], Network], QArray | None]
-VjpRule = Callable[[Node, list[QArray], QArray, Network, list[bool]], list[QArray | None]]
+VjpRule = Callable[[Node, list[QArray], QArray, Network, list[Any]], list[QArray | None]]
 FloatRule = Callable[[Node, list[np.ndarray], list[np.ndarray], Network], tuple[np.ndarray, np.ndarray]]
 
 EXACT: dict[str, ExactRule] = {}
@@ -122,6 +123,12 @@ def _linear_exact(node: Node, ins: list[QArray], net: Network) -> QArray:
     return QArray(num, x.den * w.den)
 
 
+def _nonzero_columns(num: np.ndarray) -> np.ndarray:
+    """Indices of the last axis where some entry is non-zero."""
+    flat = num.reshape(-1, num.shape[-1])
+    return np.nonzero((flat != 0).any(axis=0))[0]
+
+
 def _linear_jvp(node: Node, ins: list[QArray], tans: list[QArray | None], net: Network) -> QArray | None:
     x, w = ins
     xd, wd = tans
@@ -130,7 +137,10 @@ def _linear_jvp(node: Node, ins: list[QArray], tans: list[QArray | None], net: N
         r, b, n = xd.shape
         wnode = net.node(node.inputs[1])
         flat = xd.num.reshape(r * b, n)
-        if wnode.op == "param":
+        cols = _nonzero_columns(flat)
+        if len(cols) * 4 < n:  # sparse tangent: only the columns that move
+            num = int_matmul(flat[:, cols], w.num[:, cols].T)
+        elif wnode.op == "param":
             num = net.flint_param(wnode.attr("name")).right_mul(flat, transpose=True)
         else:
             num = int_matmul(flat, w.num.T)
@@ -144,32 +154,42 @@ def _linear_jvp(node: Node, ins: list[QArray], tans: list[QArray | None], net: N
 
 
 def _linear_vjp(
-    node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[bool]
+    node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[Any]
 ) -> list[QArray | None]:
     x, w = ins
     r, b, m = adj.shape
     n = x.shape[1]
     out: list[QArray | None] = [None, None]
-    if need[0]:
+    if need[0] is not False:
         wnode = net.node(node.inputs[1])
         flat = adj.num.reshape(r * b, m)
-        if wnode.op == "param":
+        if need[0] is not True:  # only some input positions are read
+            cols = np.asarray(need[0])
+            xbar = np.zeros((r * b, n), dtype=object)
+            xbar[...] = 0
+            xbar[:, cols] = int_matmul(flat, w.num[:, cols])
+        elif wnode.op == "param":
             xbar = net.flint_param(wnode.attr("name")).right_mul(flat)
         else:
             xbar = int_matmul(flat, w.num)
         out[0] = QArray(xbar.reshape(r, b, n), adj.den * w.den)
-    if need[1]:
+    if need[1] is not False:
         wbar = int_matmul(adj.num.transpose(0, 2, 1).reshape(r * m, b), x.num)
         out[1] = QArray(wbar.reshape(r, m, n), adj.den * x.den)
     return out
 
 
 def _linear_float(node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net: Network):
+    """|fl(x W^T) - x_exact W_exact^T| <= gamma_{n+2} |x||W|^T + e_x |W|^T + |x| e_W^T + (n+2) eta,
+    doubled to cover the rounding of the bound's own evaluation."""
     x, w = vals
     ex, ew = errs
     n = x.shape[1]
     y = x @ w.T
-    bound = gamma(n + 2) * (np.abs(x) @ np.abs(w).T) + ex @ np.abs(w).T + np.abs(x) @ ew.T + (n + 2) * ETA
+    absw = np.abs(w)
+    bound = (gamma(n + 2) * np.abs(x) + ex) @ absw.T + (n + 2) * ETA
+    if np.any(ew):
+        bound = bound + np.abs(x) @ ew.T + ex @ ew.T
     return y, 2.0 * bound
 
 
@@ -207,7 +227,7 @@ def _binary_vjp(sign: int) -> VjpRule:
     def vjp(node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[bool]) -> list[QArray | None]:
         out: list[QArray | None] = []
         for k, (name, val) in enumerate(zip(node.inputs, ins)):
-            if not need[k]:
+            if need[k] is False:
                 out.append(None)
                 continue
             batched = is_batched(net, name)

@@ -21,7 +21,7 @@ try:  # python-flint: fast exact integer matrices
 
     _HAVE_FLINT = True
 except ImportError:  # pragma: no cover - exercised only without flint
-    flint = None
+    flint = None  # type: ignore[assignment]
     _HAVE_FLINT = False
 
 _FLINT_MIN_WORK = 2048  # below this many multiply-adds, numpy object dot is as fast

@@ -73,6 +73,7 @@ class Witness:
 
     kind: str
     output: str = ""
+    param: str = ""
     d1: tuple[tuple[str, Fraction], ...] = ()
     d2: tuple[tuple[str, Fraction], ...] = ()
     values: tuple[tuple[str, Fraction], ...] = ()
@@ -82,6 +83,8 @@ class Witness:
         out: dict[str, Any] = {"kind": self.kind}
         if self.output:
             out["output"] = self.output
+        if self.param:
+            out["param"] = self.param
         if self.d1:
             out["d1"] = {k: format_exact(v) for k, v in self.d1}
         if self.d2:
@@ -149,52 +152,34 @@ class Verdict:
 
 
 def _sparse(net: Network, d: dict[int, Fraction]) -> tuple[tuple[str, Fraction], ...]:
-    labels = net.parameterization().labels
-    return tuple((labels[j], v) for j, v in sorted(d.items()) if v)
-
-
-def _directions(net: Network, ds: list[dict[int, Fraction]]) -> QArray:
-    W = net.param_count()
-    rows = []
-    for d in ds:
-        row = [Fraction(0)] * W
-        for j, v in d.items():
-            row[j] = Fraction(v)
-        rows.append(row)
-    return QArray.from_fractions(rows) if rows else QArray.zeros((0, W))
+    par = net.parameterization()
+    return tuple((par.label(j), v) for j, v in sorted(d.items()) if v)
 
 
 def directional(fwd: Forward, ds: list[dict[int, Fraction]]) -> list[list[Fraction]]:
     """Exact f'(w; d) for sparse directions (column -> value): one list per direction."""
-    out = jvp(fwd, _directions(fwd.net, ds))
+    out = jvp(fwd, ds)
     return [list(row) for row in out.to_fractions()]
 
 
-def verify_nonadditive(fwd: Forward, d1: dict[int, Fraction], d2: dict[int, Fraction]) -> int | None:
-    """The output index where f'(d1 + d2) != f'(d1) + f'(d2), re-checked exactly; else None."""
+def verify_nonadditive(fwd: Forward, d1: dict[int, Fraction], d2: dict[int, Fraction]) -> Witness | None:
+    """A witness where f'(d1 + d2) != f'(d1) + f'(d2), re-checked by exact directional
+    evaluation on the network itself; None when the directions do not witness it."""
     dsum = dict(d1)
     for j, v in d2.items():
         dsum[j] = dsum.get(j, Fraction(0)) + v
     v1, v2, v3 = directional(fwd, [d1, d2, dsum])
     for o, (a, b, c) in enumerate(zip(v1, v2, v3)):
         if c != a + b:
-            return o
+            net = fwd.net
+            return Witness(
+                "non-additive",
+                net.output_labels()[o],
+                d1=_sparse(net, d1),
+                d2=_sparse(net, d2),
+                values=(("df_d1", a), ("df_d2", b), ("df_d1_plus_d2", c)),
+            )
     return None
-
-
-def _nonadditive_witness(fwd: Forward, d1, d2, o: int) -> Witness:
-    net = fwd.net
-    dsum = dict(d1)
-    for j, v in d2.items():
-        dsum[j] = dsum.get(j, Fraction(0)) + v
-    v1, v2, v3 = directional(fwd, [d1, d2, dsum])
-    return Witness(
-        "non-additive",
-        net.output_labels()[o],
-        _sparse(net, d1),
-        _sparse(net, d2),
-        (("df_d1", v1[o]), ("df_d2", v2[o]), ("df_d1_plus_d2", v3[o])),
-    )
 
 
 class Decider:
@@ -268,10 +253,9 @@ class Decider:
             col = int(par.groups[bias].reshape(-1)[k.index])
             d1 = {col: Fraction(1)}
             d2 = {col: Fraction(-1)}
-            o_found = verify_nonadditive(fwd, d1, d2)
-            if o_found is None:  # T2 guarantees this; never report an unverified claim
+            witness = verify_nonadditive(fwd, d1, d2)
+            if witness is None:  # T2 guarantees this; never report an unverified claim
                 return Verdict(None, None, None, None, None, None, K, method="bias-criterion", seconds=0.0, kinks=reports, reason="T2 witness failed exact re-verification", **self.base())
-            witness = _nonadditive_witness(fwd, d1, d2, o_found)
             kinds = {_proxy_kind(k2) for k2 in fwd.kinks}
             bouligand = True if kinds <= {"left", "right"} else None
             clarke = True if kinds <= {"left", "right", "between"} else None
@@ -290,16 +274,15 @@ class Decider:
         if res.status == "sat":
             lam1, lam2 = res.model
             d1, d2 = g.direction(list(lam1)), g.direction(list(lam2))
-            o = verify_nonadditive(fwd, d1, d2)
-            if o is None:
+            witness = verify_nonadditive(fwd, d1, d2)
+            if witness is None:
                 return Verdict(None, None, None, None, None, None, K, method="kink-graph-lra", seconds=0.0, kinks=reports, reason="solver model failed exact re-verification", **self.base())
-            witness = _nonadditive_witness(fwd, d1, d2, o)
             bouligand, cert = self._bouligand(g)
             return Verdict(False, False, True, False, bouligand, True if bouligand else None, K, method="kink-graph-lra", seconds=0.0, witness=witness, certificate=cert, kinks=reports, reason="d -> f'(w; d) is not additive on V", **self.base())
         # unsat: f is differentiable at w; compare AD with the exact gradient
         grad = gradient_from_graph(g)
         ad = gradient_ad(fwd).to_fractions()
-        labels = net.parameterization().labels
+        par = net.parameterization()
         outs = net.output_labels()
         mismatch = None
         for o in range(grad.shape[0]):
@@ -315,7 +298,7 @@ class Decider:
         if mismatch is None:
             return Verdict(True, True, False, False, True, True, K, method="kink-graph-lra", seconds=0.0, kinks=reports, reason=proof, gradient=grad_rows if self.want_gradient else None, **self.base())
         o, j = mismatch
-        witness = Witness("ad-mismatch", outs[o], values=(("ad", Fraction(ad[o, j])), ("gradient", Fraction(grad[o, j]))), d1=((labels[j], Fraction(1)),), proof=proof)
+        witness = Witness("ad-mismatch", outs[o], par.label(j), values=(("ad", Fraction(ad[o, j])), ("gradient", Fraction(grad[o, j]))), proof=proof)
         return Verdict(True, False, False, True, False, False, K, method="kink-graph-lra", seconds=0.0, witness=witness, kinks=reports, reason="differentiable, but AD differs from the gradient", gradient=grad_rows, ad_gradient=ad_rows, **self.base())
 
     def _bouligand(self, g: KinkGraph) -> tuple[bool | None, Witness | None]:
@@ -383,6 +366,11 @@ def check(net: Network, proxy: str | Preset = "pytorch", *, gradient: bool = Fal
     True
     """
     preset = proxy if isinstance(proxy, Preset) else parse_preset(proxy)
+    for node in net.activation_nodes():  # the preset must define every kink it may meet
+        act = node.attr("activation")
+        if node.attr("proxy") is None:
+            for c in act.kinks:
+                preset.proxy(act, c)
     return Decider(net, preset, gradient=gradient, timeout_ms=int(timeout * 1000)).run()
 
 

@@ -97,7 +97,7 @@ def _activation(spec: Any, where: Where, field: str) -> tuple[Activation, Any]:
         raise where.fail(field, f"expected an activation name or object, got {spec!r}")
     try:
         act = get_activation(str(name), **{k: str(v) if isinstance(v, Decimal) else v for k, v in params.items()})
-        override = None
+        override: Any = None
         if proxy is not None:
             if isinstance(proxy, list) and proxy and isinstance(proxy[0], list):  # one spec per unit
                 override = tuple(parse_proxy_override(p, act) for p in proxy)
