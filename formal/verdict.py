@@ -281,25 +281,17 @@ class Decider:
             return Verdict(False, False, True, False, bouligand, True if bouligand else None, K, method="kink-graph-lra", seconds=0.0, witness=witness, certificate=cert, kinks=reports, reason="d -> f'(w; d) is not additive on V", **self.base())
         # unsat: f is differentiable at w; compare AD with the exact gradient
         grad = gradient_from_graph(g)
-        ad = gradient_ad(fwd).to_fractions()
+        ad = gradient_ad(fwd)
         par = net.parameterization()
         outs = net.output_labels()
-        mismatch = None
-        for o in range(grad.shape[0]):
-            for j in range(grad.shape[1]):
-                if grad[o, j] != ad[o, j]:
-                    mismatch = (o, j)
-                    break
-            if mismatch:
-                break
+        differ = np.nonzero(grad.num * ad.den != ad.num * grad.den)  # exact cross-multiplication
+        mismatch = (int(differ[0][0]), int(differ[1][0])) if len(differ[0]) else None
         proof = "z3 QF_LRA: no lam1, lam2 with Psi(t1 + t2) != Psi(t1) + Psi(t2) on V (unsat)"
-        grad_rows = tuple(tuple(Fraction(v) for v in row) for row in grad)
-        ad_rows = tuple(tuple(Fraction(v) for v in row) for row in ad)
         if mismatch is None:
-            return Verdict(True, True, False, False, True, True, K, method="kink-graph-lra", seconds=0.0, kinks=reports, reason=proof, gradient=grad_rows if self.want_gradient else None, **self.base())
+            return Verdict(True, True, False, False, True, True, K, method="kink-graph-lra", seconds=0.0, kinks=reports, reason=proof, gradient=_rows(grad) if self.want_gradient else None, **self.base())
         o, j = mismatch
-        witness = Witness("ad-mismatch", outs[o], par.label(j), values=(("ad", Fraction(ad[o, j])), ("gradient", Fraction(grad[o, j]))), proof=proof)
-        return Verdict(True, False, False, True, False, False, K, method="kink-graph-lra", seconds=0.0, witness=witness, kinks=reports, reason="differentiable, but AD differs from the gradient", gradient=grad_rows, ad_gradient=ad_rows, **self.base())
+        witness = Witness("ad-mismatch", outs[o], par.label(j), values=(("ad", ad.item((o, j))), ("gradient", grad.item((o, j)))), proof=proof)
+        return Verdict(True, False, False, True, False, False, K, method="kink-graph-lra", seconds=0.0, witness=witness, kinks=reports, reason="differentiable, but AD differs from the gradient", gradient=_rows(grad) if self.want_gradient or grad.shape[1] <= 64 else None, ad_gradient=_rows(ad) if self.want_gradient or ad.shape[1] <= 64 else None, **self.base())
 
     def _bouligand(self, g: KinkGraph) -> tuple[bool | None, Witness | None]:
         sides: dict[int, int] = {}

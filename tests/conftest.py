@@ -1,0 +1,35 @@
+"""Shared test configuration: hypothesis profiles and the corpus location.
+
+Profiles: ``ci`` (derandomized, so CI runs are reproducible) and ``dev`` (the
+default locally).  Select with ``HYPOTHESIS_PROFILE=ci``; CI environments that
+set ``CI`` get ``ci`` automatically.  Deadlines are off in both: exact
+arithmetic and solver calls vary in speed, and tests make no timing claims.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", derandomize=True, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "dev", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus"
+EXAMPLES = Path(__file__).resolve().parents[1] / "formal" / "examples"
+
+
+@pytest.fixture
+def corpus() -> Path:
+    """The shared corpus of real networks (read-only); skips when it is absent."""
+    if not CORPUS.is_dir():
+        pytest.skip(f"corpus of real networks not found at {CORPUS.resolve()}")
+    return CORPUS.resolve()

@@ -1,0 +1,908 @@
+"""An independent oracle for the tests: a formal-net/1 network as a sympy expression.
+
+Nothing here uses formal's IR, activations, presets or engine: the document
+(a dict) is parsed again, every activation is written from its definition
+(``relu = Max(x, 0)``, ``hardswish = x Min(Max(x + 3, 0), 6) / 6``, ...),
+every value is an exact ``sympy.Rational`` / ``Fraction``, and the proxy
+tables are typed in from THEORY section 1.
+
+Three independent computations answer the questions ``formal.check`` decides:
+
+**Directional derivatives, from the definition** (:meth:`Oracle.directional`).
+Along a ray ``w + t d`` every node of the expression is, for ``t`` in some
+interval ``(0, eps)``, a polynomial in ``t`` (a *germ*): sums and products of
+polynomials are polynomials, and ``Max``/``Min``/``Abs``/``Piecewise`` pick one
+argument or branch, which one being eventually constant because a non-zero
+polynomial has, on ``(0, eps)``, the sign of its lowest-order non-zero
+coefficient (a zero polynomial is zero on the whole interval, and then all
+candidate branches agree by continuity).  So ``f(w + t d) = P(t)`` exactly on
+``(0, eps)``, ``P(0) = f(w)`` and ``f'(w; d) = lim (P(t) - P(0)) / t`` is the
+``t``-coefficient of ``P``.  No first-order rule is used: germs are kept whole.
+
+**Differentiability and the gradient** (:meth:`Oracle.decide`).  At ``w`` a
+``Max``/``Min`` whose maximal arguments tie, an ``Abs`` of 0, or a
+``Piecewise`` sitting on a condition boundary is a *choice node*.  Fix one
+option at every choice node reached (a *pattern* s): the first-order tangent
+(chain rule, product rule) is then a linear map ``d -> L_s d``, valid on the
+polyhedral cone ``R_s`` where every chosen option is the active one to first
+order (linear inequalities ``phi(d) >= 0``).  The cones cover ``R^W`` and
+``g(d) = f'(w; d) = L_s d`` on ``R_s``.  A cone with empty interior lies in
+a hyperplane, so the full-dimensional cones (those whose *strict* system
+``phi(d) > 0``, zero forms dropped, is feasible) cover a dense set.  Hence
+``g`` is linear iff all full-dimensional cones carry the same ``L``: if so,
+``g = L`` on a dense set and, being continuous, everywhere; if two differ,
+``g`` equals two different linear maps on two open sets and is not linear.
+By Lemma D (f locally Lipschitz), ``g`` linear <=> f differentiable, and then
+``grad f(w) = L``.  Strict feasibility is decided by an exact LP
+(``sympy.solvers.simplex.linprog``, rational simplex) on the pivot columns of
+the constraint matrix.  Branches whose option does not matter (a factor that
+is 0, a non-maximal argument) are never entered, so the search stays small.
+The ``{L_s}`` of full-dimensional cells are the gradients of ``g``'s pieces:
+each is a Bouligand subgradient (the limit of ``grad f`` along
+``w + eps d``, d interior), used to check ``bouligand``/``clarke`` claims.
+
+**AD with proxies** (:meth:`Oracle.ad`): a hand-written reverse pass over the
+layer list with Fractions, using at a unit whose pre-activation equals a kink
+the preset's proxy from :data:`FRAMEWORK_PROXIES` (or the layer's override),
+elsewhere ``rho'`` read off the germ of the sympy formula.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+import sympy as sp
+from sympy.solvers.simplex import linprog
+
+Germ = tuple[Fraction, ...]  # polynomial in t, lowest order first, no trailing zeros
+Vec = tuple[Fraction, ...]
+
+# ---------------------------------------------------------------------------
+# Exact numbers
+
+
+_HEX = re.compile(r"^([+-]?)0[xX]([0-9a-fA-F]*)(?:\.([0-9a-fA-F]*))?[pP]([+-]?\d+)$")
+
+
+def exact(value: Any) -> Fraction:
+    """An exact rational from an int, Fraction, Decimal, sympy Rational or text (p/q, decimal, hex float)."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise TypeError(f"oracle: expected an exact number, got {value!r}")
+    if isinstance(value, (int, Fraction)):
+        return Fraction(value)
+    if isinstance(value, Decimal):
+        return Fraction(value)
+    if isinstance(value, sp.Rational):
+        return Fraction(int(value.p), int(value.q))
+    text = str(value).strip()
+    m = _HEX.match(text)
+    if m:
+        sign, whole, frac, exp = m.groups()
+        frac = frac or ""
+        mant = int((whole or "0") + frac, 16)
+        q = Fraction(mant) * Fraction(2) ** (int(exp) - 4 * len(frac))
+        return -q if sign == "-" else q
+    return Fraction(text)
+
+
+def rat(q: Fraction) -> sp.Rational:
+    q = Fraction(q)
+    return sp.Rational(q.numerator, q.denominator)
+
+
+# ---------------------------------------------------------------------------
+# Germs: polynomials in t, exact
+
+
+def _trim(c: list[Fraction]) -> Germ:
+    while c and c[-1] == 0:
+        c.pop()
+    return tuple(c)
+
+
+def g_const(q: Fraction) -> Germ:
+    return _trim([Fraction(q)])
+
+
+def g_add(a: Germ, b: Germ) -> Germ:
+    n = max(len(a), len(b))
+    return _trim([(a[i] if i < len(a) else 0) + (b[i] if i < len(b) else 0) for i in range(n)])
+
+
+def g_neg(a: Germ) -> Germ:
+    return tuple(-x for x in a)
+
+
+def g_mul(a: Germ, b: Germ) -> Germ:
+    if not a or not b:
+        return ()
+    out = [Fraction(0)] * (len(a) + len(b) - 1)
+    for i, x in enumerate(a):
+        if x:
+            for j, y in enumerate(b):
+                out[i + j] += x * y
+    return _trim(out)
+
+
+def g_sign(a: Germ) -> int:
+    """Sign of the polynomial on (0, eps): the sign of its lowest-order non-zero coefficient."""
+    for x in a:
+        if x:
+            return 1 if x > 0 else -1
+    return 0
+
+
+def g_coeff(a: Germ, k: int) -> Fraction:
+    return a[k] if k < len(a) else Fraction(0)
+
+
+# ---------------------------------------------------------------------------
+# Activations, from their definitions
+
+
+X = sp.Symbol("x", real=True)
+
+
+@dataclass(frozen=True)
+class Act:
+    """An activation: name, parameters, its sympy formula in X, and its kinks (from the definition)."""
+
+    name: str
+    params: tuple[tuple[str, Fraction], ...]
+    kinks: tuple[Fraction, ...]
+
+    def param(self, key: str) -> Fraction:
+        return dict(self.params)[key]
+
+    def formula(self, x: sp.Expr) -> sp.Expr:
+        n = self.name
+        if n in ("identity", "linear"):
+            return x
+        if n == "relu":
+            return sp.Max(x, 0)
+        if n == "relu6":
+            return sp.Min(sp.Max(x, 0), 6)
+        if n in ("hardtanh", "clip"):
+            return sp.Min(sp.Max(x, rat(self.param("min"))), rat(self.param("max")))
+        if n == "hardsigmoid":
+            return sp.Min(sp.Max(x + 3, 0), 6) / 6
+        if n == "hardswish":
+            return x * sp.Min(sp.Max(x + 3, 0), 6) / 6
+        if n == "leaky_relu":
+            # evaluate=False: keep the condition a plain relational (sympy would fold a
+            # Piecewise inside the condition into ITE booleans)
+            cond = sp.StrictLessThan(x, 0, evaluate=False)
+            return sp.Piecewise((rat(self.param("slope")) * x, cond), (x, sp.true), evaluate=False)
+        if n == "abs":
+            return sp.Abs(x)
+        raise NotImplementedError(f"oracle: activation {n}")
+
+    def value(self, x: Fraction) -> Fraction:
+        return g_coeff(_scalar_germ(self, Fraction(x), 0), 0)
+
+    def d_plus(self, x: Fraction) -> Fraction:
+        """D+rho(x): the t-coefficient of rho(x + t)."""
+        return g_coeff(_scalar_germ(self, Fraction(x), 1), 1)
+
+    def d_minus(self, x: Fraction) -> Fraction:
+        """D-rho(x): minus the t-coefficient of rho(x - t)."""
+        return -g_coeff(_scalar_germ(self, Fraction(x), -1), 1)
+
+
+@functools.lru_cache(maxsize=None)
+def _formula_x(act: Act) -> sp.Expr:
+    return act.formula(X)
+
+
+@functools.lru_cache(maxsize=65536)
+def _scalar_germ(act: Act, x: Fraction, direction: int) -> Germ:
+    """The germ of rho(x + direction * t)."""
+    return _germ(_formula_x(act), {X: _trim([x, Fraction(direction)])}, {})
+
+
+def make_act(spec: Any) -> tuple[Act, Any]:
+    """Parse a formal-net activation spec: (Act, proxy override spec or None)."""
+    if spec is None:
+        spec = "identity"
+    if isinstance(spec, str):
+        name, raw, proxy = spec, {}, None
+    else:
+        name = spec["name"]
+        raw = {k: v for k, v in spec.items() if k not in ("name", "proxy")}
+        proxy = spec.get("proxy")
+    params: dict[str, Fraction] = {}
+    kinks: tuple[Fraction, ...]
+    if name == "leaky_relu":
+        params["slope"] = exact(raw.get("slope", "1/100"))
+        kinks = () if params["slope"] == 1 else (Fraction(0),)
+    elif name in ("hardtanh", "clip"):
+        params["min"] = exact(raw.get("min", -1))
+        params["max"] = exact(raw.get("max", 1))
+        kinks = (params["min"], params["max"])
+    elif name in ("relu", "abs"):
+        kinks = (Fraction(0),)
+    elif name == "relu6":
+        kinks = (Fraction(0), Fraction(6))
+    elif name in ("hardsigmoid", "hardswish"):
+        kinks = (Fraction(-3), Fraction(3))
+    elif name in ("identity", "linear"):
+        kinks = ()
+    else:
+        raise NotImplementedError(f"oracle: activation {name}")
+    return Act(name, tuple(sorted(params.items())), kinks), proxy
+
+
+# ---------------------------------------------------------------------------
+# Proxy presets, typed in from THEORY section 1 (one entry per kink, ascending).
+# "slope" means the leaky slope; other entries are literal numbers.
+
+_F = Fraction
+_PT = {
+    "relu": (_F(0),),
+    "leaky_relu": ("slope",),
+    "relu6": (_F(0), _F(0)),
+    "hardtanh": (_F(0), _F(0)),
+    "hardsigmoid": (_F(0), _F(0)),
+    "hardswish": (_F(0), _F(1)),
+    "abs": (_F(0),),
+    "clip": (_F(0), _F(0)),
+}
+FRAMEWORK_PROXIES: dict[str, dict[str, tuple[Any, ...]]] = {
+    "pytorch": _PT,
+    "pytorch-2.6": dict(_PT, hardswish=(_F(-1, 2), _F(3, 2))),
+    "pytorch-2.13": dict(_PT, clip=(_F(1), _F(1))),
+    "jax": {
+        "relu": (_F(0),),
+        "leaky_relu": (_F(1),),
+        "relu6": (_F(0), _F(0)),
+        "hardtanh": (_F(1), _F(1)),
+        "hardsigmoid": (_F(0), _F(0)),
+        "hardswish": (_F(0), _F(1)),
+        "abs": (_F(1),),
+        "clip": (_F(1, 2), _F(1, 2)),
+    },
+    "tensorflow": {
+        "relu": (_F(0),),
+        "leaky_relu": ("slope",),
+        "relu6": (_F(0), _F(0)),
+        "hardsigmoid": (_F(0), _F(0)),
+        "hardswish": (_F(0), _F(1)),
+        "abs": (_F(0),),
+        "clip": (_F(1), _F(1)),
+    },
+}
+
+
+def proxy_value(preset: str, act: Act, c: Fraction) -> Fraction:
+    """The derivative AD uses at kink c of act under a preset name."""
+    preset = preset.split(",")[0].strip()
+    if preset == "left":
+        return act.d_minus(c)
+    if preset == "right":
+        return act.d_plus(c)
+    if preset.startswith("lambda="):
+        t = exact(preset[len("lambda=") :])
+        return t * act.d_minus(c) + (1 - t) * act.d_plus(c)
+    if preset.startswith("value="):
+        return exact(preset[len("value=") :])
+    table = FRAMEWORK_PROXIES[preset]
+    if act.name not in table:
+        raise KeyError(f"oracle: preset {preset} has no convention for {act.name}")
+    entry = table[act.name][act.kinks.index(c)]
+    return act.param("slope") if entry == "slope" else Fraction(entry)
+
+
+def _override_value(spec: Any, act: Act, c: Fraction, unit: int) -> Fraction:
+    """A per-layer proxy override of formal-net/1: number, preset name, list per kink, or list per unit."""
+    if isinstance(spec, list):
+        if spec and isinstance(spec[0], list):
+            return _override_value(spec[unit], act, c, unit)
+        return exact(spec[act.kinks.index(c)])
+    if isinstance(spec, str) and not re.match(r"^\s*[+-]?[0-9.]", spec):
+        return proxy_value(spec, act, c)
+    return exact(spec)
+
+
+# ---------------------------------------------------------------------------
+# Expression evaluation: germs (the definition) and first-order patterns
+
+
+def _rel_holds(rel: Any, sign: int) -> bool:
+    if isinstance(rel, sp.StrictLessThan):
+        return sign < 0
+    if isinstance(rel, sp.LessThan):
+        return sign <= 0
+    if isinstance(rel, sp.StrictGreaterThan):
+        return sign > 0
+    if isinstance(rel, sp.GreaterThan):
+        return sign >= 0
+    raise NotImplementedError(f"oracle: condition {rel}")
+
+
+def _germ(expr: sp.Expr, env: dict[sp.Symbol, Germ], memo: dict[sp.Expr, Germ]) -> Germ:
+    """The germ of expr on (0, eps) given the symbols' germs."""
+    hit = memo.get(expr)
+    if hit is not None:
+        return hit
+    if expr.is_Symbol:
+        r = env[expr]
+    elif expr.is_Rational:
+        r = g_const(Fraction(int(expr.p), int(expr.q)))
+    elif expr.is_Number:
+        raise TypeError(f"oracle: inexact number {expr}")
+    elif isinstance(expr, sp.Add):
+        r = ()
+        for a in expr.args:
+            r = g_add(r, _germ(a, env, memo))
+    elif isinstance(expr, sp.Mul):
+        r = (Fraction(1),)
+        for a in expr.args:
+            r = g_mul(r, _germ(a, env, memo))
+    elif isinstance(expr, sp.Pow):
+        n = expr.exp
+        if not (n.is_Integer and int(n) >= 0):
+            raise NotImplementedError(f"oracle: power {expr}")
+        base = _germ(expr.base, env, memo)
+        r = (Fraction(1),)
+        for _ in range(int(n)):
+            r = g_mul(r, base)
+    elif isinstance(expr, (sp.Max, sp.Min)):
+        gs = [_germ(a, env, memo) for a in expr.args]
+        want = 1 if isinstance(expr, sp.Max) else -1
+        r = gs[0]
+        for g in gs[1:]:
+            if g_sign(g_add(g, g_neg(r))) == want:
+                r = g
+    elif isinstance(expr, sp.Abs):
+        a = _germ(expr.args[0], env, memo)
+        r = g_neg(a) if g_sign(a) < 0 else a
+    elif isinstance(expr, sp.Piecewise):
+        r = None
+        for e, c in expr.args:
+            if c == sp.true:
+                r = _germ(e, env, memo)
+                break
+            s = g_sign(g_add(_germ(c.lhs, env, memo), g_neg(_germ(c.rhs, env, memo))))
+            if _rel_holds(c, s):
+                r = _germ(e, env, memo)
+                break
+        if r is None:
+            raise ValueError(f"oracle: no branch of {expr} holds")
+    else:
+        raise NotImplementedError(f"oracle: expression node {type(expr).__name__}")
+    memo[expr] = r
+    return r
+
+
+class _NeedChoice(Exception):
+    def __init__(self, key: Any, n: int, constraints: list[Vec]) -> None:
+        self.key, self.n, self.constraints = key, n, list(constraints)
+
+
+def _vadd(a: Vec, b: Vec) -> Vec:
+    return tuple(x + y for x, y in zip(a, b))
+
+
+def _vscale(c: Fraction, a: Vec) -> Vec:
+    return tuple(c * x for x in a)
+
+
+class _Walk:
+    """First-order tangents under a pattern of choices; records the pattern's cone constraints."""
+
+    def __init__(self, values: dict[sp.Expr, Fraction], W: int, index: dict[sp.Symbol, int], choices: dict[Any, int]):
+        self.values, self.W, self.index, self.choices = values, W, index, choices
+        self.constraints: list[Vec] = []
+        self.memo: dict[sp.Expr, Vec] = {}
+        self.zero: Vec = (Fraction(0),) * W
+
+    def val(self, e: sp.Expr) -> Fraction:
+        return self.values[e]
+
+    def choose(self, key: Any, n: int) -> int:
+        if key not in self.choices:
+            raise _NeedChoice(key, n, self.constraints)
+        return self.choices[key]
+
+    def tan(self, e: sp.Expr) -> Vec:
+        hit = self.memo.get(e)
+        if hit is not None:
+            return hit
+        r = self._tan(e)
+        self.memo[e] = r
+        return r
+
+    def _tan(self, e: sp.Expr) -> Vec:
+        if e.is_Symbol:
+            v = [Fraction(0)] * self.W
+            v[self.index[e]] = Fraction(1)
+            return tuple(v)
+        if e.is_Number:
+            return self.zero
+        if isinstance(e, sp.Add):
+            r = self.zero
+            for a in e.args:
+                r = _vadd(r, self.tan(a))
+            return r
+        if isinstance(e, sp.Mul):
+            vals = [self.val(a) for a in e.args]
+            r = self.zero
+            for i, a in enumerate(e.args):
+                coef = Fraction(1)
+                for j, v in enumerate(vals):
+                    if j != i:
+                        coef *= v
+                if coef:  # a zero coefficient: this factor's tangent does not matter
+                    r = _vadd(r, _vscale(coef, self.tan(a)))
+            return r
+        if isinstance(e, sp.Pow):
+            n = int(e.exp)
+            if n == 0:
+                return self.zero
+            coef = n * self.val(e.base) ** (n - 1)
+            return _vscale(coef, self.tan(e.base)) if coef else self.zero
+        if isinstance(e, (sp.Max, sp.Min)):
+            vals = [self.val(a) for a in e.args]
+            best = max(vals) if isinstance(e, sp.Max) else min(vals)
+            tied = [a for a, v in zip(e.args, vals) if v == best]
+            if len(tied) == 1:
+                return self.tan(tied[0])
+            k = self.choose(("mm", e), len(tied))
+            tans = [self.tan(a) for a in tied]
+            sgn = 1 if isinstance(e, sp.Max) else -1
+            for i, t in enumerate(tans):
+                if i != k:
+                    self.constraints.append(_vscale(Fraction(sgn), _vadd(tans[k], _vscale(Fraction(-1), t))))
+            return tans[k]
+        if isinstance(e, sp.Abs):
+            a = e.args[0]
+            v = self.val(a)
+            if v:
+                return _vscale(Fraction(1 if v > 0 else -1), self.tan(a))
+            k = self.choose(("abs", e), 2)
+            s = Fraction(1 if k == 0 else -1)
+            t = _vscale(s, self.tan(a))
+            self.constraints.append(t)
+            return t
+        if isinstance(e, sp.Piecewise):
+            for i, (expr, cond) in enumerate(e.args):
+                if cond == sp.true:
+                    return self.tan(expr)
+                delta = self.val(cond.lhs) - self.val(cond.rhs)
+                if delta:
+                    if _rel_holds(cond, 1 if delta > 0 else -1):
+                        return self.tan(expr)
+                    continue
+                # on the boundary: the branch taken along d depends on the sign of the tangent
+                k = self.choose(("pw", e, i), 2)
+                td = _vadd(self.tan(cond.lhs), _vscale(Fraction(-1), self.tan(cond.rhs)))
+                lower = _rel_holds(cond, -1)  # the condition holds just below the boundary
+                holds = k == 0
+                self.constraints.append(_vscale(Fraction(-1 if lower == holds else 1), td))
+                if holds:
+                    return self.tan(expr)
+            raise ValueError(f"oracle: no branch of {e}")
+        raise NotImplementedError(f"oracle: expression node {type(e).__name__}")
+
+
+def _values(exprs: list[sp.Expr], env: dict[sp.Symbol, Fraction]) -> dict[sp.Expr, Fraction]:
+    """Exact value at w of every sub-expression (all branches and condition sides included)."""
+    memo: dict[sp.Expr, Germ] = {}
+    genv = {s: g_const(v) for s, v in env.items()}
+    seen: set[Any] = set()
+
+    def visit(e: Any) -> None:
+        if e in seen:
+            return
+        seen.add(e)
+        for a in e.args:
+            visit(a)
+        if isinstance(e, sp.Expr):
+            _germ(e, genv, memo)
+
+    for e in exprs:
+        visit(e)
+    return {k: g_coeff(v, 0) for k, v in memo.items()}
+
+
+# ---------------------------------------------------------------------------
+# Exact LP helpers
+
+
+def _pivot_columns(rows: list[Vec]) -> list[int]:
+    """Columns forming a basis of the column space of the matrix with these rows (exact)."""
+    if not rows:
+        return []
+    m = [list(r) for r in rows]
+    ncols = len(m[0])
+    pivots: list[int] = []
+    r0 = 0
+    for c in range(ncols):
+        p = next((r for r in range(r0, len(m)) if m[r][c]), None)
+        if p is None:
+            continue
+        m[r0], m[p] = m[p], m[r0]
+        for r in range(len(m)):
+            if r != r0 and m[r][c]:
+                f = m[r][c] / m[r0][c]
+                m[r] = [a - f * b for a, b in zip(m[r], m[r0])]
+        pivots.append(c)
+        r0 += 1
+        if r0 == len(m):
+            break
+    return pivots
+
+
+_FEASIBLE_CACHE: dict[tuple[Vec, ...], bool] = {}
+
+
+def strictly_feasible(forms: list[Vec]) -> bool:
+    """Is there d with phi(d) > 0 for every non-zero form phi?  (exact rational LP)"""
+    rows = sorted({f for f in forms if any(f)})
+    key = tuple(rows)
+    if key in _FEASIBLE_CACHE:
+        return _FEASIBLE_CACHE[key]
+    if not rows:
+        return True
+    cols = _pivot_columns(rows)  # A d ranges over the column space: d on pivot columns suffices
+    n = len(cols)
+    # d = p - q with 0 <= p, q <= 1 and 0 <= s <= 1: maximize s  s.t.  s - a.(p - q) <= 0.
+    # (Only non-negative variables: sympy 1.14's linprog mishandles negative lower bounds.)
+    A = [[-rat(r[c]) for c in cols] + [rat(r[c]) for c in cols] + [1] for r in rows]
+    for i in range(2 * n + 1):
+        A.append([int(i == j) for j in range(2 * n + 1)])
+    b = [0] * len(rows) + [1] * (2 * n + 1)
+    opt, _ = linprog(sp.Matrix([0] * (2 * n) + [-1]), sp.Matrix(A), sp.Matrix(b))
+    ok = bool(-opt > 0)
+    _FEASIBLE_CACHE[key] = ok
+    return ok
+
+
+def in_convex_hull(point: list[Fraction], vertices: list[list[Fraction]]) -> bool:
+    """Is point a convex combination of the vertices?  (exact LP)"""
+    if not vertices:
+        return False
+    if any(list(v) == list(point) for v in vertices):
+        return True
+    k = len(vertices)
+    dim = len(point)
+    rows = [[rat(v[i]) for v in vertices] for i in range(dim)] + [[1] * k]
+    rhs = [rat(p) for p in point] + [1]
+    try:
+        linprog(sp.Matrix([0] * k), None, None, sp.Matrix(rows), sp.Matrix(rhs))
+    except Exception as exc:  # sympy raises InfeasibleLPError
+        if type(exc).__name__ == "InfeasibleLPError":
+            return False
+        raise
+    return True
+
+
+# ---------------------------------------------------------------------------
+# The network
+
+
+@dataclass
+class Layer:
+    units: int
+    bias: bool
+    act: Act
+    proxy: Any
+
+
+@dataclass
+class Cell:
+    """A full-dimensional cone of the pattern search: g(d) = L d on it."""
+
+    choices: dict[Any, int]
+    L: tuple[Vec, ...]  # (n_obj, W)
+
+
+@dataclass
+class Decision:
+    differentiable: bool
+    gradient: tuple[Vec, ...] | None
+    cells: list[Cell] = field(default_factory=list)
+
+    def piece_gradients(self) -> list[tuple[Vec, ...]]:
+        """Distinct gradients of g's linear pieces on full-dimensional cones (Bouligand subgradients)."""
+        out: list[tuple[Vec, ...]] = []
+        for c in self.cells:
+            if c.L not in out:
+                out.append(c.L)
+        return out
+
+
+class Oracle:
+    """A formal-net/1 document as exact sympy expressions of the parameter-group symbols."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self.X = [[exact(v) for v in row] for row in doc["inputs"]]
+        self.B = len(self.X)
+        self.layers: list[Layer] = []
+        self.params: dict[str, list[Any]] = {}
+        self.order: list[str] = []
+        raw = doc["params"]
+        for i, spec in enumerate(doc["layers"]):
+            act, proxy = make_act(spec.get("activation"))
+            has_bias = spec.get("bias", True)
+            self.layers.append(Layer(int(spec["units"]), bool(has_bias), act, proxy))
+            self.params[f"{i}.weight"] = [[exact(v) for v in row] for row in raw[f"{i}.weight"]]
+            self.order.append(f"{i}.weight")
+            if has_bias:
+                self.params[f"{i}.bias"] = [exact(v) for v in raw[f"{i}.bias"]]
+                self.order.append(f"{i}.bias")
+        self.trainable = [n for n in self.order if n in doc.get("trainable", self.order)]
+        self._parameterize(doc.get("tied") or [])
+        self.N = self.layers[-1].units
+        self._objective(doc.get("objective"))
+        self._build()
+        self._decision: Decision | None = None
+
+    # -- parameter groups: trainable entries, ties merged, numbered by first appearance
+    def _entries(self) -> list[tuple[str, tuple[int, ...]]]:
+        out = []
+        for name in self.trainable:
+            t = self.params[name]
+            if name.endswith(".weight"):
+                out += [(name, (u, j)) for u in range(len(t)) for j in range(len(t[0]))]
+            else:
+                out += [(name, (u,)) for u in range(len(t))]
+        return out
+
+    def entry_value(self, name: str, idx: tuple[int, ...]) -> Fraction:
+        t = self.params[name]
+        return t[idx[0]][idx[1]] if len(idx) == 2 else t[idx[0]]
+
+    def _parameterize(self, tied: list[list[str]]) -> None:
+        entries = self._entries()
+        pos = {e: i for i, e in enumerate(entries)}
+        adj: dict[int, list[tuple[int, int]]] = {i: [] for i in range(len(entries))}
+        for group in tied:
+            parsed = []
+            for text in group:
+                m = re.match(r"^\s*(-?)\s*([^\[\]\s]+)\s*\[([0-9,\s]*)\]\s*$", text)
+                assert m, text
+                sign = -1 if m.group(1) else 1
+                idx = tuple(int(x) for x in m.group(3).split(",") if x.strip())
+                parsed.append((pos[(m.group(2), idx)], sign))
+            (h, hs) = parsed[0]
+            for (x, xs) in parsed[1:]:
+                adj[h].append((x, hs * xs))
+                adj[x].append((h, hs * xs))
+        group_of: dict[int, int] = {}
+        sign_of: dict[int, int] = {}
+        self.labels: list[str] = []
+        self.w: list[Fraction] = []
+        for i in range(len(entries)):
+            if i in group_of:
+                continue
+            g = len(self.labels)
+            name, idx = entries[i]
+            self.labels.append(f"{name}[{','.join(map(str, idx))}]")
+            self.w.append(self.entry_value(name, idx))
+            group_of[i], sign_of[i] = g, 1
+            stack = [i]
+            while stack:
+                x = stack.pop()
+                for y, s in adj[x]:
+                    if y in group_of:
+                        if sign_of[y] != sign_of[x] * s:
+                            raise ValueError("oracle: contradictory tie signs")
+                        continue
+                    group_of[y], sign_of[y] = g, sign_of[x] * s
+                    stack.append(y)
+        self.entry_group = {entries[i]: (group_of[i], sign_of[i]) for i in range(len(entries))}
+        for e, (g, s) in self.entry_group.items():
+            assert self.entry_value(*e) == s * self.w[g], ("tied values differ", e)
+        self.W = len(self.labels)
+        self.symbols = [sp.Symbol(f"w{g}", real=True) for g in range(self.W)]
+        self.index = {s: i for i, s in enumerate(self.symbols)}
+
+    def _objective(self, spec: Any) -> None:
+        n = self.B * self.N
+        if spec is None:
+            self.obj = [[Fraction(int(i == j)) for j in range(n)] for i in range(n)]
+            self.output_labels = [f"out[{b},{u}]" for b in range(self.B) for u in range(self.N)]
+        elif spec["type"] == "sum":
+            self.obj = [[Fraction(1)] * n]
+            self.output_labels = ["objective"]
+        else:
+            self.obj = [[exact(v) for row in spec["weights"] for v in row]]
+            self.output_labels = ["objective"]
+
+    def entry_expr(self, name: str, idx: tuple[int, ...]) -> sp.Expr:
+        if (name, idx) in self.entry_group:
+            g, s = self.entry_group[(name, idx)]
+            return s * self.symbols[g]
+        return rat(self.entry_value(name, idx))
+
+    def _build(self) -> None:
+        outs: list[sp.Expr] = []
+        for b in range(self.B):
+            z: list[sp.Expr] = [rat(v) for v in self.X[b]]
+            for i, layer in enumerate(self.layers):
+                ys = []
+                for u in range(layer.units):
+                    y = sp.Add(*[self.entry_expr(f"{i}.weight", (u, j)) * z[j] for j in range(len(z))])
+                    if layer.bias:
+                        y = y + self.entry_expr(f"{i}.bias", (u,))
+                    ys.append(y)
+                z = [layer.act.formula(y) for y in ys]
+            outs += z
+        self.outputs = outs
+        self.exprs = [sp.Add(*[rat(c) * e for c, e in zip(row, outs) if c]) for row in self.obj]
+        self.env = dict(zip(self.symbols, self.w))
+
+    # -- values and directional derivatives (germs) ---------------------------
+    def value(self) -> list[Fraction]:
+        memo: dict[sp.Expr, Germ] = {}
+        env = {s: g_const(v) for s, v in self.env.items()}
+        return [g_coeff(_germ(e, env, memo), 0) for e in self.exprs]
+
+    def sympy_value(self) -> list[Fraction]:
+        """f(w) by sympy's own evaluation (xreplace), a check of the germ evaluator."""
+        sub = {s: rat(v) for s, v in self.env.items()}
+        vals = [e.xreplace(sub) for e in self.exprs]
+        assert all(v.is_Rational for v in vals), vals
+        return [exact(v) for v in vals]
+
+    def directional(self, d: list[Fraction] | dict[int, Fraction]) -> list[Fraction]:
+        """f'(w; d) for every objective row, from the germ of f(w + t d)."""
+        if isinstance(d, dict):
+            dd = [Fraction(0)] * self.W
+            for j, v in d.items():
+                dd[j] = Fraction(v)
+            d = dd
+        env = {s: _trim([self.w[i], Fraction(d[i])]) for i, s in enumerate(self.symbols)}
+        memo: dict[sp.Expr, Germ] = {}
+        f0 = self.value()
+        out = []
+        for e, v0 in zip(self.exprs, f0):
+            g = _germ(e, env, memo)
+            assert g_coeff(g, 0) == v0, "germ at t = 0 must be f(w)"
+            out.append(g_coeff(g, 1))
+        return out
+
+    def directional_labels(self, d: dict[str, Fraction]) -> list[Fraction]:
+        """f'(w; d) for a direction given by parameter-group labels."""
+        pos = {l: i for i, l in enumerate(self.labels)}
+        return self.directional({pos[k]: Fraction(v) for k, v in d.items()})
+
+    def additivity_violations(self, pairs: list[tuple[list[Fraction], list[Fraction]]]) -> list[int]:
+        """Indices of pairs (d1, d2) with f'(d1 + d2) != f'(d1) + f'(d2) (Lemma D refutations)."""
+        bad = []
+        for k, (d1, d2) in enumerate(pairs):
+            s = [a + b for a, b in zip(d1, d2)]
+            v1, v2, v3 = self.directional(d1), self.directional(d2), self.directional(s)
+            if any(c != a + b for a, b, c in zip(v1, v2, v3)):
+                bad.append(k)
+        return bad
+
+    # -- differentiability: full-dimensional cones of first-order patterns ------
+    def decide(self) -> Decision:
+        if self._decision is not None:
+            return self._decision
+        values = _values(self.exprs, self.env)
+        cells: list[Cell] = []
+        stack: list[dict[Any, int]] = [{}]
+        while stack:
+            choices = stack.pop()
+            walk = _Walk(values, self.W, self.index, choices)
+            try:
+                L = tuple(walk.tan(e) for e in self.exprs)
+            except _NeedChoice as nc:
+                if strictly_feasible(nc.constraints):
+                    stack += [{**choices, nc.key: k} for k in range(nc.n)]
+                continue
+            if strictly_feasible(walk.constraints):
+                cells.append(Cell(choices, L))
+        assert cells, "the full-dimensional cones cover a dense set: at least one exists"
+        grads = {c.L for c in cells}
+        diff = len(grads) == 1
+        self._decision = Decision(diff, cells[0].L if diff else None, cells)
+        return self._decision
+
+    # -- AD with proxies: a reverse pass over the layer list -------------------
+    def forward(self) -> tuple[list[list[list[Fraction]]], list[list[list[Fraction]]]]:
+        """(pre-activations ys[l][b][u], activations zs[l][b][u]) with zs[-1] the input."""
+        ys: list[list[list[Fraction]]] = []
+        zs: list[list[list[Fraction]]] = [[list(x) for x in self.X]]
+        for i, layer in enumerate(self.layers):
+            W = self.params[f"{i}.weight"]
+            yl, zl = [], []
+            for b in range(self.B):
+                z = zs[-1][b]
+                y = [sum((W[u][j] * z[j] for j in range(len(z))), Fraction(0)) for u in range(layer.units)]
+                if layer.bias:
+                    y = [v + c for v, c in zip(y, self.params[f"{i}.bias"])]
+                yl.append(y)
+                zl.append([layer.act.value(v) for v in y])
+            ys.append(yl)
+            zs.append(zl)
+        return ys, zs
+
+    def depends(self, layer: int) -> bool:
+        """Structurally, does layer `layer`'s pre-activation involve a trainable parameter?"""
+        return any(n.split(".")[0].isdigit() and int(n.split(".")[0]) <= layer for n in self.trainable)
+
+    def kink_units(self) -> list[tuple[int, int, int, Fraction]]:
+        """(layer, sample, unit, kink) of every unit whose pre-activation equals a kink."""
+        ys, _ = self.forward()
+        out = []
+        for i, layer in enumerate(self.layers):
+            for b in range(self.B):
+                for u in range(layer.units):
+                    if ys[i][b][u] in layer.act.kinks:
+                        out.append((i, b, u, ys[i][b][u]))
+        return out
+
+    def _proxy(self, preset: str, i: int, u: int, c: Fraction) -> Fraction:
+        layer = self.layers[i]
+        if layer.proxy is not None:
+            return _override_value(layer.proxy, layer.act, c, u)
+        return proxy_value(preset, layer.act, c)
+
+    def ad(self, preset: str) -> tuple[tuple[Vec, ...], dict[tuple[int, int, int], list[Fraction]]]:
+        """AD(w) (n_obj x W) and the adjoint of every kink unit's output (per objective row)."""
+        ys, zs = self.forward()
+        rows: list[Vec] = []
+        kadj: dict[tuple[int, int, int], list[Fraction]] = {}
+        for o, seed in enumerate(self.obj):
+            zbar = [[seed[b * self.N + u] for u in range(self.N)] for b in range(self.B)]
+            entry_bar: dict[tuple[str, tuple[int, ...]], Fraction] = {}
+            for i in reversed(range(len(self.layers))):
+                layer = self.layers[i]
+                W = self.params[f"{i}.weight"]
+                ybar = []
+                for b in range(self.B):
+                    row = []
+                    for u in range(layer.units):
+                        y = ys[i][b][u]
+                        if y in layer.act.kinks:
+                            kadj.setdefault((i, b, u), []).append(zbar[b][u])
+                            slope = self._proxy(preset, i, u, y)
+                        else:
+                            slope = layer.act.d_plus(y)
+                        row.append(zbar[b][u] * slope)
+                    ybar.append(row)
+                zprev = zs[i]
+                for b in range(self.B):
+                    for u in range(layer.units):
+                        for j in range(len(zprev[b])):
+                            key = (f"{i}.weight", (u, j))
+                            entry_bar[key] = entry_bar.get(key, Fraction(0)) + ybar[b][u] * zprev[b][j]
+                        if layer.bias:
+                            key = (f"{i}.bias", (u,))
+                            entry_bar[key] = entry_bar.get(key, Fraction(0)) + ybar[b][u]
+                zbar = [
+                    [sum((ybar[b][u] * W[u][j] for u in range(layer.units)), Fraction(0)) for j in range(len(zprev[b]))]
+                    for b in range(self.B)
+                ]
+            grad = [Fraction(0)] * self.W
+            for e, (g, s) in self.entry_group.items():
+                grad[g] += s * entry_bar.get(e, Fraction(0))
+            rows.append(tuple(grad))
+        return tuple(rows), kadj
+
+
+def axis_directions(W: int) -> list[list[Fraction]]:
+    return [[Fraction(int(i == j)) for i in range(W)] for j in range(W)]
+
+
+__all__ = [
+    "Oracle",
+    "Act",
+    "make_act",
+    "proxy_value",
+    "FRAMEWORK_PROXIES",
+    "exact",
+    "strictly_feasible",
+    "in_convex_hull",
+    "axis_directions",
+]
