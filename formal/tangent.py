@@ -12,8 +12,8 @@ every ``t = B lam`` in V.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np

@@ -412,7 +412,6 @@ class NetworkEncoding:
                     v = yf[b, i]
                     edge = _piecewise_bool(act, v, [nonzero(poly(_deriv(p), v)) for p in act.pieces])
                     for c in act.kinks:
-                        assert self.preset is not None or True
                         k_edge = act.d_minus(c) != 0 or act.d_plus(c) != 0 or (self.preset is not None and _proxy(node, self.preset, act, c, i) != 0)
                         edge = _ite_bool(compare(v, c, "=="), k_edge, edge)
                     of[b, i] = _and(mf[b, i], edge)
