@@ -58,6 +58,25 @@ def _wide(arr: np.ndarray, bound: int) -> np.ndarray:
     return arr.astype(object) if arr.dtype != object else arr
 
 
+def _matvec(z: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """y[p, b, o] = sum_i W[p, o, i] z[p, b, i]; unrolled for small fan-in (numpy's
+    integer matmul has a large per-batch overhead)."""
+    fan_in = z.shape[-1]
+    if fan_in > 8:
+        return np.matmul(z, np.swapaxes(W, -1, -2))
+    acc = None
+    for i in range(fan_in):
+        term = z[:, :, i, None] * W[:, None, :, i]
+        acc = term if acc is None else acc + term
+    return acc
+
+
+def _small(values: list) -> np.ndarray:
+    """An int64 array when every entry fits, else an object array."""
+    arr = np.array(values, dtype=object)
+    return _fit(arr, _maxabs(arr)) if arr.size else arr.astype(np.int64)
+
+
 def _maxabs(arr: np.ndarray) -> int:
     if arr.size == 0:
         return 0
@@ -259,7 +278,7 @@ def forward(chain: Chain, w: np.ndarray, q: int, presets: list[Preset] = ()) -> 
         pb = zbound * wb * layer.fan_in
         zz = _wide(zprev, pb)
         ww = _wide(wn, pb)
-        y = np.matmul(zz, np.swapaxes(ww, -1, -2))  # (P, B, out)
+        y = _matvec(zz, ww)  # (P, B, out)
         yden, ybound = zden * wd, pb
         if layer.bias is not None:
             bn, bd, bb = _tensor(chain, layer.bias, w, q, wbound)
@@ -391,8 +410,13 @@ def jacobians(batch: Batch, kslopes: list[np.ndarray | None]) -> tuple[list[np.n
                 E[(g[idx],) + idx] += s[idx]
             f = yden // zden
             zb = _maxabs(zprev) * f * layer.fan_in
-            zz = _wide(zprev, zb) * f
-            t1 = np.einsum("goi,pbi->pgbo", E.astype(zz.dtype), np.broadcast_to(zz, (P,) + zz.shape[1:]))
+            zz = np.broadcast_to(_wide(zprev, zb) * f, (P,) + zprev.shape[1:])
+            if g.size <= 64:  # few entries: one vectorized update per entry
+                t1 = np.zeros((P, Wg, B, layer.units), dtype=zz.dtype)
+                for (o, i), gi in np.ndenumerate(g):
+                    t1[:, gi, :, o] += zz[:, :, i] * int(s[o, i])
+            else:
+                t1 = np.einsum("goi,pbi->pgbo", E.astype(zz.dtype), zz)
             pieces.append(t1)
             bound += zb
         if jz is not None:
@@ -435,7 +459,7 @@ def jacobians(batch: Batch, kslopes: list[np.ndarray | None]) -> tuple[list[np.n
     flat = jz.reshape(P, Wg, -1)
     ob = _maxabs(obj.num)
     nb = jzb * ob * flat.shape[-1]
-    L = np.matmul(_wide(flat, nb), _wide(obj.num.astype(object), nb).T)  # (P, W, n_obj)
+    L = np.matmul(_wide(flat, nb), _wide(_fit(obj.num, ob), nb).T)  # (P, W, n_obj)
     L = _fit(np.swapaxes(L, 1, 2), nb)
     return jys, L, int(obj.den) * zden
 
@@ -448,15 +472,11 @@ def proxy_slopes(batch: Batch, preset: Preset | None, value: Fraction | None = N
         if act is None or not act.kinks:
             out.append(None)
             continue
-        table = np.zeros((len(act.kinks), layer.units), dtype=object)
-        for j, c in enumerate(act.kinks):
-            for u in range(layer.units):
-                p = value if value is not None else _proxy(layer.act_node, preset, act, c, u)
-                table[j, u] = int(p * st.sden)
+        table = [[int((value if value is not None else _proxy(layer.act_node, preset, act, c, u)) * st.sden)
+                  for u in range(layer.units)] for c in act.kinks]
         k = np.maximum(st.kink, 0)
         units = np.broadcast_to(np.arange(layer.units), k.shape)
-        vals = table[k, units]
-        out.append(_fit(np.asarray(vals, dtype=object), max(_maxabs(np.asarray(vals, dtype=object)), 1)))
+        out.append(_small(table)[k, units])
     return out
 
 
@@ -484,13 +504,44 @@ def infeasible_strict(rows: np.ndarray, active: np.ndarray) -> np.ndarray:
     Empty iff some subset T of active rows has a Gram matrix with det 0 and an
     entrywise positive adjugate (a circuit with a positive null vector).
     """
-    P, K, _ = rows.shape
-    R = rows.astype(object)
-    gram = np.einsum("pkw,pjw->pkj", R, R)
+    P, K, Wd = rows.shape
+    mx = _maxabs(rows)
+    bound = mx * mx * Wd
+    small = bound * bound < _LIMIT  # Gram entries and their products fit int64
+    R = _fit(rows, mx) if small else rows.astype(object)
+    gram = np.empty((P, K, K), dtype=np.int64 if small else object)
+    for a in range(K):
+        for b in range(a, K):
+            gram[:, a, b] = gram[:, b, a] = (R[:, a, :] * R[:, b, :]).sum(axis=1)
     bad = np.zeros(P, dtype=bool)
-    for t in range(2, K + 1):
+    active = active.copy()
+    # circuits of size 2: anti-parallel pairs (Cauchy-Schwarz equality, negative product);
+    # a row positively parallel to an earlier one is the same half-space: drop it
+    for a, b in itertools.combinations(range(K), 2):
+        both = active[:, a] & active[:, b]
+        gab = gram[:, a, b]
+        par = both & (gab * gab == gram[:, a, a] * gram[:, b, b])
+        bad |= par & (gab < 0)
+        active[:, b] &= ~(par & (gab > 0))
+    if K < 3:
+        return bad
+    # linearly independent active rows admit every sign pattern: no larger circuit
+    todo = ~bad & (active.sum(axis=1) >= 3)
+    if not todo.any():
+        return bad
+    gram = gram.astype(object)
+    eye = np.zeros((P, K, K), dtype=object)
+    for k in range(K):
+        eye[:, k, k] = 1
+    mask = active[:, :, None] & active[:, None, :]
+    full = np.where(mask, gram, eye)
+    if todo.any():
+        sub = np.flatnonzero(todo)
+        det = _det([[full[sub, a, b] for b in range(K)] for a in range(K)])
+        todo[sub[det != 0]] = False
+    for t in range(3, K + 1):
         for T in itertools.combinations(range(K), t):
-            ok = np.all(active[:, list(T)], axis=1) & ~bad
+            ok = np.all(active[:, list(T)], axis=1) & ~bad & todo
             if not ok.any():
                 continue
             G = [[gram[ok, a, b] for b in T] for a in T]
@@ -502,7 +553,7 @@ def infeasible_strict(rows: np.ndarray, active: np.ndarray) -> np.ndarray:
             for i in range(t):
                 for j in range(t):
                     minor = [row[:i] + row[i + 1 :] for k2, row in enumerate(G) if k2 != j]
-                    cof = _det(minor) if minor else np.ones(len(det), dtype=object)
+                    cof = _det(minor)
                     if (i + j) % 2:
                         cof = -cof
                     pos &= cof > 0
@@ -579,14 +630,13 @@ def _decide_group(batch: Batch, live: list[np.ndarray], flat_live: np.ndarray, K
             if act is None or not act.kinks:
                 ks.append(None)
                 continue
-            dm = np.array([int(act.d_minus(c) * st.sden) for c in act.kinks], dtype=object)
-            dp = np.array([int(act.d_plus(c) * st.sden) for c in act.kinks], dtype=object)
+            dm = _small([int(act.d_minus(c) * st.sden) for c in act.kinks])
+            dp = _small([int(act.d_plus(c) * st.sden) for c in act.kinks])
             kk = np.maximum(st.kink, 0)
             r = rank[:, offsets[li] : offsets[li + 1]].reshape(st.kink.shape)
             side = bits[np.clip(r, 0, K - 1)]
             vals = np.where(side == 1, dp[kk], dm[kk])
-            vals = np.where(live[li], vals, 0)
-            ks.append(np.asarray(vals, dtype=object))
+            ks.append(np.where(live[li], vals, 0))
         jys, L, _ = jacobians(batch, ks)
         flat_j = np.concatenate([j.reshape(P, j.shape[1], -1) for j in jys], axis=2)  # (P, W, slots)
         rows = np.take_along_axis(flat_j, slot_of[:, None, :], axis=2)  # (P, W, K)
@@ -615,6 +665,82 @@ def _decide_group(batch: Batch, live: list[np.ndarray], flat_live: np.ndarray, K
         wrong = ~np.all((Lad == first_L).reshape(P, -1), axis=1)
         inc[:, j] = diff & wrong
     return ndf, inc
+
+
+@dataclass(frozen=True)
+class PatternReport:
+    """The pattern method at one point, in full (for T4 evidence and reports).
+
+    ``kinks`` lists the non-inert kink neurons (layer, sample, unit, kink c);
+    ``selected[s]`` is L_s for every valid side pattern s (tuple of +1/-1),
+    ``feasible`` the patterns whose open region is non-empty; ``ad[name]``
+    AD's Jacobian with each preset.  Jacobians are (n_obj, W) Fractions.
+    """
+
+    kinks: tuple[tuple[int, int, int, Fraction], ...]
+    selected: dict[tuple[int, ...], tuple[tuple[Fraction, ...], ...]]
+    feasible: frozenset[tuple[int, ...]]
+    ad: dict[str, tuple[tuple[Fraction, ...], ...]]
+    differentiable: bool
+
+    @property
+    def bouligand(self) -> list[tuple[tuple[Fraction, ...], ...]]:
+        return [self.selected[s] for s in sorted(self.feasible)]
+
+
+def explain(chain: Chain, w_row: np.ndarray, q: int, presets: list[Preset]) -> PatternReport:
+    """Run the pattern method at a single point and return every selected Jacobian."""
+    batch = forward(chain, np.asarray(w_row).reshape(1, -1), q, presets)
+    dead = inert(batch)
+    live = [(st.kink >= 0) & ~d for st, d in zip(batch.states, dead)]
+    flat_live = np.concatenate([lv.reshape(1, -1) for lv in live], axis=1)
+    K = int(flat_live.sum())
+    kinks = []
+    for li, (layer, st, lv) in enumerate(zip(chain.layers, batch.states, live)):
+        for b, u in zip(*np.nonzero(lv[0])):
+            kinks.append((li, int(b), int(u), layer.act.kinks[int(st.kink[0, b, u])]))
+    offsets = np.cumsum([0] + [lv.reshape(1, -1).shape[1] for lv in live])
+    slots = np.flatnonzero(flat_live[0])
+    selected: dict[tuple[int, ...], tuple[tuple[Fraction, ...], ...]] = {}
+    feasible: set[tuple[int, ...]] = set()
+    den = None
+    for pat in range(1 << K):
+        bits = [(pat >> j) & 1 for j in range(K)]
+        ks: list[np.ndarray | None] = []
+        for li, (layer, st) in enumerate(zip(chain.layers, batch.states)):
+            act = layer.act
+            if act is None or not act.kinks:
+                ks.append(None)
+                continue
+            vals = np.zeros(st.kink.shape, dtype=object)
+            for j, slot in enumerate(slots):
+                if offsets[li] <= slot < offsets[li + 1]:
+                    b, u = np.unravel_index(slot - offsets[li], st.kink.shape[1:])
+                    c = act.kinks[int(st.kink[0, b, u])]
+                    vals[0, b, u] = int((act.d_plus(c) if bits[j] else act.d_minus(c)) * st.sden)
+            ks.append(vals)
+        jys, L, den = jacobians(batch, ks)
+        flat_j = np.concatenate([j.reshape(1, j.shape[1], -1) for j in jys], axis=2)[0]
+        rows = np.array([flat_j[:, slot] for slot in slots], dtype=object).reshape(K, -1)
+        nonzero = [any(v != 0 for v in r) for r in rows]
+        if any(not nz and not bits[j] for j, nz in enumerate(nonzero)):
+            continue
+        key = tuple(1 if b else -1 for b in bits)
+        selected[key] = _frac_rows(L[0], den)
+        signed = np.array([[v * key[j] for v in rows[j]] for j in range(K)], dtype=object).reshape(1, K, -1)
+        ok = K < 2 or not infeasible_strict(signed, np.array([nonzero]))[0]
+        if ok:
+            feasible.add(key)
+    ad = {}
+    for p in presets:
+        _, La, dA = jacobians(batch, proxy_slopes(batch, p))
+        ad[p.name] = _frac_rows(La[0], dA)
+    vals_f = {selected[s] for s in feasible}
+    return PatternReport(tuple(kinks), selected, frozenset(feasible), ad, len(vals_f) <= 1)
+
+
+def _frac_rows(L: np.ndarray, den: int) -> tuple[tuple[Fraction, ...], ...]:
+    return tuple(tuple(Fraction(int(v), den) for v in row) for row in L)
 
 
 def t2_criterion(chain: Chain, w: np.ndarray, q: int) -> np.ndarray:
@@ -652,6 +778,8 @@ __all__ = [
     "decide",
     "BatchVerdict",
     "t2_criterion",
+    "explain",
+    "PatternReport",
     "inert",
     "jacobians",
     "infeasible_strict",

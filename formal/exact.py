@@ -63,7 +63,15 @@ class KinkNode:
 
 
 class KinkRule(Protocol):
-    """Rules of a non-smooth op, handled by the engine."""
+    """Rules of a non-smooth op, handled by the engine.
+
+    Optional members: ``may_kink(node) -> bool`` (False when the node can
+    never have a kink node, e.g. an activation without kinks: then f may be
+    analytic everywhere, see :func:`may_kink`), and ``uses_context = True``
+    (``forward`` then receives ``context=`` the Forward built so far, and
+    ``float_filter`` receives ``context=`` the float ``(vals, errs)`` dicts:
+    a max-pool reads them to tell identical entries from real ties).
+    """
 
     def forward(self, node: Node, ins: list[QArray], net: Network, preset: Preset) -> tuple[QArray, Any, list[KinkNode]]:
         """Exact value, a private state (pieces/argmax), and the kink nodes found."""
@@ -87,6 +95,9 @@ def _act_of(node: Node) -> Activation:
 
 class ActRule:
     """Pointwise activations: kinks where the pre-activation equals a kink of rho."""
+
+    def may_kink(self, node: Node) -> bool:
+        return bool(_act_of(node).kinks)
 
     def forward(self, node: Node, ins: list[QArray], net: Network, preset: Preset):
         act = _act_of(node)
@@ -258,8 +269,10 @@ def float_filter(net: Network) -> bool:
             q = node.attr("value")
             vals[node.name], errs[node.name] = q.to_float(), np.abs(q.to_float()) * U + ETA
         elif node.op in KINK_RULES:
-            v, e, suspect = KINK_RULES[node.op].float_filter(
-                node, [vals[i] for i in node.inputs], [errs[i] for i in node.inputs], net
+            kr = KINK_RULES[node.op]
+            ctx: dict[str, Any] = {"context": (vals, errs)} if getattr(kr, "uses_context", False) else {}
+            v, e, suspect = kr.float_filter(
+                node, [vals[i] for i in node.inputs], [errs[i] for i in node.inputs], net, **ctx
             )
             if suspect:
                 return False
@@ -274,11 +287,49 @@ def float_filter(net: Network) -> bool:
     return True
 
 
+def may_kink(net: Network) -> bool:
+    """False when no op that can have kink nodes depends on a trainable parameter.
+
+    Then f is analytic near every w (e.g. a sigmoid/tanh network) and AD is
+    correct everywhere, whatever the values are (even irrational ones).
+    """
+    trainable = set(net.trainable)
+    dep: dict[str, bool] = {}
+    for node in net.nodes:
+        if node.op == "param":
+            dep[node.name] = node.attr("name") in trainable
+        else:
+            dep[node.name] = any(dep[i] for i in node.inputs)
+        if dep[node.name] and node.op in KINK_RULES:
+            check = getattr(KINK_RULES[node.op], "may_kink", None)
+            if check is None or check(node):
+                return True
+    return False
+
+
 def forward(net: Network, preset: Preset, *, use_filter: bool = True) -> Forward:
-    """Forward pass at w: float filter first, exact values and kinks when needed."""
+    """Forward pass at w: float filter first, exact values and kinks when needed.
+
+    Irrational values (sigmoid, tanh, batch-norm square roots) make the exact
+    pass raise NotExact; then ball arithmetic (:mod:`formal.enclosure`) may
+    still prove that no kink node exists, else the NotExact propagates
+    ("unknown", naming the enclosure that straddles a kink).
+    """
+    if use_filter and not may_kink(net):
+        return Forward(net, preset, exact=False)
     if use_filter and float_filter(net):
         return Forward(net, preset, exact=False)
-    return exact_forward(net, preset)
+    try:
+        return exact_forward(net, preset)
+    except NotExact as exc:
+        if not use_filter:
+            raise
+        from .enclosure import prove_no_kinks
+
+        ok, why = prove_no_kinks(net)
+        if ok:
+            return Forward(net, preset, exact=False)
+        raise NotExact(f"{exc}; {why}") from None
 
 
 def exact_forward(net: Network, preset: Preset) -> Forward:
@@ -291,7 +342,9 @@ def exact_forward(net: Network, preset: Preset) -> Forward:
         else:
             fwd.depends[node.name] = any(fwd.depends[i] for i in node.inputs)
         if node.op in KINK_RULES:
-            value, state, kinks = KINK_RULES[node.op].forward(node, ins, net, preset)
+            kr = KINK_RULES[node.op]
+            ctx = {"context": fwd} if getattr(kr, "uses_context", False) else {}
+            value, state, kinks = kr.forward(node, ins, net, preset, **ctx)
             fwd.states[node.name] = state
             if kinks and fwd.depends[node.name]:
                 fwd.by_node[node.name] = kinks
@@ -393,9 +446,8 @@ def adjoint_demand(fwd: Forward, *, want_params: bool, cut: bool) -> dict[str, A
         if node.op == "param":
             demand[node.name] = want_params and node.attr("name") in net.trainable
             continue
+        # a cut kink op still passes adjoints down through its smooth entries
         below = any(demand[i] is not False for i in node.inputs)
-        if node.op in KINK_RULES and cut:
-            below = False  # a cut kink node passes nothing down
         kinks = fwd.by_node.get(node.name)
         if below:
             demand[node.name] = True

@@ -33,9 +33,8 @@ a hyperplane, so the full-dimensional cones (those whose *strict* system
 ``g = L`` on a dense set and, being continuous, everywhere; if two differ,
 ``g`` equals two different linear maps on two open sets and is not linear.
 By Lemma D (f locally Lipschitz), ``g`` linear <=> f differentiable, and then
-``grad f(w) = L``.  Strict feasibility is decided by an exact LP
-(``sympy.solvers.simplex.linprog``, rational simplex) on the pivot columns of
-the constraint matrix.  Branches whose option does not matter (a factor that
+``grad f(w) = L``.  Strict feasibility is decided exactly (Gordan's alternative and a
+small rational simplex, :func:`lp_feasible`).  Branches whose option does not matter (a factor that
 is 0, a non-maximal argument) are never entered, so the search stays small.
 The ``{L_s}`` of full-dimensional cells are the gradients of ``g``'s pieces:
 each is a Bouligand subgradient (the limit of ``grad f`` along
@@ -57,10 +56,10 @@ from fractions import Fraction
 from typing import Any
 
 import sympy as sp
-from sympy.solvers.simplex import linprog
 
 Germ = tuple[Fraction, ...]  # polynomial in t, lowest order first, no trailing zeros
 Vec = tuple[Fraction, ...]
+Lets = dict[sp.Symbol, sp.Expr]  # let-bound symbols: pre-activations, in build order
 
 # ---------------------------------------------------------------------------
 # Exact numbers
@@ -174,10 +173,7 @@ class Act:
         if n == "hardswish":
             return x * sp.Min(sp.Max(x + 3, 0), 6) / 6
         if n == "leaky_relu":
-            # evaluate=False: keep the condition a plain relational (sympy would fold a
-            # Piecewise inside the condition into ITE booleans)
-            cond = sp.StrictLessThan(x, 0, evaluate=False)
-            return sp.Piecewise((rat(self.param("slope")) * x, cond), (x, sp.true), evaluate=False)
+            return sp.Piecewise((rat(self.param("slope")) * x, x < 0), (x, True))
         if n == "abs":
             return sp.Abs(x)
         raise NotImplementedError(f"oracle: activation {n}")
@@ -324,13 +320,15 @@ def _rel_holds(rel: Any, sign: int) -> bool:
     raise NotImplementedError(f"oracle: condition {rel}")
 
 
-def _germ(expr: sp.Expr, env: dict[sp.Symbol, Germ], memo: dict[sp.Expr, Germ]) -> Germ:
-    """The germ of expr on (0, eps) given the symbols' germs."""
+def _germ(expr: sp.Expr, env: dict[sp.Symbol, Germ], memo: dict[sp.Expr, Germ], lets: Lets | None = None) -> Germ:
+    """The germ of expr on (0, eps) given the symbols' germs (let-bound symbols are expanded)."""
     hit = memo.get(expr)
     if hit is not None:
         return hit
+    if lets is None:
+        lets = {}
     if expr.is_Symbol:
-        r = env[expr]
+        r = env[expr] if expr in env else _germ(lets[expr], env, memo, lets)
     elif expr.is_Rational:
         r = g_const(Fraction(int(expr.p), int(expr.q)))
     elif expr.is_Number:
@@ -338,38 +336,38 @@ def _germ(expr: sp.Expr, env: dict[sp.Symbol, Germ], memo: dict[sp.Expr, Germ]) 
     elif isinstance(expr, sp.Add):
         r = ()
         for a in expr.args:
-            r = g_add(r, _germ(a, env, memo))
+            r = g_add(r, _germ(a, env, memo, lets))
     elif isinstance(expr, sp.Mul):
         r = (Fraction(1),)
         for a in expr.args:
-            r = g_mul(r, _germ(a, env, memo))
+            r = g_mul(r, _germ(a, env, memo, lets))
     elif isinstance(expr, sp.Pow):
         n = expr.exp
         if not (n.is_Integer and int(n) >= 0):
             raise NotImplementedError(f"oracle: power {expr}")
-        base = _germ(expr.base, env, memo)
+        base = _germ(expr.base, env, memo, lets)
         r = (Fraction(1),)
         for _ in range(int(n)):
             r = g_mul(r, base)
     elif isinstance(expr, (sp.Max, sp.Min)):
-        gs = [_germ(a, env, memo) for a in expr.args]
+        gs = [_germ(a, env, memo, lets) for a in expr.args]
         want = 1 if isinstance(expr, sp.Max) else -1
         r = gs[0]
         for g in gs[1:]:
             if g_sign(g_add(g, g_neg(r))) == want:
                 r = g
     elif isinstance(expr, sp.Abs):
-        a = _germ(expr.args[0], env, memo)
+        a = _germ(expr.args[0], env, memo, lets)
         r = g_neg(a) if g_sign(a) < 0 else a
     elif isinstance(expr, sp.Piecewise):
         r = None
         for e, c in expr.args:
             if c == sp.true:
-                r = _germ(e, env, memo)
+                r = _germ(e, env, memo, lets)
                 break
-            s = g_sign(g_add(_germ(c.lhs, env, memo), g_neg(_germ(c.rhs, env, memo))))
+            s = g_sign(g_add(_germ(c.lhs, env, memo, lets), g_neg(_germ(c.rhs, env, memo, lets))))
             if _rel_holds(c, s):
-                r = _germ(e, env, memo)
+                r = _germ(e, env, memo, lets)
                 break
         if r is None:
             raise ValueError(f"oracle: no branch of {expr} holds")
@@ -395,8 +393,8 @@ def _vscale(c: Fraction, a: Vec) -> Vec:
 class _Walk:
     """First-order tangents under a pattern of choices; records the pattern's cone constraints."""
 
-    def __init__(self, values: dict[sp.Expr, Fraction], W: int, index: dict[sp.Symbol, int], choices: dict[Any, int]):
-        self.values, self.W, self.index, self.choices = values, W, index, choices
+    def __init__(self, values: dict[sp.Expr, Fraction], W: int, index: dict[sp.Symbol, int], choices: dict[Any, int], lets: Lets):
+        self.values, self.W, self.index, self.choices, self.lets = values, W, index, choices, lets
         self.constraints: list[Vec] = []
         self.memo: dict[sp.Expr, Vec] = {}
         self.zero: Vec = (Fraction(0),) * W
@@ -419,6 +417,8 @@ class _Walk:
 
     def _tan(self, e: sp.Expr) -> Vec:
         if e.is_Symbol:
+            if e in self.lets:
+                return self.tan(self.lets[e])
             v = [Fraction(0)] * self.W
             v[self.index[e]] = Fraction(1)
             return tuple(v)
@@ -490,7 +490,7 @@ class _Walk:
         raise NotImplementedError(f"oracle: expression node {type(e).__name__}")
 
 
-def _values(exprs: list[sp.Expr], env: dict[sp.Symbol, Fraction]) -> dict[sp.Expr, Fraction]:
+def _values(exprs: list[sp.Expr], env: dict[sp.Symbol, Fraction], lets: Lets) -> dict[sp.Expr, Fraction]:
     """Exact value at w of every sub-expression (all branches and condition sides included)."""
     memo: dict[sp.Expr, Germ] = {}
     genv = {s: g_const(v) for s, v in env.items()}
@@ -500,10 +500,12 @@ def _values(exprs: list[sp.Expr], env: dict[sp.Symbol, Fraction]) -> dict[sp.Exp
         if e in seen:
             return
         seen.add(e)
+        if e in lets:
+            visit(lets[e])
         for a in e.args:
             visit(a)
         if isinstance(e, sp.Expr):
-            _germ(e, genv, memo)
+            _germ(e, genv, memo, lets)
 
     for e in exprs:
         visit(e)
@@ -538,48 +540,98 @@ def _pivot_columns(rows: list[Vec]) -> list[int]:
     return pivots
 
 
+def lp_solve(A: list[list[Fraction]], b: list[Fraction]) -> list[Fraction] | None:
+    """Some x >= 0 with A x = b, or None.  Phase I of the simplex method, exact, Bland's rule.
+
+    (sympy 1.14's ``linprog`` was tried first and returned infeasible points on
+    tiny problems, so the oracle carries its own small simplex; every answer
+    it gives is re-checked by the callers with a certificate.)
+    """
+    m = len(A)
+    n = len(A[0]) if m else 0
+    if m == 0:
+        return [Fraction(0)] * n
+    T: list[list[Fraction]] = []
+    for i in range(m):
+        s = -1 if b[i] < 0 else 1
+        T.append([Fraction(s * a) for a in A[i]] + [Fraction(int(k == i)) for k in range(m)] + [Fraction(s * b[i])])
+    basis = [n + i for i in range(m)]
+    # reduced costs of "minimize the sum of artificials"; last entry = -(objective value)
+    C = [-sum((T[i][j] for i in range(m)), Fraction(0)) for j in range(n)] + [Fraction(0)] * m
+    C.append(-sum((T[i][-1] for i in range(m)), Fraction(0)))
+    while True:
+        enter = next((j for j in range(n + m) if C[j] < 0), None)
+        if enter is None:
+            break
+        best: tuple[Fraction, int, int] | None = None
+        for i in range(m):
+            if T[i][enter] > 0:
+                key = (T[i][-1] / T[i][enter], basis[i], i)
+                if best is None or key < best:
+                    best = key
+        assert best is not None, "phase I is bounded below by 0"
+        r = best[2]
+        piv = T[r][enter]
+        T[r] = [v / piv for v in T[r]]
+        for i in range(m):
+            if i != r and T[i][enter]:
+                f = T[i][enter]
+                T[i] = [a - f * c for a, c in zip(T[i], T[r])]
+        f = C[enter]
+        C = [a - f * c for a, c in zip(C, T[r])]
+        basis[r] = enter
+    if C[-1] != 0:
+        return None
+    x = [Fraction(0)] * n
+    for i, j in enumerate(basis):
+        if j < n:
+            x[j] = T[i][-1]
+    assert all(v >= 0 for v in x)
+    assert all(sum((a * v for a, v in zip(row, x)), Fraction(0)) == rhs for row, rhs in zip(A, b))
+    return x
+
+
 _FEASIBLE_CACHE: dict[tuple[Vec, ...], bool] = {}
 
 
 def strictly_feasible(forms: list[Vec]) -> bool:
-    """Is there d with phi(d) > 0 for every non-zero form phi?  (exact rational LP)"""
+    """Is there d with phi(d) > 0 for every non-zero form phi?  Both answers carry a checked certificate.
+
+    Gordan's alternative: exactly one of (1) A d > 0, (2) y >= 0, y != 0, A^T y = 0
+    has a solution.  (2) is ``y >= 0, A_P^T y = 0, sum(y) = 1`` with P the pivot
+    columns of A (every other column is a combination of them); (1) is found as
+    ``A_P (p - q) - s = 1`` with p, q, s >= 0 and checked by evaluating A d.
+    """
     rows = sorted({f for f in forms if any(f)})
     key = tuple(rows)
     if key in _FEASIBLE_CACHE:
         return _FEASIBLE_CACHE[key]
-    if not rows:
-        return True
-    cols = _pivot_columns(rows)  # A d ranges over the column space: d on pivot columns suffices
-    n = len(cols)
-    # d = p - q with 0 <= p, q <= 1 and 0 <= s <= 1: maximize s  s.t.  s - a.(p - q) <= 0.
-    # (Only non-negative variables: sympy 1.14's linprog mishandles negative lower bounds.)
-    A = [[-rat(r[c]) for c in cols] + [rat(r[c]) for c in cols] + [1] for r in rows]
-    for i in range(2 * n + 1):
-        A.append([int(i == j) for j in range(2 * n + 1)])
-    b = [0] * len(rows) + [1] * (2 * n + 1)
-    opt, _ = linprog(sp.Matrix([0] * (2 * n) + [-1]), sp.Matrix(A), sp.Matrix(b))
-    ok = bool(-opt > 0)
+    ok = True
+    if rows:
+        K = len(rows)
+        cols = _pivot_columns(rows)
+        y = lp_solve([[r[c] for r in rows] for c in cols] + [[Fraction(1)] * K], [Fraction(0)] * len(cols) + [Fraction(1)])
+        if y is not None:
+            ok = False
+        else:
+            n = len(cols)
+            A = [[r[c] for c in cols] + [-r[c] for c in cols] + [Fraction(-int(i == k)) for k in range(K)]
+                 for i, r in enumerate(rows)]
+            x = lp_solve(A, [Fraction(1)] * K)
+            assert x is not None, "Gordan: exactly one alternative holds"
+            d = {c: x[k] - x[n + k] for k, c in enumerate(cols)}
+            assert all(sum((r[c] * v for c, v in d.items()), Fraction(0)) > 0 for r in rows)
     _FEASIBLE_CACHE[key] = ok
     return ok
 
 
 def in_convex_hull(point: list[Fraction], vertices: list[list[Fraction]]) -> bool:
-    """Is point a convex combination of the vertices?  (exact LP)"""
+    """Is point a convex combination of the vertices?  (lam >= 0, V lam = point, sum lam = 1)"""
     if not vertices:
         return False
-    if any(list(v) == list(point) for v in vertices):
-        return True
-    k = len(vertices)
     dim = len(point)
-    rows = [[rat(v[i]) for v in vertices] for i in range(dim)] + [[1] * k]
-    rhs = [rat(p) for p in point] + [1]
-    try:
-        linprog(sp.Matrix([0] * k), None, None, sp.Matrix(rows), sp.Matrix(rhs))
-    except Exception as exc:  # sympy raises InfeasibleLPError
-        if type(exc).__name__ == "InfeasibleLPError":
-            return False
-        raise
-    return True
+    A_eq = [[Fraction(v[i]) for v in vertices] for i in range(dim)] + [[Fraction(1)] * len(vertices)]
+    return lp_solve(A_eq, [Fraction(p) for p in point] + [Fraction(1)]) is not None
 
 
 # ---------------------------------------------------------------------------
@@ -723,6 +775,7 @@ class Oracle:
         return rat(self.entry_value(name, idx))
 
     def _build(self) -> None:
+        self.lets: Lets = {}
         outs: list[sp.Expr] = []
         for b in range(self.B):
             z: list[sp.Expr] = [rat(v) for v in self.X[b]]
@@ -732,7 +785,9 @@ class Oracle:
                     y = sp.Add(*[self.entry_expr(f"{i}.weight", (u, j)) * z[j] for j in range(len(z))])
                     if layer.bias:
                         y = y + self.entry_expr(f"{i}.bias", (u,))
-                    ys.append(y)
+                    let = sp.Dummy(f"y{i}_{b}_{u}", real=True)
+                    self.lets[let] = y
+                    ys.append(let)
                 z = [layer.act.formula(y) for y in ys]
             outs += z
         self.outputs = outs
@@ -743,11 +798,20 @@ class Oracle:
     def value(self) -> list[Fraction]:
         memo: dict[sp.Expr, Germ] = {}
         env = {s: g_const(v) for s, v in self.env.items()}
-        return [g_coeff(_germ(e, env, memo), 0) for e in self.exprs]
+        return [g_coeff(_germ(e, env, memo, self.lets), 0) for e in self.exprs]
+
+    def expression(self, row: int = 0) -> sp.Expr:
+        """Objective row ``row`` as one sympy expression of the parameter symbols (lets expanded)."""
+        e = self.exprs[row]
+        for let, y in reversed(list(self.lets.items())):
+            e = e.subs(let, y)
+        return e
 
     def sympy_value(self) -> list[Fraction]:
         """f(w) by sympy's own evaluation (xreplace), a check of the germ evaluator."""
-        sub = {s: rat(v) for s, v in self.env.items()}
+        sub: dict[sp.Symbol, sp.Expr] = {s: rat(v) for s, v in self.env.items()}
+        for let, y in self.lets.items():  # build order: each let reads earlier ones only
+            sub[let] = y.xreplace(sub)
         vals = [e.xreplace(sub) for e in self.exprs]
         assert all(v.is_Rational for v in vals), vals
         return [exact(v) for v in vals]
@@ -764,7 +828,7 @@ class Oracle:
         f0 = self.value()
         out = []
         for e, v0 in zip(self.exprs, f0):
-            g = _germ(e, env, memo)
+            g = _germ(e, env, memo, self.lets)
             assert g_coeff(g, 0) == v0, "germ at t = 0 must be f(w)"
             out.append(g_coeff(g, 1))
         return out
@@ -788,12 +852,12 @@ class Oracle:
     def decide(self) -> Decision:
         if self._decision is not None:
             return self._decision
-        values = _values(self.exprs, self.env)
+        values = _values(self.exprs, self.env, self.lets)
         cells: list[Cell] = []
         stack: list[dict[Any, int]] = [{}]
         while stack:
             choices = stack.pop()
-            walk = _Walk(values, self.W, self.index, choices)
+            walk = _Walk(values, self.W, self.index, choices, self.lets)
             try:
                 L = tuple(walk.tan(e) for e in self.exprs)
             except _NeedChoice as nc:

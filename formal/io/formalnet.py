@@ -184,6 +184,86 @@ def load_params_npz(path: str | Path, fmt: Format) -> dict[str, np.ndarray]:
     return out
 
 
+class Build:
+    """State of the layer loop: the nodes so far and the current value (``prev``, per-sample ``shape``)."""
+
+    def __init__(self, where: Where, where_p: Where, raw: dict[str, np.ndarray], nodes: list[Node], prev: str, shape: tuple[int, ...]):
+        self.where, self.where_p, self.raw = where, where_p, raw
+        self.nodes, self.prev, self.shape = nodes, prev, shape
+        self.params: dict[str, np.ndarray] = {}
+        self.order: list[str] = []
+        self.outputs: list[str] = []
+
+    def param(self, name: str, shape: tuple[int, ...]) -> str:
+        """Register parameter ``name`` (must exist with this shape); returns its node."""
+        if name not in self.raw:
+            raise self.where_p.fail(f"params.{name}", "expected this parameter, it is missing")
+        v = self.raw[name]
+        if tuple(v.shape) != tuple(shape):
+            raise self.where_p.fail(f"params.{name}", f"expected shape {tuple(shape)}, got {tuple(v.shape)}")
+        self.params[name] = v
+        self.order.append(name)
+        self.nodes.append(Node(f"p:{name}", "param", (), v.shape, (("name", name),)))
+        return f"p:{name}"
+
+    def emit(self, name: str, op: str, inputs: tuple[str, ...], shape: tuple[int, ...], attrs: tuple[tuple[str, Any], ...] = ()) -> None:
+        self.nodes.append(Node(name, op, inputs, shape, attrs))
+        self.prev, self.shape = name, shape
+
+    def activation(self, i: int, layer: dict[str, Any]) -> None:
+        field = f"layers[{i}]"
+        units = int(np.prod(self.shape))
+        act, override = _activation(layer.get("activation"), self.where, f"{field}.activation")
+        if override is not None and isinstance(override, tuple) and len(override) != units:
+            raise self.where.fail(f"{field}.activation.proxy", f"expected one proxy per unit ({units}), got {len(override)}")
+        if act.name != "identity" or override is not None:
+            attrs: tuple[tuple[str, Any], ...] = (("activation", act),)
+            if override is not None:
+                attrs += (("proxy", override),)
+            self.emit(f"{i}.act", "act", (self.prev,), self.shape, attrs)
+
+
+def _dense(b: Build, i: int, layer: dict[str, Any]) -> None:
+    field = f"layers[{i}]"
+    where, where_p = b.where, b.where_p
+    units = layer.get("units")
+    if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
+        raise where.fail(f"{field}.units", f"expected a positive integer, got {units!r}")
+    if len(b.shape) != 1:
+        raise where.fail(f"{field}.type", f"expected a 1-D input for a dense layer (add a flatten layer), got shape {b.shape}")
+    width = b.shape[0]
+    wname = f"{i}.weight"
+    if wname not in b.raw:
+        raise where_p.fail(f"params.{wname}", "expected this parameter, it is missing")
+    w = b.raw[wname]
+    if w.shape != (units, width):
+        raise where_p.fail(f"params.{wname}", f"expected shape ({units}, {width}), got {tuple(w.shape)}")
+    b.param(wname, (units, width))
+    b.emit(f"{i}.linear", "linear", (b.prev, f"p:{wname}"), (units,))
+    has_bias = layer.get("bias", True)
+    if not isinstance(has_bias, bool):
+        raise where.fail(f"{field}.bias", f"expected true or false, got {has_bias!r}")
+    if has_bias:
+        bname = f"{i}.bias"
+        if bname not in b.raw:
+            raise where_p.fail(f"params.{bname}", "expected this parameter, it is missing")
+        bias = b.raw[bname]
+        if bias.shape != (units,):
+            raise where_p.fail(f"params.{bname}", f"expected shape ({units},), got {tuple(bias.shape)}")
+        b.param(bname, (units,))
+        b.emit(f"{i}.add", "add", (b.prev, f"p:{bname}"), (units,))
+    b.activation(i, layer)
+
+
+LAYERS: dict[str, Any] = {"dense": _dense}
+
+
+def _register_layers() -> None:
+    from .formalnet_layers import LAYERS as more
+
+    LAYERS.update(more)
+
+
 def load(path: str | Path, params: str | Path | None = None) -> Network:
     """Load a formal-net/1 JSON file (optionally with an .npz of parameters)."""
     p = Path(path)
@@ -194,6 +274,8 @@ def load(path: str | Path, params: str | Path | None = None) -> Network:
 def from_dict(doc: Any, *, source: str = "<dict>", params_file: str | Path | None = None) -> Network:
     """Build a Network from a parsed formal-net/1 document."""
     where = Where(source)
+    if len(LAYERS) == 1:
+        _register_layers()
     if not isinstance(doc, dict):
         raise where.fail("<top>", "expected a JSON object")
     if doc.get("format") != FORMAT_TAG:
@@ -218,57 +300,28 @@ def from_dict(doc: Any, *, source: str = "<dict>", params_file: str | Path | Non
             raise where.fail("params", "expected an object of parameter tensors (or pass --params FILE.npz)")
         raw = {k: _array(v, where, f"params.{k}") for k, v in doc["params"].items()}
         where_p = where
-    nodes = [Node("x", "input", (), (X.shape[1],))]
-    width = X.shape[1]
-    prev = "x"
-    params: dict[str, np.ndarray] = {}
-    order: list[str] = []
+    shape_spec = doc.get("input_shape")
+    in_shape: tuple[int, ...] = (X.shape[1],)
+    if shape_spec is not None:
+        if not isinstance(shape_spec, list) or not shape_spec or any(not isinstance(d, int) or isinstance(d, bool) or d <= 0 for d in shape_spec):
+            raise where.fail("input_shape", f"expected a list of positive integers, got {shape_spec!r}")
+        if int(np.prod(shape_spec)) != X.shape[1]:
+            raise where.fail("input_shape", f"expected {X.shape[1]} entries per input (the rows of inputs), got shape {shape_spec}")
+        in_shape = tuple(shape_spec)
+    batch_inputs = X.reshape((X.shape[0],) + in_shape)
+    b = Build(where, where_p, raw, [Node("x", "input", (), in_shape)], "x", in_shape)
     for i, layer in enumerate(layers):
         field = f"layers[{i}]"
         if not isinstance(layer, dict):
             raise where.fail(field, "expected a layer object")
         kind = layer.get("type")
-        if kind != "dense":
-            raise where.fail(f"{field}.type", f"expected 'dense', got {kind!r}")
-        units = layer.get("units")
-        if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
-            raise where.fail(f"{field}.units", f"expected a positive integer, got {units!r}")
-        wname = f"{i}.weight"
-        if wname not in raw:
-            raise where_p.fail(f"params.{wname}", "expected this parameter, it is missing")
-        w = raw[wname]
-        if w.shape != (units, width):
-            raise where_p.fail(f"params.{wname}", f"expected shape ({units}, {width}), got {tuple(w.shape)}")
-        params[wname] = w
-        order.append(wname)
-        nodes.append(Node(f"p:{wname}", "param", (), w.shape, (("name", wname),)))
-        nodes.append(Node(f"{i}.linear", "linear", (prev, f"p:{wname}"), (units,)))
-        prev = f"{i}.linear"
-        has_bias = layer.get("bias", True)
-        if not isinstance(has_bias, bool):
-            raise where.fail(f"{field}.bias", f"expected true or false, got {has_bias!r}")
-        if has_bias:
-            bname = f"{i}.bias"
-            if bname not in raw:
-                raise where_p.fail(f"params.{bname}", "expected this parameter, it is missing")
-            b = raw[bname]
-            if b.shape != (units,):
-                raise where_p.fail(f"params.{bname}", f"expected shape ({units},), got {tuple(b.shape)}")
-            params[bname] = b
-            order.append(bname)
-            nodes.append(Node(f"p:{bname}", "param", (), b.shape, (("name", bname),)))
-            nodes.append(Node(f"{i}.add", "add", (prev, f"p:{bname}"), (units,)))
-            prev = f"{i}.add"
-        act, override = _activation(layer.get("activation"), where, f"{field}.activation")
-        if override is not None and isinstance(override, tuple) and len(override) != units:
-            raise where.fail(f"{field}.activation.proxy", f"expected one proxy per unit ({units}), got {len(override)}")
-        if act.name != "identity" or override is not None:
-            attrs: tuple[tuple[str, Any], ...] = (("activation", act),)
-            if override is not None:
-                attrs += (("proxy", override),)
-            nodes.append(Node(f"{i}.act", "act", (prev,), (units,), attrs))
-            prev = f"{i}.act"
-        width = units
+        builder = LAYERS.get(kind) if isinstance(kind, str) else None
+        if builder is None:
+            names = ", ".join(repr(k) for k in LAYERS)
+            raise where.fail(f"{field}.type", f"expected {names}, got {kind!r}")
+        builder(b, i, layer)
+        b.outputs.append(b.prev)
+    nodes, prev, params, order = b.nodes, b.prev, b.params, b.order
     extra = sorted(set(raw) - set(params))
     if extra:
         raise where_p.fail(f"params.{extra[0]}", "expected only parameters of the layers, got an unknown name")
@@ -293,13 +346,13 @@ def from_dict(doc: Any, *, source: str = "<dict>", params_file: str | Path | Non
             if e.sign * params[e.param][e.index] != hv:
                 raise where.fail(f"tied[{g}]", f"expected tied entries to have equal values, got {e.param}{list(e.index)} = {format_exact(params[e.param][e.index])}")
         ties.append(entries)
-    out_units = width
+    out_units = int(np.prod(b.shape))
     B = X.shape[0]
     objective, kind = _objective(doc.get("objective"), B, out_units, where)
     net = Network(
         tuple(nodes),
         prev,
-        QArray.from_fractions(X),
+        QArray.from_fractions(batch_inputs),
         {k: QArray.from_fractions(v) for k, v in params.items()},
         fmt,
         tuple(order),

@@ -1,0 +1,154 @@
+"""formal-net/1 layer types beyond ``dense``: conv2d, maxpool2d, avgpool2d, flatten, add.
+
+They follow torch's names and shape conventions.  Images are (C, H, W) per
+sample: give ``"input_shape": [C, H, W]`` at the top level (each row of
+``inputs`` is one flattened image, in C order).
+
+- ``{"type": "conv2d", "out_channels": CO, "kernel_size": k | [kh, kw],
+  "stride": 1, "padding": 0 | [ph, pw], "dilation": 1, "groups": 1,
+  "bias": true, "activation": ...}``; parameters ``"{i}.weight"``
+  (CO, C/groups, kh, kw) and ``"{i}.bias"`` (CO,), shared across positions.
+- ``{"type": "maxpool2d", "kernel_size": k, "stride": k, "padding": 0,
+  "dilation": 1, "ceil_mode": false, "tie": "first" | "last" | [...]}``:
+  ``tie`` overrides the preset's tie-breaking rule for this layer (one rule,
+  or one per output entry, per-sample flat index; see :mod:`formal.maxpool`).
+- ``{"type": "avgpool2d", "kernel_size": k, "stride": k, "padding": 0,
+  "ceil_mode": false, "count_include_pad": true}`` (torch's defaults).
+- ``{"type": "flatten"}``: to (C*H*W,).
+- ``{"type": "add", "from": j}``: a residual connection, adds the output of
+  layer ``j`` (an earlier index, or ``"input"``) to the current value.
+
+Every layer may carry an ``"activation"``, applied after it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import conv as _conv  # noqa: F401  (registers the conv/pool rules)
+from ..conv import out_size
+from .formalnet import Build
+
+
+def _pair(b: Build, field: str, value: Any, default: int | None, minimum: int) -> tuple[int, int]:
+    if value is None:
+        if default is None:
+            raise b.where.fail(field, "expected this field (an integer or a pair)")
+        value = default
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value, value]
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value)):
+        raise b.where.fail(field, f"expected an integer >= {minimum} or a pair of them, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def _image(b: Build, field: str) -> tuple[int, int, int]:
+    if len(b.shape) != 3:
+        raise b.where.fail(field, f"expected a (C, H, W) input (set input_shape), got shape {b.shape}")
+    C, H, W = b.shape
+    return C, H, W
+
+
+def _out(b: Build, field: str, size: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
+    try:
+        return out_size(size, k, s, p, p, d, ceil)
+    except ValueError as exc:
+        raise b.where.fail(field, str(exc)) from None
+
+
+def _conv2d(b: Build, i: int, layer: dict[str, Any]) -> None:
+    field = f"layers[{i}]"
+    C, H, W = _image(b, f"{field}.type")
+    CO = layer.get("out_channels")
+    if not isinstance(CO, int) or isinstance(CO, bool) or CO <= 0:
+        raise b.where.fail(f"{field}.out_channels", f"expected a positive integer, got {CO!r}")
+    kh, kw = _pair(b, f"{field}.kernel_size", layer.get("kernel_size"), None, 1)
+    sh, sw = _pair(b, f"{field}.stride", layer.get("stride"), 1, 1)
+    ph, pw = _pair(b, f"{field}.padding", layer.get("padding"), 0, 0)
+    dh, dw = _pair(b, f"{field}.dilation", layer.get("dilation"), 1, 1)
+    g = layer.get("groups", 1)
+    if not isinstance(g, int) or isinstance(g, bool) or g <= 0 or C % g or CO % g:
+        raise b.where.fail(f"{field}.groups", f"expected a positive divisor of the channels ({C} in, {CO} out), got {g!r}")
+    oh = _out(b, field, H, kh, sh, ph, dh, False)
+    ow = _out(b, field, W, kw, sw, pw, dw, False)
+    wnode = b.param(f"{i}.weight", (CO, C // g, kh, kw))
+    attrs = (("strides", (sh, sw)), ("pads", (ph, pw, ph, pw)), ("dilations", (dh, dw)), ("groups", g))
+    b.emit(f"{i}.conv", "conv2d", (b.prev, wnode), (CO, oh, ow), attrs)
+    has_bias = layer.get("bias", True)
+    if not isinstance(has_bias, bool):
+        raise b.where.fail(f"{field}.bias", f"expected true or false, got {has_bias!r}")
+    if has_bias:
+        conv = b.prev
+        bnode = b.param(f"{i}.bias", (CO,))
+        b.emit(f"{i}.bias_view", "view", (bnode,), (CO, 1, 1))
+        b.emit(f"{i}.add", "add", (conv, f"{i}.bias_view"), (CO, oh, ow))
+    b.activation(i, layer)
+
+
+def _pool(op: str) -> Any:
+    def build(b: Build, i: int, layer: dict[str, Any]) -> None:
+        field = f"layers[{i}]"
+        C, H, W = _image(b, f"{field}.type")
+        kh, kw = _pair(b, f"{field}.kernel_size", layer.get("kernel_size"), None, 1)
+        sh, sw = _pair(b, f"{field}.stride", layer.get("stride"), None if "stride" in layer else kh, 1) if "stride" in layer else (kh, kw)
+        ph, pw = _pair(b, f"{field}.padding", layer.get("padding"), 0, 0)
+        dh, dw = _pair(b, f"{field}.dilation", layer.get("dilation"), 1, 1) if op == "maxpool2d" else (1, 1)
+        if 2 * ph > kh or 2 * pw > kw:
+            raise b.where.fail(f"{field}.padding", f"expected padding at most half the kernel ({kh}, {kw}), got ({ph}, {pw})")
+        ceil = layer.get("ceil_mode", False)
+        if not isinstance(ceil, bool):
+            raise b.where.fail(f"{field}.ceil_mode", f"expected true or false, got {ceil!r}")
+        oh = _out(b, field, H, kh, sh, ph, dh, ceil)
+        ow = _out(b, field, W, kw, sw, pw, dw, ceil)
+        attrs: tuple[tuple[str, Any], ...] = (("kernel", (kh, kw)), ("strides", (sh, sw)), ("pads", (ph, pw, ph, pw)), ("dilations", (dh, dw)), ("ceil_mode", ceil))
+        if op == "avgpool2d":
+            cip = layer.get("count_include_pad", True)
+            if not isinstance(cip, bool):
+                raise b.where.fail(f"{field}.count_include_pad", f"expected true or false, got {cip!r}")
+            attrs += (("count_include_pad", cip),)
+        else:
+            tie = layer.get("tie")
+            if tie is not None:
+                ok = tie in ("first", "last") if isinstance(tie, str) else isinstance(tie, list) and bool(tie) and all(t in ("first", "last") for t in tie)
+                if not ok:
+                    raise b.where.fail(f"{field}.tie", f"expected 'first', 'last' or a list of them, got {tie!r}")
+                attrs += (("tie", tie if isinstance(tie, str) else tuple(tie)),)
+        b.emit(f"{i}.{op[:7]}", op, (b.prev,), (C, oh, ow), attrs)
+        b.activation(i, layer)
+
+    return build
+
+
+def _flatten(b: Build, i: int, layer: dict[str, Any]) -> None:
+    n = 1
+    for d in b.shape:
+        n *= d
+    b.emit(f"{i}.flatten", "reshape", (b.prev,), (n,))
+    b.activation(i, layer)
+
+
+def _add(b: Build, i: int, layer: dict[str, Any]) -> None:
+    field = f"layers[{i}].from"
+    src = layer.get("from")
+    if src == "input":
+        other, shape = "x", b.nodes[0].shape
+    elif isinstance(src, int) and not isinstance(src, bool) and 0 <= src < i:
+        other = b.outputs[src]
+        shape = next(n.shape for n in b.nodes if n.name == other)
+    else:
+        raise b.where.fail(field, f"expected an earlier layer index (0..{i - 1}) or 'input', got {src!r}")
+    if tuple(shape) != tuple(b.shape):
+        raise b.where.fail(field, f"expected the shape {b.shape} of the current value, got {tuple(shape)} from layer {src}")
+    b.emit(f"{i}.residual", "add", (b.prev, other), b.shape)
+    b.activation(i, layer)
+
+
+LAYERS: dict[str, Any] = {
+    "conv2d": _conv2d,
+    "maxpool2d": _pool("maxpool2d"),
+    "avgpool2d": _pool("avgpool2d"),
+    "flatten": _flatten,
+    "add": _add,
+}
+
+__all__ = ["LAYERS"]

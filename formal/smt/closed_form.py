@@ -1,0 +1,243 @@
+"""Closed-form answers to bias-linear questions: exact rational solve + membership in M.
+
+A pre-activation entry ``y = y[b, i]`` of a kinked activation is affine in
+its unit's own bias, ``y = alpha + b_i``, and in each entry of its own weight
+row, ``y = alpha + x[b, k] * W[i, k]`` (when the tensor feeds nothing else).
+With every other parameter fixed, the only value of that parameter putting
+the unit on the kink c is ``p* = p + (c - y) / beta`` (beta = 1 or x[b, k]):
+one exact rational.  It is a witness iff it is a member of the format (and of
+the searched domain); otherwise *no* value of that parameter works in that
+slice.  THEORY section 7: this replaces ``fp.to_real`` queries that do not
+finish for binary32.
+
+For biases a float64 pass with rigorous error bounds (the engine's
+:data:`formal.ops.FLOAT` rules) first discards every unit whose interval of
+possible ``b*`` holds no member of M; only the rest is computed exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from ..activations import Activation, Preset
+from ..exact import KINK_RULES, Forward, exact_forward, float_values
+from ..network import Network, Node
+from ..ops import FLOAT
+from .fp import Domain
+
+__all__ = ["Slot", "Candidate", "linear_slots", "candidates", "bias_only_complete", "float_pass"]
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A parameter group entering one unit's pre-activation affinely."""
+
+    group: int
+    node: str  # the activation node
+    unit: int  # flat index of the unit
+    kind: str  # "bias" | "weight"
+    source: str = ""  # the linear's input node (weights)
+    column: int = -1  # k in W[i, k] (weights)
+    sign: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """Setting ``group`` to ``value`` puts ``node[unit]`` (sample) exactly on ``kink``."""
+
+    slot: Slot
+    sample: int
+    kink: Fraction
+    value: Fraction
+
+
+def _unique_groups(net: Network) -> set[int]:
+    """Groups with exactly one entry in the whole network (untied)."""
+    par = net.parameterization()
+    counts: dict[int, int] = {}
+    for g in par.groups.values():
+        for v in g.reshape(-1):
+            counts[int(v)] = counts.get(int(v), 0) + 1
+    return {g for g, c in counts.items() if c == 1}
+
+
+def _param_node_ok(net: Network, node: Node) -> bool:
+    """A param node whose tensor is read by this node only, and feeds one consumer."""
+    name = node.attr("name")
+    readers = [n for n in net.nodes if n.op == "param" and n.attr("name") == name]
+    return len(readers) == 1 and len(net.consumers(node.name)) == 1 and name in net.trainable
+
+
+def linear_slots(net: Network, free: Iterable[int] | None = None, *, weights: bool = True) -> list[Slot]:
+    """Every (free, untied) bias or own-row weight entering a kinked unit affinely."""
+    par = net.parameterization()
+    unique = _unique_groups(net)
+    allowed = None if free is None else set(free)
+    out: list[Slot] = []
+    for node in net.nodes:
+        if node.op != "act" or not node.attr("activation").kinks:
+            continue
+        pre = net.node(node.inputs[0])
+        units = int(np.prod(node.shape, dtype=np.int64))
+        lin = None
+        if pre.op == "add" and len(net.consumers(pre.name)) == 1:
+            for i in pre.inputs:
+                cand = net.node(i)
+                if cand.op == "param" and _param_node_ok(net, cand) and tuple(net.params[cand.attr("name")].shape) == tuple(node.shape):
+                    name = cand.attr("name")
+                    g = par.groups[name].reshape(-1)
+                    s = par.signs[name].reshape(-1)
+                    for u in range(units):
+                        gg = int(g[u])
+                        if gg in unique and (allowed is None or gg in allowed):
+                            out.append(Slot(gg, node.name, u, "bias", sign=int(s[u])))
+                elif cand.op == "linear" and len(net.consumers(cand.name)) == 1:
+                    lin = cand
+        elif pre.op == "linear" and len(net.consumers(pre.name)) == 1:
+            lin = pre
+        if lin is None or not weights or len(node.shape) != 1:
+            continue
+        wnode = net.node(lin.inputs[1])
+        if wnode.op != "param" or not _param_node_ok(net, wnode):
+            continue
+        name = wnode.attr("name")
+        g2 = par.groups[name]
+        s2 = par.signs[name]
+        for u in range(units):
+            for k in range(g2.shape[1]):
+                gg = int(g2[u, k])
+                if gg in unique and (allowed is None or gg in allowed):
+                    out.append(Slot(gg, node.name, u, "weight", lin.inputs[0], k, int(s2[u, k])))
+    return out
+
+
+def float_pass(net: Network) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """Float64 values and rigorous error bounds of every node (None if some op has no rule)."""
+    vals: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for node in net.nodes:
+        ins_v = [vals[i][0] for i in node.inputs]
+        ins_e = [vals[i][1] for i in node.inputs]
+        if node.op == "input":
+            vals[node.name] = float_values(net, "<input>")
+        elif node.op == "param":
+            vals[node.name] = float_values(net, node.attr("name"))
+        elif node.op == "const":
+            q = node.attr("value")
+            f = q.to_float()
+            vals[node.name] = (f, np.abs(f) * 2.0**-52 + 2.0**-1074)
+        elif node.op in KINK_RULES:
+            v, e, _ = KINK_RULES[node.op].float_filter(node, ins_v, ins_e, net)
+            vals[node.name] = (v, e)
+        elif node.op in FLOAT:
+            vals[node.name] = FLOAT[node.op](node, ins_v, ins_e, net)
+        else:
+            return None
+        v, e = vals[node.name]
+        if not (np.all(np.isfinite(v)) and np.all(np.isfinite(e))):
+            return None
+    return vals
+
+
+def _group_value(net: Network, slot: Slot) -> Fraction:
+    par = net.parameterization()
+    name, flat = par.slots[slot.group]
+    q = net.params[name]
+    return Fraction(int(q.num.reshape(-1)[flat]), q.den)
+
+
+def _may_hold_member(dom: Domain, lo: float, hi: float) -> bool:
+    """Could [lo, hi] (floats, exact endpoints) contain an allowed member?"""
+    a, b = Fraction(lo), Fraction(hi)
+    if a <= 0 <= b:
+        return True
+    up = dom.fmt.neighbors(a)[1] if a <= dom.fmt.max_value else None
+    return up is not None and up <= b
+
+
+def candidates(net: Network, preset: Preset, dom: Domain, free: Iterable[int] | None = None, *, weights: bool = True, limit: int = 100_000) -> tuple[list[Candidate], int, bool]:
+    """Closed-form kink candidates in the domain.
+
+    Returns (candidates, slots examined, complete), ``complete`` false when
+    ``limit`` slots were examined before the end.
+    """
+    slots = linear_slots(net, free, weights=weights)
+    if not slots:
+        return [], 0, True
+    flt = float_pass(net)
+    fwd: Forward | None = None
+    out: list[Candidate] = []
+    B = net.batch
+    examined = 0
+    for slot in slots:
+        if examined >= limit:
+            return out, examined, False
+        examined += 1
+        node = net.node(slot.node)
+        act: Activation = node.attr("activation")
+        pre = node.inputs[0]
+        p_now = _group_value(net, slot) * slot.sign
+        for b in range(B):
+            for c in act.kinks:
+                if slot.kind == "bias" and flt is not None:
+                    yf, ye = flt[pre]
+                    y0 = float(yf.reshape(B, -1)[b, slot.unit])
+                    e0 = float(ye.reshape(B, -1)[b, slot.unit])
+                    centre = float(p_now) + float(c) - y0
+                    slack = 4 * (abs(centre) + abs(float(p_now)) + abs(float(c)) + abs(y0)) * 2.0**-52
+                    width = 2 * e0 + slack + 2.0**-1070
+                    if not _may_hold_member(dom, centre - width, centre + width):
+                        continue  # the entry b* (the domain is symmetric) is provably not in M
+                if fwd is None:
+                    fwd = exact_forward(net, preset)
+                y = fwd.values[pre]
+                yv = Fraction(int(y.num.reshape(B, -1)[b, slot.unit]), y.den)
+                if slot.kind == "bias":
+                    beta = Fraction(1)
+                else:
+                    x = fwd.values[slot.source]
+                    beta = Fraction(int(x.num.reshape(B, -1)[b, slot.column]), x.den)
+                    if beta == 0:
+                        continue
+                entry = p_now + (c - yv) / beta
+                value = entry * slot.sign  # the group's value
+                if dom.allows(value):
+                    out.append(Candidate(slot, b, c, value))
+    return out, examined, True
+
+
+def bias_only_complete(net: Network, free: Iterable[int]) -> tuple[bool, str]:
+    """Whether bias slots cover every kink of the searched space.
+
+    True when every free group is an own-unit bias (untied) of a kinked
+    activation node N and no kinked activation lies downstream of any such N:
+    then each pre-activation of N is ``s + b`` with s constant on the space,
+    and every other kinked pre-activation is constant.
+    """
+    free = set(free)
+    slots = {s.group: s for s in linear_slots(net, free, weights=False)}
+    if set(slots) != free:
+        missing = sorted(free - set(slots))
+        labels = net.parameterization().labels
+        return False, f"{labels[missing[0]]} is not an own-unit bias of a kinked unit"
+    nodes = {s.node for s in slots.values()}
+    down = _downstream(net, nodes)
+    for node in net.nodes:
+        if node.name in down and node.op == "act" and node.attr("activation").kinks:
+            return False, f"kinked activation {node.name!r} lies downstream of a searched bias"
+    return True, "every searched parameter is an own-unit bias of the last kinked layer(s)"
+
+
+def _downstream(net: Network, roots: set[str]) -> set[str]:
+    seen: set[str] = set()
+    stack = list(roots)
+    while stack:
+        n = stack.pop()
+        for c in net.consumers(n):
+            if c.name not in seen:
+                seen.add(c.name)
+                stack.append(c.name)
+    return seen

@@ -1,0 +1,347 @@
+"""The solver queries behind ``formal search`` and ``formal export-smt``.
+
+:class:`ExactQuery` (kink / ndf / inc, real semantics): searched parameters
+are bit patterns of a search format; the network is encoded exactly
+(:mod:`formal.smt.exact_bv`).  The condition is *necessary* for the property,
+so UNSAT (after blocking every verified non-witness) covers the space:
+
+- ``kink``: some kink entry ``y == c`` of a unit depending on the parameters;
+- ``ndf``: some *relevant* kink: ``y == c``, AD's adjoint there non-zero (for
+  some output row), and its tangent possibly non-zero (``may``).  If no kink
+  is relevant, f is differentiable and AD is correct (Lemma Z, with inert
+  kinks dropped: an inert kink has identically zero true tangent and AD
+  Jacobian, and no relevant kink below feeds it);
+- ``inc``: ``ndf``'s condition, and, with B = 1: in the last activation node
+  (topological order) holding a relevant kink, if its pre-activation is
+  ``x @ W.T (+ b)`` with W trainable, untied and read only there, then
+  ``x == 0``.  (Otherwise moving the kink unit's row of W along x moves that
+  pre-activation alone and, as in T2, f is not differentiable.)
+
+:class:`RoundedQuery` (spurious / missed float kink touches): parameters are
+variables of the target format; the float pre-activations are z3 FP terms in
+the stated order (:mod:`formal.smt.rounded`), the exact ones bit-vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import z3
+
+from ..activations import Activation, Preset
+from ..errors import UnsupportedOp
+from ..exact import exact_forward
+from ..network import Network
+from ..numbers import Format, format_exact, hex_float
+from ..rebuild import with_groups
+from . import closed_form
+from .exact_bv import NetworkEncoding, compare, model_value, nonzero, param_arrays
+from .fp import Domain, FPVar
+from .rounded import ExactRounding, Z3Arith, float_forward, product_members, reference_preactivations, rounding_interval_members
+
+__all__ = ["ExactQuery", "RoundedQuery", "touch_values", "rounded_closed_form", "MAX_FREE"]
+
+MAX_FREE = 4096  # searched parameters per SMT query
+
+
+def _or(items: list[Any]) -> Any:
+    items = [i for i in items if i is not False]
+    if any(i is True for i in items):
+        return z3.BoolVal(True)
+    if not items:
+        return z3.BoolVal(False)
+    return items[0] if len(items) == 1 else z3.Or(items)
+
+
+def _and(items: list[Any]) -> Any:
+    if any(i is False for i in items):
+        return z3.BoolVal(False)
+    items = [i for i in items if i is not True]
+    if not items:
+        return z3.BoolVal(True)
+    return items[0] if len(items) == 1 else z3.And(items)
+
+
+class _Query:
+    kind = ""
+    condition = ""
+
+    def __init__(self, free: list[int], dom: Domain, seed: int) -> None:
+        if len(free) > MAX_FREE:
+            raise UnsupportedOp(f"{len(free)} searched parameters exceed the SMT limit of {MAX_FREE}; use --fix or --free")
+        self.dom = dom
+        self.vars = {g: FPVar(f"w{g}", dom) for g in free}
+        self.solver = z3.SolverFor("QF_FPBV")
+        self.solver.set("random_seed", int(seed))
+        for v in self.vars.values():
+            self.solver.add(*v.constraints())
+        self.model: z3.ModelRef | None = None
+        self.reason = ""
+        self.blocked = 0
+
+    def propose(self, timeout_ms: int) -> tuple[str, dict[int, Fraction] | None]:
+        """One check: ('sat', values) | ('unsat', None) | ('unknown', None) with ``reason``."""
+        self.solver.set("timeout", max(int(timeout_ms), 1))
+        r = self.solver.check()
+        if r == z3.sat:
+            self.model = self.solver.model()
+            return "sat", {g: v.value(self.model) for g, v in self.vars.items()}
+        if r == z3.unsat:
+            return "unsat", None
+        self.reason = self.solver.reason_unknown() or "unknown"
+        return "unknown", None
+
+    def block(self) -> None:
+        """Exclude the last model (its bit patterns; -0 is excluded by the domain)."""
+        assert self.model is not None
+        m = self.model
+        self.solver.add(z3.Or([v.bits != m.eval(v.bits, model_completion=True) for v in self.vars.values()]))
+        self.blocked += 1
+
+    def describe(self) -> str:
+        return f"{len(self.vars)} variable(s) of {self.dom.fmt.name}, QF_FPBV"
+
+    def assertions(self) -> z3.Solver:
+        return self.solver
+
+
+class ExactQuery(_Query):
+    """kink / ndf / inc candidates under real semantics, in a search format."""
+
+    kind = "exact"
+
+    def __init__(self, net: Network, free: list[int], base: Mapping[int, Fraction], dom: Domain, preset: Preset, find: str, *, seed: int = 0) -> None:
+        super().__init__(free, dom, seed)
+        fixed = {g: v for g, v in base.items() if g not in self.vars}
+        enc = NetworkEncoding(net, param_arrays(net, fixed, self.vars), preset)
+        self.enc = enc
+        sites = [s for s in enc.sites if s.depends]
+        if find == "kink":
+            self.condition = "'some unit depending on the parameters sits exactly on a kink'"
+            cond = _or([s.cond for s in sites])
+        else:
+            adj = enc.kink_adjoints()
+            rel: dict[str, list[Any]] = {}
+            for s in sites:
+                a = adj.get((s.node, s.sample, s.index), [])
+                may = enc.may[s.node].reshape(enc.may[s.node].shape[0], -1)[s.sample, s.index]
+                rel.setdefault(s.node, []).append(_and([s.cond, may, _or([nonzero(x) for x in a])]))
+            if find == "ndf":
+                self.condition = "'some kink is relevant (AD adjoint non-zero, tangent possibly non-zero)' (necessary for ndf: Lemma Z)"
+                cond = _or([c for cs in rel.values() for c in cs])
+            else:
+                self.condition = "'the last node with a relevant kink has zero input (when its weight rows can move alone)' (necessary for inc)"
+                order = [n.name for n in net.nodes if n.name in rel]
+                R = {n: _or(rel[n]) for n in order}
+                terms = []
+                for j, n in enumerate(order):
+                    later = [R[m] for m in order[j + 1:]]
+                    zero = self._zero_input(net, n)
+                    terms.append(_and([R[n], z3.Not(_or(later)) if later else True, zero]))
+                cond = _or(terms)
+        self.solver.add(cond)
+        self.cond = cond
+
+    def _zero_input(self, net: Network, act_name: str) -> Any:
+        if net.batch != 1:
+            return True
+        node = net.node(act_name)
+        pre = net.node(node.inputs[0])
+        lin = None
+        if pre.op == "linear":
+            lin = pre
+        elif pre.op == "add":
+            for i in pre.inputs:
+                if net.node(i).op == "linear":
+                    lin = net.node(i)
+        if lin is None:
+            return True
+        wnode = net.node(lin.inputs[1])
+        if wnode.op != "param" or not closed_form._param_node_ok(net, wnode):
+            return True
+        par = net.parameterization()
+        name = wnode.attr("name")
+        groups = par.groups[name].reshape(-1)
+        unique = closed_form._unique_groups(net)
+        if not all(int(g) in unique for g in groups):
+            return True
+        x = self.enc.values[lin.inputs[0]]
+        return _and([compare(v, Fraction(0), "==") for v in x.reshape(-1)])
+
+    def describe(self) -> str:
+        return f"exact fixed-point bit-vector encoding, {len(self.vars)} variable(s) of {self.dom.fmt.name}"
+
+
+class RoundedQuery(_Query):
+    """spurious / missed float kink touches: FP terms in the target format vs exact bit-vectors."""
+
+    kind = "rounded"
+
+    def __init__(self, net: Network, free: list[int], base: Mapping[int, Fraction], dom: Domain, preset: Preset, find: str, order: str, *, seed: int = 0) -> None:
+        super().__init__(free, dom, seed)
+        fixed = {g: v for g, v in base.items() if g not in self.vars}
+        arith = Z3Arith(dom.fmt)
+        fp_params = _fp_params(net, fixed, self.vars, arith)
+        _, fsites = float_forward(net, arith, fp_params, order)
+        enc = NetworkEncoding(net, param_arrays(net, fixed, self.vars), preset)
+        exact = {}
+        for node in net.nodes:
+            if node.op == "act":
+                y = enc.values[node.inputs[0]]
+                exact[node.name] = y.reshape(y.shape[0], -1)
+        terms = []
+        self.sites = []
+        for s in fsites:
+            y = exact[s.node][s.sample, s.index]
+            hit = arith.eq(s.value, s.kink)
+            if find == "spurious-kink":
+                terms.append(_and([hit, compare(y, s.kink, "!=")]))
+            else:
+                terms.append(_and([compare(y, s.kink, "=="), z3.Not(hit)]))
+            self.sites.append((s, y))
+        self.condition = ("'yhat == c in " + order + " order while the exact y != c'") if find == "spurious-kink" else ("'the exact y == c while yhat != c (" + order + " order)'")
+        self.cond = _or(terms)
+        self.solver.add(self.cond)
+        self.order = order
+        self.last_site = None
+
+    def describe(self) -> str:
+        return f"fp.mul/fp.add RNE in {self.dom.fmt.name}, {self.order} order, against the exact bit-vector encoding; {len(self.vars)} variable(s)"
+
+
+def _fp_params(net: Network, fixed: Mapping[int, Fraction], variables: Mapping[int, FPVar], arith: Z3Arith) -> dict[str, np.ndarray]:
+    par = net.parameterization()
+    out: dict[str, np.ndarray] = {}
+    for name, q in net.params.items():
+        vals = q.to_fractions()
+        arr = np.empty(vals.shape, dtype=object)
+        groups = par.groups.get(name)
+        signs = par.signs.get(name)
+        for idx in np.ndindex(*vals.shape):
+            if groups is not None:
+                g = int(groups[idx])
+                s = int(signs[idx]) if signs is not None else 1
+                if g in variables:
+                    x = variables[g].fp()
+                    arr[idx] = z3.fpNeg(x) if s < 0 else x
+                    continue
+                if g in fixed:
+                    arr[idx] = arith.const(fixed[g] * s)
+                    continue
+            arr[idx] = arith.const(vals[idx])
+        out[name] = arr
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Verification of float touches and the rounded closed form
+
+
+def touch_values(net: Network, fmt: Format, preset: Preset, order: str, find: str, hint: Any = None) -> dict[str, Any] | None:
+    """The first site with a spurious (or missed) float kink touch, checked three ways.
+
+    The exact engine gives y; the exact-RNE reference and numpy/ml_dtypes (when
+    the format has a dtype) give yhat in the stated order.  Returns None when
+    no site qualifies or the two references disagree.
+    """
+    fwd = exact_forward(net, preset)
+    refs = reference_preactivations(net, fmt, order)
+    rounded_inputs = any(not fmt.contains(v) for v in net.inputs.to_fractions().reshape(-1))
+    for node, items in refs.items():
+        for site, ref, npv in items:
+            y = fwd.values[site.pre]
+            yv = Fraction(int(y.num.reshape(y.shape[0], -1)[site.sample, site.index]), y.den)
+            if fmt.numpy_dtype() is not None and npv != ref:
+                continue  # references disagree: never report
+            c = site.kink
+            ok = (ref == c and yv != c) if find == "spurious-kink" else (yv == c and ref != c)
+            if not ok:
+                continue
+            shape = net.node(node).shape
+            idx = np.unravel_index(site.index, shape) if shape else ()
+            return {
+                "unit": f"{node}[{','.join(str(int(i)) for i in idx)}] sample {site.sample}",
+                "kink": format_exact(c),
+                "float_value": None if ref is None else format_exact(ref),
+                "float_hex": None if ref is None else hex_float(ref),
+                "numpy_value": None if npv is None else format_exact(npv),
+                "exact_value": format_exact(yv),
+                "order": order,
+                "rounding": f"{fmt.name}, round to nearest even, gradual underflow",
+                "inputs_rounded": rounded_inputs,
+            }
+    return None
+
+
+def rounded_closed_form(net: Network, fmt: Format, dom: Domain, free: list[int], preset: Preset, order: str, find: str, *, limit: int = 256) -> Iterator[tuple[Network, dict[str, Any]]]:
+    """Witnesses from solving the last operand of a pre-activation exactly.
+
+    spurious: a free bias b with ``RNE(acc + b) == c`` (acc = the float linear
+    part), or, in sequential order, a free last weight w with
+    ``RNE(acc + RNE(x w)) == c``; the exact value must differ.  missed: the
+    exact closed form ``b* = c - s`` (or the weight analogue) whose float value
+    misses c.  Every yield is verified by :func:`touch_values`.
+    """
+    tried = 0
+    if find == "missed-kink":
+        cands, _, _ = closed_form.candidates(net, preset, dom, free)
+        for c in cands:
+            if tried >= limit:
+                return
+            tried += 1
+            net2 = with_groups(net, {c.slot.group: c.value}, numbers=fmt)
+            t = touch_values(net2, fmt, preset, order, find)
+            if t is not None:
+                yield net2, t
+        return
+    ref = ExactRounding(fmt)
+    vals, _ = float_forward(net, ref, {}, order)
+    slots = closed_form.linear_slots(net, free)
+    any_member = Domain(fmt, Fraction(0), None, True)
+    for slot in slots:
+        node = net.node(slot.node)
+        act: Activation = node.attr("activation")
+        pre = net.node(node.inputs[0])
+        for b in range(net.batch):
+            for c in act.kinks:
+                if not fmt.contains(c):
+                    continue
+                values: list[Fraction] = []
+                if slot.kind == "bias":
+                    other = [i for i in pre.inputs if net.node(i).op != "param"]
+                    if len(other) != 1:
+                        continue
+                    acc = vals[other[0]].reshape(net.batch, -1)[b, slot.unit]
+                    if acc is None:
+                        continue
+                    values = rounding_interval_members(fmt, dom, acc, c)
+                elif order == "sequential":
+                    lin = pre if pre.op == "linear" else next((net.node(i) for i in pre.inputs if net.node(i).op == "linear"), None)
+                    if lin is None or pre.op != "linear":
+                        continue  # with a bias after the sum, the bias is the last operand
+                    x = vals[lin.inputs[0]].reshape(net.batch, -1)[b]
+                    w = vals[lin.inputs[1]]
+                    n = x.shape[0]
+                    if slot.column != n - 1 or x[n - 1] is None or x[n - 1] == 0:
+                        continue
+                    acc: Fraction | None = None
+                    for k in range(n - 1):
+                        p = ref.mul(x[k], w[slot.unit, k])
+                        acc = p if acc is None else ref.add(acc, p)
+                    targets = [c] if acc is None else rounding_interval_members(fmt, any_member, acc, c)
+                    for target in targets:
+                        values.extend(product_members(fmt, dom, x[n - 1], target))
+                for v in values:
+                    if tried >= limit:
+                        return
+                    tried += 1
+                    net2 = with_groups(net, {slot.group: v * slot.sign}, numbers=fmt)
+                    t = touch_values(net2, fmt, preset, order, find)
+                    if t is not None:
+                        yield net2, t
+
+
+_unused = (model_value,)

@@ -1,0 +1,427 @@
+"""Rounded (IEEE) semantics: what a framework computes, and where it disagrees on kinks.
+
+Every op is computed in the format F with round-to-nearest-even and gradual
+underflow, in a *stated* order:
+
+- ``linear``: products ``fl(x_k * W[i, k])`` for k = 0..n-1, then summed
+  ``sequential`` (``acc = fl(acc + p_k)`` left to right) or ``pairwise``
+  (a balanced tree over k: (p0 + p1) + (p2 + p3), ...);
+- ``add``/``sub``: one rounding; ``neg``/``reshape``: exact; ``scale``:
+  ``fl(x * fl(c))``;
+- activations: the piece is chosen by comparing the float pre-activation
+  with the kinks (which must be members of F); pieces are evaluated by
+  Horner's rule with rounded coefficients (relu-family pieces are exact);
+- inputs, frozen parameters and constants that are not members of F are
+  first rounded to F, as a framework stores them.
+
+A *float kink touch* is ``yhat == c`` on a pre-activation.  It is
+**spurious** when the exact value (real semantics with the given exact
+inputs) differs, and **missed** when the exact value is c and ``yhat`` is
+not.  The same evaluator runs on three back-ends: z3 FP terms
+(``fp.mul``/``fp.add`` with RNE), exact rationals rounded by
+:meth:`Format.round_nearest_even`, and numpy/ml_dtypes scalars; a witness is
+reported only when the exact engine and both references agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import z3
+
+from ..activations import Activation
+from ..errors import UnsupportedOp
+from ..network import Network, Node
+from ..numbers import Format
+from .fp import Domain, fp_sort, fp_value
+
+__all__ = [
+    "ORDERS",
+    "FloatSite",
+    "float_forward",
+    "z3_arith",
+    "ExactRounding",
+    "NumpyRounding",
+    "reference_preactivations",
+    "rounding_interval_members",
+    "product_members",
+]
+
+ORDERS = ("sequential", "pairwise")
+_OPS = ("input", "param", "const", "linear", "add", "sub", "neg", "scale", "act", "reshape")
+
+
+class Arith:
+    """One back-end of the rounded semantics."""
+
+    def const(self, q: Fraction) -> Any:
+        raise NotImplementedError
+
+    def mul(self, a: Any, b: Any) -> Any:
+        raise NotImplementedError
+
+    def add(self, a: Any, b: Any) -> Any:
+        raise NotImplementedError
+
+    def neg(self, a: Any) -> Any:
+        raise NotImplementedError
+
+    def le(self, a: Any, c: Fraction) -> Any:
+        raise NotImplementedError
+
+    def ite(self, cond: Any, a: Any, b: Any) -> Any:
+        raise NotImplementedError
+
+
+class Z3Arith(Arith):
+    """z3 FP terms of :func:`fp_sort` with RNE."""
+
+    def __init__(self, fmt: Format) -> None:
+        if not fmt.ieee:
+            raise UnsupportedOp(f"rounded semantics needs an IEEE format, got {fmt.name} (no infinities; its rounding is not IEEE's)")
+        self.fmt = fmt
+        self.sort = fp_sort(fmt)
+        self.rm = z3.RNE()
+
+    def const(self, q: Fraction) -> Any:
+        r = self.fmt.round_nearest_even(q)
+        if r is None:
+            return z3.fpPlusInfinity(self.sort) if q > 0 else z3.fpMinusInfinity(self.sort)
+        return fp_value(r, self.fmt)
+
+    def mul(self, a: Any, b: Any) -> Any:
+        return z3.fpMul(self.rm, a, b)
+
+    def add(self, a: Any, b: Any) -> Any:
+        return z3.fpAdd(self.rm, a, b)
+
+    def neg(self, a: Any) -> Any:
+        return z3.fpNeg(a)
+
+    def le(self, a: Any, c: Fraction) -> Any:
+        return z3.fpLEQ(a, self.const(c))
+
+    def ite(self, cond: Any, a: Any, b: Any) -> Any:
+        return z3.If(cond, a, b)
+
+    def eq(self, a: Any, c: Fraction) -> Any:
+        if not self.fmt.contains(c):
+            return z3.BoolVal(False)
+        return z3.fpEQ(a, fp_value(c, self.fmt))
+
+
+def z3_arith(fmt: Format) -> Z3Arith:
+    return Z3Arith(fmt)
+
+
+class ExactRounding(Arith):
+    """Exact rationals, each result rounded to F by RNE (None = overflow to infinity)."""
+
+    def __init__(self, fmt: Format) -> None:
+        self.fmt = fmt
+
+    def _r(self, q: Fraction | None) -> Fraction | None:
+        return None if q is None else self.fmt.round_nearest_even(q)
+
+    def const(self, q: Fraction) -> Any:
+        return self._r(Fraction(q))
+
+    def mul(self, a: Any, b: Any) -> Any:
+        return None if a is None or b is None else self._r(a * b)
+
+    def add(self, a: Any, b: Any) -> Any:
+        return None if a is None or b is None else self._r(a + b)
+
+    def neg(self, a: Any) -> Any:
+        return None if a is None else -a
+
+    def le(self, a: Any, c: Fraction) -> Any:
+        return a is not None and a <= c
+
+    def ite(self, cond: Any, a: Any, b: Any) -> Any:
+        return a if cond else b
+
+
+class NumpyRounding(Arith):
+    """numpy / ml_dtypes scalars of the format's dtype (binary16/32/64, bfloat16, e4m3, e5m2)."""
+
+    def __init__(self, fmt: Format) -> None:
+        dt = fmt.numpy_dtype()
+        if dt is None:
+            raise UnsupportedOp(f"{fmt.name} has no numpy dtype")
+        self.fmt = fmt
+        self.dt = dt.type
+
+    def const(self, q: Fraction) -> Any:
+        r = self.fmt.round_nearest_even(q)
+        if r is None:
+            return self.dt(float("inf") if q > 0 else float("-inf"))
+        return self.dt(float(r))  # r is a member: float64 holds it exactly
+
+    def mul(self, a: Any, b: Any) -> Any:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self.dt(a * b)
+
+    def add(self, a: Any, b: Any) -> Any:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self.dt(a + b)
+
+    def neg(self, a: Any) -> Any:
+        return self.dt(-a)
+
+    def le(self, a: Any, c: Fraction) -> Any:
+        return bool(np.float64(a) <= float(c))
+
+    def ite(self, cond: Any, a: Any, b: Any) -> Any:
+        return a if cond else b
+
+    @staticmethod
+    def exact(a: Any) -> Fraction | None:
+        v = float(np.float64(a))
+        return Fraction(v) if np.isfinite(v) else None
+
+
+@dataclass(frozen=True, slots=True)
+class FloatSite:
+    """A pre-activation entry of a kinked unit: its float value term and the kink."""
+
+    node: str
+    pre: str
+    sample: int
+    index: int
+    kink: Fraction
+    value: Any  # the float pre-activation (term or scalar)
+
+
+def _horner(arith: Arith, p: tuple[Fraction, ...], y: Any) -> Any:
+    acc: Any = None
+    acc_one = False
+    for k in range(len(p) - 1, -1, -1):
+        a = p[k]
+        if acc is None:
+            if k == 0:
+                return arith.const(a)
+            acc, acc_one = arith.const(a), a == 1
+            continue
+        acc = y if acc_one else arith.mul(acc, y)
+        acc_one = False
+        if a != 0:
+            acc = arith.add(acc, arith.const(a))
+    return acc
+
+
+def _sum(arith: Arith, terms: list[Any], order: str) -> Any:
+    if order == "sequential":
+        acc = terms[0]
+        for t in terms[1:]:
+            acc = arith.add(acc, t)
+        return acc
+    while len(terms) > 1:
+        terms = [arith.add(terms[i], terms[i + 1]) if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
+def float_forward(net: Network, arith: Arith, params: Mapping[str, np.ndarray], order: str = "sequential") -> tuple[dict[str, np.ndarray], list[FloatSite]]:
+    """Float values of every node and the kinked pre-activation sites, in the stated order.
+
+    ``params`` maps tensor names to object arrays of back-end values (searched
+    entries as variables); tensors not in ``params`` are rounded constants.
+    """
+    if order not in ORDERS:
+        raise UnsupportedOp(f"expected a summation order ({', '.join(ORDERS)}), got order={order!r}")
+    vals: dict[str, np.ndarray] = {}
+    sites: list[FloatSite] = []
+    trainable = set(net.trainable)
+    depends: dict[str, bool] = {}
+    for node in net.nodes:
+        if node.op not in _OPS:
+            raise UnsupportedOp(f"op {node.op!r} (node {node.name!r}) has no rule in the rounded semantics")
+        depends[node.name] = (node.attr("name") in trainable) if node.op == "param" else any(depends[i] for i in node.inputs)
+        ins = [vals[i] for i in node.inputs]
+        vals[node.name] = _eval(net, node, ins, arith, params, order, vals)
+        if node.op == "act":
+            act: Activation = node.attr("activation")
+            if not act.kinks or not depends[node.name]:
+                continue
+            y = vals[node.inputs[0]]
+            flat = y.reshape(y.shape[0], -1)
+            for b in range(flat.shape[0]):
+                for i in range(flat.shape[1]):
+                    for c in act.kinks:
+                        sites.append(FloatSite(node.name, node.inputs[0], b, i, c, flat[b, i]))
+    return vals, sites
+
+
+def _const_arr(arith: Arith, q: np.ndarray) -> np.ndarray:
+    out = np.empty(q.shape, dtype=object)
+    for idx in np.ndindex(*q.shape):
+        out[idx] = arith.const(q[idx])
+    return out
+
+
+def _eval(net: Network, node: Node, ins: list[np.ndarray], arith: Arith, params: Mapping[str, np.ndarray], order: str, vals: dict[str, np.ndarray]) -> np.ndarray:
+    op = node.op
+    if op == "input":
+        return _const_arr(arith, net.inputs.to_fractions())
+    if op == "param":
+        name = node.attr("name")
+        return params[name] if name in params else _const_arr(arith, net.params[name].to_fractions())
+    if op == "const":
+        return _const_arr(arith, node.attr("value").to_fractions())
+    if op == "linear":
+        x, w = ins
+        B, n = x.shape
+        m = w.shape[0]
+        out = np.empty((B, m), dtype=object)
+        for b in range(B):
+            for o in range(m):
+                out[b, o] = _sum(arith, [arith.mul(x[b, k], w[o, k]) for k in range(n)], order)
+        return out
+    if op in ("add", "sub"):
+        a, c = ins
+        if a.ndim < c.ndim:
+            a = a.reshape((1,) + a.shape)
+        if c.ndim < a.ndim:
+            c = c.reshape((1,) + c.shape)
+        a, c = np.broadcast_arrays(a, c)
+        out = np.empty(a.shape, dtype=object)
+        for idx in np.ndindex(*a.shape):
+            out[idx] = arith.add(a[idx], c[idx] if op == "add" else arith.neg(c[idx]))
+        return out
+    if op == "neg":
+        return _map(arith.neg, ins[0])
+    if op == "scale":
+        cq = node.attr("value").to_fractions()
+        a, cc = np.broadcast_arrays(ins[0], cq)
+        out = np.empty(a.shape, dtype=object)
+        for idx in np.ndindex(*a.shape):
+            out[idx] = a[idx] if cc[idx] == 1 else arith.mul(a[idx], arith.const(cc[idx]))
+        return out
+    if op == "reshape":
+        return ins[0].reshape((ins[0].shape[0],) + node.shape)
+    act: Activation = node.attr("activation")
+    fmt = getattr(arith, "fmt", None)
+    for c in act.kinks:
+        if fmt is not None and not fmt.contains(c):
+            raise UnsupportedOp(f"kink {c} of {act.describe()} (node {node.name!r}) is not a member of {fmt.name}: the float piece test is undefined")
+    if act.transcendental:
+        raise UnsupportedOp(f"activation node {node.name!r} ({act.name}) has no rounded rule")
+
+    def apply(y: Any) -> Any:
+        out = _horner(arith, act.pieces[-1], y)
+        for k in range(len(act.kinks) - 1, -1, -1):
+            out = arith.ite(arith.le(y, act.kinks[k]), _horner(arith, act.pieces[k], y), out)
+        return out
+
+    return _map(apply, ins[0])
+
+
+def _map(fn: Callable[[Any], Any], a: np.ndarray) -> np.ndarray:
+    out = np.empty(a.shape, dtype=object)
+    for idx in np.ndindex(*a.shape):
+        out[idx] = fn(a[idx])
+    return out
+
+
+def reference_preactivations(net: Network, fmt: Format, order: str) -> dict[str, list[tuple[FloatSite, Fraction | None, Fraction | None]]]:
+    """Float pre-activation of every kinked site by both references: (site, exact-RNE, numpy).
+
+    The numpy value is None when the format has no numpy dtype (or the value
+    is not finite).
+    """
+    ref = ExactRounding(fmt)
+    _, sites = float_forward(net, ref, {}, order)
+    npv: list[Any] = [None] * len(sites)
+    if fmt.numpy_dtype() is not None:
+        nr = NumpyRounding(fmt)
+        _, nsites = float_forward(net, nr, {}, order)
+        npv = [NumpyRounding.exact(s.value) for s in nsites]
+    out: dict[str, list[tuple[FloatSite, Fraction | None, Fraction | None]]] = {}
+    for s, v in zip(sites, npv):
+        out.setdefault(s.node, []).append((s, s.value, v))
+    return out
+
+
+def rounding_interval_members(fmt: Format, dom: Domain, acc: Fraction, c: Fraction, limit: int = 64) -> list[Fraction]:
+    """Allowed members L with RNE(acc + L) == c, nearest to c - acc first (at most ``limit``
+    steps each way: the set is a run of consecutive members, possibly huge when c - acc is tiny)."""
+    return _walk(dom, fmt.round_nearest_even(c - acc), lambda v: fmt.round_nearest_even(acc + v) == c, limit)
+
+
+def product_members(fmt: Format, dom: Domain, x: Fraction, target: Fraction, limit: int = 64) -> list[Fraction]:
+    """Allowed members w with RNE(x * w) == target (x != 0), nearest to target / x first."""
+    return _walk(dom, fmt.round_nearest_even(target / x), lambda v: fmt.round_nearest_even(x * v) == target, limit)
+
+
+def _walk(dom: Domain, start: Fraction | None, ok: Callable[[Fraction], bool], limit: int) -> list[Fraction]:
+    if start is None:
+        return []
+    out: list[Fraction] = []
+    first = _snap(dom, start)
+    for direction in (-1, 1):
+        cur = first if direction < 0 else (_dom_step(dom, first, 1) if first is not None else None)
+        misses = steps = 0
+        while cur is not None and steps < limit and misses < 2:
+            steps += 1
+            if ok(cur):
+                out.append(cur)
+                misses = 0
+            else:
+                misses += 1
+            cur = _dom_step(dom, cur, direction)
+    return sorted(set(out), key=lambda v: (abs(v - start), v))
+
+
+def _snap(dom: Domain, v: Fraction) -> Fraction | None:
+    """v if allowed, else the nearest allowed value on the same side (or 0)."""
+    if dom.allows(v):
+        return v
+    lo, hi = dom.lo_member, dom.hi_member
+    if lo is None or abs(v) < lo:
+        return Fraction(0)
+    return hi if v > 0 else -hi
+
+
+def _dom_step(dom: Domain, v: Fraction, direction: int) -> Fraction | None:
+    """The next allowed member after v in the given direction (None past the range)."""
+    nxt = _step(dom.fmt, v, direction)
+    if nxt is None:
+        return None
+    lo, hi = dom.lo_member, dom.hi_member
+    if nxt != 0 and (lo is None or abs(nxt) < lo):
+        if lo is None:
+            return None if v == 0 else Fraction(0)
+        moving_out = (nxt > 0) == (direction > 0)
+        return (lo if nxt > 0 else -lo) if moving_out else Fraction(0)
+    if abs(nxt) > hi:
+        return None
+    return nxt
+
+
+def _step(fmt: Format, v: Fraction, direction: int) -> Fraction | None:
+    """The next member of F after v in the given direction (None past the range)."""
+    if direction > 0:
+        if v >= fmt.max_value:
+            return None
+        if v < 0:
+            return -_step_up_abs(fmt, -v, down=True)
+        return _step_up_abs(fmt, v, down=False)
+    if v <= -fmt.max_value:
+        return None
+    if v <= 0:
+        return -_step_up_abs(fmt, -v, down=False)
+    return _step_up_abs(fmt, v, down=True)
+
+
+def _step_up_abs(fmt: Format, a: Fraction, down: bool) -> Fraction:
+    if not down:
+        return a + fmt.ulp(a) if a > 0 else fmt.min_subnormal
+    if a == 0:
+        return Fraction(0)
+    below = fmt.neighbors(a - fmt.min_subnormal / 2)[0]
+    assert below is not None
+    return below
