@@ -423,7 +423,15 @@ def jacobians(batch: Batch, kslopes: list[np.ndarray | None]) -> tuple[list[np.n
             f = yden // (st.wden * zden)
             tb = jzb * st.wbound * layer.fan_in * f
             ww = _wide(st.wnum, tb)
-            t2 = np.matmul(_wide(jz, tb), np.swapaxes(ww, -1, -2)[:, None]) * f
+            jw = _wide(jz, tb)
+            if layer.fan_in <= 8:
+                t2 = None
+                for i in range(layer.fan_in):
+                    term = jw[:, :, :, i, None] * ww[:, None, None, :, i]
+                    t2 = term if t2 is None else t2 + term
+                t2 = t2 * f
+            else:
+                t2 = np.matmul(jw, np.swapaxes(ww, -1, -2)[:, None]) * f
             pieces.append(t2)
             bound += tb
         if layer.bias is not None and layer.bias in batch.groups:
@@ -622,6 +630,9 @@ def _decide_group(batch: Batch, live: list[np.ndarray], flat_live: np.ndarray, K
     first_L = None
     first_ok = np.zeros(P, dtype=bool)
     diff = np.ones(P, dtype=bool)
+    # AD with a preset whose proxy at every live kink is D- or D+ is one of the L_s
+    ad_pat = [_preset_pattern(batch, live, rank, K, p) for p in presets]
+    ad_L: list[np.ndarray | None] = [None] * len(presets)
     for pat in range(1 << K):
         bits = np.array([(pat >> j) & 1 for j in range(K)], dtype=np.int64)
         ks: list[np.ndarray | None] = []
@@ -638,6 +649,12 @@ def _decide_group(batch: Batch, live: list[np.ndarray], flat_live: np.ndarray, K
             vals = np.where(side == 1, dp[kk], dm[kk])
             ks.append(np.where(live[li], vals, 0))
         jys, L, _ = jacobians(batch, ks)
+        for j in range(len(presets)):
+            hit = ad_pat[j] == pat
+            if hit.any():
+                if ad_L[j] is None:
+                    ad_L[j] = np.zeros(L.shape, dtype=object)
+                ad_L[j][hit] = L[hit]
         flat_j = np.concatenate([j.reshape(P, j.shape[1], -1) for j in jys], axis=2)  # (P, W, slots)
         rows = np.take_along_axis(flat_j, slot_of[:, None, :], axis=2)  # (P, W, K)
         rows = np.swapaxes(rows, 1, 2)  # (P, K, W)
@@ -661,10 +678,45 @@ def _decide_group(batch: Batch, live: list[np.ndarray], flat_live: np.ndarray, K
     ndf = ~diff
     inc = np.zeros((P, len(presets)), dtype=bool)
     for j, preset in enumerate(presets):
-        _, Lad, _ = jacobians(batch, proxy_slopes(batch, preset))
-        wrong = ~np.all((Lad == first_L).reshape(P, -1), axis=1)
+        other = np.flatnonzero(ad_pat[j] < 0)
+        if ad_L[j] is None:
+            ad_L[j] = np.zeros(first_L.shape, dtype=object)
+        if other.size:
+            sub = subset(batch, other)
+            _, Lad, _ = jacobians(sub, proxy_slopes(sub, preset))
+            ad_L[j][other] = Lad
+        wrong = ~np.all((ad_L[j] == first_L).reshape(P, -1), axis=1)
         inc[:, j] = diff & wrong
     return ndf, inc
+
+
+def _preset_pattern(batch: Batch, live: list[np.ndarray], rank: np.ndarray, K: int, preset: Preset) -> np.ndarray:
+    """Per point, the side pattern AD's proxies select (bit k = D+ at the k-th live kink), -1 if none."""
+    P = batch.P
+    pat = np.zeros(P, dtype=np.int64)
+    ok = np.ones(P, dtype=bool)
+    offset = 0
+    for li, (layer, st) in enumerate(zip(batch.chain.layers, batch.states)):
+        n = st.kink[0].size
+        act = layer.act
+        if act is None or not act.kinks:
+            offset += n
+            continue
+        side = np.zeros((len(act.kinks), layer.units), dtype=np.int64)  # 1 = D+, 0 = D-, -1 = between
+        for j, c in enumerate(act.kinks):
+            for u in range(layer.units):
+                p = _proxy(layer.act_node, preset, act, c, u)
+                side[j, u] = 0 if p == act.d_minus(c) else 1 if p == act.d_plus(c) else -1
+        k = np.maximum(st.kink, 0)
+        units = np.broadcast_to(np.arange(layer.units), k.shape)
+        sd = side[k, units]  # (P, B, units)
+        lv = live[li]
+        r = rank[:, offset : offset + n].reshape(st.kink.shape)
+        ok &= ~np.any(lv & (sd < 0), axis=(1, 2))
+        bits = np.where(lv & (sd > 0), np.left_shift(1, np.clip(r, 0, 62)), 0)
+        pat |= np.bitwise_or.reduce(bits.reshape(P, -1), axis=1) if bits.size else 0
+        offset += n
+    return np.where(ok, pat, -1)
 
 
 @dataclass(frozen=True)

@@ -211,18 +211,22 @@ class Decider:
         verdict = self._decide(fwd)
         return _with_seconds(verdict, time.perf_counter() - t0)
 
-    def _grad(self, fwd: Forward) -> tuple[tuple[Fraction, ...], ...] | None:
+    def _grad(self, fwd: Forward) -> tuple[tuple[tuple[Fraction, ...], ...] | None, str]:
+        """The exact gradient when asked for, or None with the reason it is not rational."""
         if not self.want_gradient:
-            return None
-        if not fwd.exact:
-            fwd = forward(self.net, self.preset, use_filter=False)
-        return _rows(gradient_ad(fwd))
+            return None, ""
+        try:
+            if not fwd.exact:
+                fwd = forward(self.net, self.preset, use_filter=False)
+            return _rows(gradient_ad(fwd)), ""
+        except NotExact as exc:
+            return None, f"the exact gradient is not rational: {exc}"
 
     def _decide(self, fwd: Forward) -> Verdict:
         net = self.net
         if not fwd.kinks:
-            g = self._grad(fwd)
-            return Verdict(True, True, False, False, True, True, 0, method="no-kinks", seconds=0.0, gradient=g, **self.base())
+            g, why = self._grad(fwd)
+            return Verdict(True, True, False, False, True, True, 0, method="no-kinks", seconds=0.0, gradient=g, reason=why, **self.base())
         rows = output_seeds(net).shape[0]
         ad_rev = reverse(fwd, {net.output: output_seeds(net)}, want_params=self.want_gradient)
         kadj = ad_rev.kink_adjoints  # (rows, K)
