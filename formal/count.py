@@ -33,10 +33,11 @@ from typing import Any
 import numpy as np
 
 from .activations import Preset, parse_preset
-from .batch import Chain, decide, dense_chain
+from .batch import Chain, dense_chain
 from .errors import InvalidArgument, NotInFormat, UnsupportedOp
 from .network import Network, bias_structure
 from .numbers import Format, format_exact, hex_float
+from .patterns import decide
 from .qarray import QArray
 
 DEFAULT_MAX_POINTS = 10**9
@@ -284,7 +285,7 @@ def _digits(start: int, stop: int, base: int, width: int) -> np.ndarray:
     return out
 
 
-Hook = Callable[[Chain, np.ndarray, int, Any], dict[str, int]]
+Hook = Callable[[Chain | None, np.ndarray, int, Any], dict[str, int]]
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -321,7 +322,7 @@ def exhaustive(
     names = [p.name for p in presets]
     inc = dict.fromkeys(names, 0)
     extra: dict[str, int] = {}
-    wit: dict[str, list[list[Fraction]]] = {"ndf": []} | {f"inc:{n}": [] for n in names}
+    wit: dict[str, list[list[Fraction]]] = {key: [] for key in ["ndf"] + [f"inc:{n}" for n in names]}
     ndf = kinky = 0
     rng = np.random.default_rng(seed)
     sample: list[tuple[list[Fraction], bool, tuple[bool, ...]]] = []
@@ -333,24 +334,24 @@ def exhaustive(
         if chain is not None:
             bv = decide(chain, w, q, presets)
             nd, ic, und, kk = bv.ndf.copy(), bv.inc.copy(), bv.undecided, bv.kinks
-            for i in np.flatnonzero(und):
-                v = [Fraction(int(n), q) for n in w[i]]
-                nd[i], ic[i] = _check_point(net, v, presets)
+            for k in np.flatnonzero(und):
+                point = [Fraction(int(x), q) for x in w[k]]
+                nd[k], ic[k] = _check_point(net, point, presets)
         else:
             bv = None
             nd = np.zeros(stop - start, dtype=bool)
             ic = np.zeros((stop - start, len(presets)), dtype=bool)
             kk = np.zeros(stop - start, dtype=np.int64)
             for i in range(stop - start):
-                v = [Fraction(int(n), q) for n in w[i]]
-                nd[i], ic[i] = _check_point(net, v, presets)
+                point = [Fraction(int(x), q) for x in w[i]]
+                nd[i], ic[i] = _check_point(net, point, presets)
         ndf += int(nd.sum())
         kinky += int((kk > 0).sum())
         for j, n in enumerate(names):
             inc[n] += int(ic[:, j].sum())
         for hook in hooks:
-            for k, v in hook(chain, w, q, bv).items():
-                extra[k] = extra.get(k, 0) + int(v)
+            for key, num in hook(chain, w, q, bv).items():
+                extra[key] = extra.get(key, 0) + int(num)
         for key, mask in [("ndf", nd)] + [(f"inc:{n}", ic[:, j]) for j, n in enumerate(names)]:
             room = witnesses - len(wit[key])
             if room > 0:
@@ -362,7 +363,7 @@ def exhaustive(
             seen += len(cand)
             u = rng.random(len(cand))
             keep = (ordinal <= cross_check) | (u < cross_check / ordinal)
-            for i, j in zip(cand[keep], ordinal[keep]):
+            for i in cand[keep]:
                 item = ([Fraction(int(x), q) for x in w[i]], bool(nd[i]), tuple(bool(x) for x in ic[i]))
                 if len(sample) < cross_check:
                     sample.append(item)
@@ -432,6 +433,22 @@ def _witness_json(net: Network, points: list[list[Fraction]]) -> dict[str, Any] 
 # confidence intervals
 
 
+def sci(value: Fraction | int | float, digits: int = 4) -> str:
+    """Scientific text of a non-negative rational of any size, e.g. '1.234e+1200'."""
+    q = Fraction(value)
+    if q == 0:
+        return "0"
+    sign = "-" if q < 0 else ""
+    q = abs(q)
+    e = len(str(q.numerator)) - len(str(q.denominator))
+    m = q / Fraction(10) ** e
+    while m >= 10:
+        m, e = m / 10, e + 1
+    while m < 1:
+        m, e = m * 10, e - 1
+    return f"{sign}{float(m):.{digits - 1}f}e{e:+03d}"
+
+
 def hoeffding(mean: float, n: int, width: float, alpha: float = 0.05) -> tuple[float, float]:
     """Two-sided Hoeffding interval for the mean of n values in [0, width]."""
     h = width * math.sqrt(math.log(2 / alpha) / (2 * n))
@@ -446,7 +463,9 @@ def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
     den = 1 + z * z / n
     mid = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, mid - half), min(1.0, mid + half)
+    lo = 0.0 if k == 0 else max(0.0, mid - half)
+    hi = 1.0 if k == n else min(1.0, mid + half)
+    return lo, hi
 
 
 def sample_points(net: Network, n: int, seed: int) -> list[list[Fraction]]:
@@ -501,7 +520,8 @@ def count_sample(net: Network, proxy: str = "pytorch", *, samples: int = 1000, s
         ci={"density_ndf": wilson(kn, samples), "density_inc": wilson(ki, samples)}, samples=samples,
         hypothesis_h=h.holds, hypothesis=h.reason,
         notes=("plain Monte Carlo of exact verdicts; 95% Wilson intervals",),
-        extra={"ndf_estimate": dn * omega, "inc_estimate": di * omega, "hits_ndf": kn, "hits_inc": ki},
+        extra={"ndf_estimate": sci(Fraction(kn, samples) * omega), "inc_estimate": sci(Fraction(ki, samples) * omega),
+               "hits_ndf": kn, "hits_inc": ki},
     )
 
 
@@ -543,5 +563,6 @@ __all__ = [
     "tightness_density",
     "tightness_of",
     "hoeffding",
+    "sci",
     "wilson",
 ]

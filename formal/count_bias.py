@@ -37,13 +37,14 @@ import numpy as np
 from .activations import Preset, parse_preset
 from .batch import Chain, dense_chain, forward
 from .count import (
-    CountResult,
     DEFAULT_MAX_POINTS,
+    CountResult,
     _digits,
     _progress,
     count_open,
     member_at,
     members_scaled,
+    sci,
     t3_bound,
     tightness_of,
 )
@@ -92,7 +93,9 @@ def split(net: Network) -> Split:
     counted: list[int] = []
     free: list[int] = []
     if top >= 0:
-        counted = [int(g) for g in par.groups[chain.layers[top].bias].reshape(-1)]
+        bias = chain.layers[top].bias
+        assert bias is not None  # H
+        counted = [int(g) for g in par.groups[bias].reshape(-1)]
         for ly in chain.layers[top + 1 :]:
             if ly.bias is not None and ly.bias in par.groups:
                 free += [int(g) for g in par.groups[ly.bias].reshape(-1)]
@@ -121,10 +124,11 @@ def _bad_counts(sp: Split, batch, fmt) -> np.ndarray:
     """|Bad_i| per point and unit (P, N): kinks c with c - a_i in M."""
     st = batch.states[sp.top]
     act = sp.chain.layers[sp.top].act
+    assert act is not None
     y = st.y[:, 0, :].astype(object)
     yden = st.yden
     out = np.zeros(y.shape, dtype=np.int64)
-    if fmt.bits <= 16:
+    if fmt.bits <= 16 and fmt.enumerate_scaled()[0].dtype != object:
         vals, q = members_scaled(fmt)
         for c in act.kinks:
             T = (c.numerator * yden - c.denominator * y) * q
@@ -136,7 +140,7 @@ def _bad_counts(sp: Split, batch, fmt) -> np.ndarray:
         return out
     for idx in np.ndindex(*y.shape):
         a = Fraction(int(y[idx]), yden)
-        out[idx] = sum(1 for c in act.kinks if fmt.contains(c - a))
+        out[idx] = sum(int(fmt.contains(c - a)) for c in act.kinks)
     return out
 
 
@@ -220,11 +224,12 @@ def slice_good_point(sp: Split, values: list[Fraction]) -> int:
     batch = forward(chain, w, den, [])
     st = batch.states[sp.top]
     act = chain.layers[sp.top].act
+    assert act is not None
     N = chain.layers[sp.top].units
     a = [Fraction(int(st.y[0, 0, i]), st.yden) for i in range(N)]
     G = _top_gradient(sp, batch)[0]  # (n_obj, N) numerators (common positive scale)
     S = [any(G[o, i] != 0 for o in range(G.shape[0])) for i in range(N)]
-    bad = [sum(1 for c in act.kinks if fmt.contains(c - a[i])) for i in range(N)]
+    bad = [sum(int(fmt.contains(c - a[i])) for c in act.kinks) for i in range(N)]
     lower = [(li, u) for li in range(sp.top) for u in range(chain.layers[li].units)
              if batch.states[li].kink[0, 0, u] >= 0]
     if not lower:
@@ -294,7 +299,7 @@ def _result(net: Network, preset: Preset, method: str, space: str, omega: int, n
 
 
 def count_conditional(net: Network, proxy: str = "pytorch", *, max_points: int = DEFAULT_MAX_POINTS,
-                      given: str = "auto", progress: bool = False) -> CountResult:
+                      given: str = "auto", progress: bool = False, theta_max: int = THETA_MAX) -> CountResult:
     """Exact |ndf| over Omega (given parameters enumerated) or over the bias slice at the net's values."""
     from .count import point_of
 
@@ -312,7 +317,7 @@ def count_conditional(net: Network, proxy: str = "pytorch", *, max_points: int =
     if sp.top < 0:  # no kinks at all: f is polynomial, ndf and inc are empty
         return _result(net, preset, "conditional", "omega", M ** net.param_count(), 0, t0,
                        ("no kinked activation: f is smooth everywhere",), {})
-    if given == "auto" and fmt.bits <= 16 and n_theta <= min(THETA_MAX, max_points):
+    if given == "auto" and fmt.bits <= 16 and n_theta <= min(theta_max, max_points):
         ndf = _enumerate_theta(sp, progress)
         return _result(net, preset, "conditional", "omega", M ** net.param_count(), ndf, t0,
                        (f"given parameters enumerated ({M}^{len(sp.given)} points), biases of layer "
@@ -363,7 +368,7 @@ def conditional_mc(net: Network, preset: Preset, *, samples: int, seed: int, pro
     sp = split(net)
     fmt = net.numbers
     M = fmt.size()
-    N, F = len(sp.counted), len(sp.free)
+    N = len(sp.counted)
     Wn = net.param_count()
     omega = M**Wn
     rng = random.Random(seed)
@@ -398,7 +403,7 @@ def conditional_mc(net: Network, preset: Preset, *, samples: int, seed: int, pro
         hypothesis_h=h.holds, hypothesis=h.reason,
         notes=("conditional Monte Carlo: the given parameters drawn uniformly from M, each bias slice "
                "counted exactly; 95% normal interval", "inc = 0 by T1 (H holds)"),
-        extra={"ndf_estimate": m * omega, "distinct_values": len(set(dens))},
+        extra={"ndf_estimate": sci(mean * omega), "inc_estimate": "0", "distinct_values": len(set(dens))},
     )
 
 

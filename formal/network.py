@@ -293,6 +293,11 @@ def build_parameterization(net: Network) -> Parameterization:
             xs *= t.sign
             if xr != hr:  # value(x) = xs*value(xr) and value(x) = hs*value(hr) -> xr = xs*hs*hr
                 parent[xr] = (hr, xs * hs)
+            elif xs != hs:  # already in one group with the opposite sign: the entry is forced to 0
+                raise InvalidArgument(
+                    f"expected consistent tie signs, got {_label(t.param, net.params[t.param].shape, x - start[t.param])} "
+                    "tied to its own negative (it could only be the constant 0)"
+                )
     for x in list(parent):
         r, s_ = find(x)
         root[x], sign[x] = r, s_

@@ -43,7 +43,7 @@ ACTIVATIONS: dict[str, Any] = {
     "hardswish": "hardswish",
     "abs": "abs",
 }
-ARCHS = ((1,), (2,), (1, 1), (1, 2), (2, 1), (2, 2))
+ARCHS: tuple[tuple[int, ...], ...] = ((1,), (2,), (1, 1), (1, 2), (2, 1), (2, 2))
 
 
 def bias_free_net(numbers: str, x: str, hidden: tuple[int, ...], act: Any, out_act: Any) -> Network:
@@ -62,15 +62,17 @@ def bias_free_net(numbers: str, x: str, hidden: tuple[int, ...], act: Any, out_a
 
 
 def zero_input_hook(chain: Chain | None, w: np.ndarray, q: int, bv: Any) -> dict[str, int]:
-    """Per layer: number of points where the layer's inputs (one sample) are all 0."""
+    """Per (layer, sample): number of points where that layer's inputs are all 0."""
     if chain is None:
         return {}
-    batch = forward(chain, w, q, [])
+    batch = bv.batch if bv is not None and bv.batch is not None else forward(chain, w, q, [])
     out: dict[str, int] = {}
-    prev_zero = np.broadcast_to(np.all(batch.x == 0, axis=(1, 2)), (batch.P,))
+    B = batch.x.shape[1]
+    prev = np.broadcast_to(np.all(batch.x == 0, axis=2), (batch.P, B))
     for li, st in enumerate(batch.states):
-        out[f"zero_inputs[{li}]"] = int(prev_zero.sum())
-        prev_zero = np.all(st.zero_z, axis=(1, 2))
+        for s in range(B):
+            out[f"zero_inputs[{li},{s}]"] = int(prev[:, s].sum())
+        prev = np.all(st.zero_z, axis=2)
     return out
 
 
@@ -116,7 +118,7 @@ def plan(budget: str) -> list[tuple[str, tuple[int, ...], str, str, str]]:
     253) for W = 2.  The 1-2-2-1 architecture (W = 8) is sampled, not
     enumerated (see :func:`sampled`).
     """
-    runs = []
+    runs: list[tuple[str, tuple[int, ...], str, str, str]] = []
     for act in ACTIVATIONS:
         for out in ("identity", "same"):
             for x in ("1", "3", "0"):
@@ -140,11 +142,12 @@ def n_params(arch: tuple[int, ...]) -> int:
     return arch[0] + sum(a * b for a, b in zip(arch, arch[1:])) + arch[-1]
 
 
-def run_one(numbers: str, arch: tuple[int, ...], act: str, out: str, x: str, *, progress: bool = False) -> Row:
+def run_one(numbers: str, arch: tuple[int, ...], act: str, out: str, x: str, *, progress: bool = False,
+            cross_check: int = 2) -> Row:
     spec = ACTIVATIONS[act]
     net = bias_free_net(numbers, x, arch, spec, spec if out == "same" else "identity")
     t0 = time.perf_counter()
-    ex = exhaustive(net, PRESETS, cross_check=8, hooks=[zero_input_hook], witnesses=1, progress=progress)
+    ex = exhaustive(net, PRESETS, cross_check=cross_check, hooks=[zero_input_hook], witnesses=1, progress=progress)
     wit = {p: tuple(ex.witnesses[f"inc:{p}"][0]) for p in PRESETS if ex.witnesses[f"inc:{p}"]}
     return Row(numbers, arch, act, out, x, ex.omega, net.param_count(), ex.ndf, dict(ex.inc), wit,
                tuple(net.parameterization().labels), {k: v for k, v in ex.extra.items()}, time.perf_counter() - t0)
@@ -167,10 +170,49 @@ def search(budget: str = "quick", *, progress: bool = False) -> list[Row]:
         if progress:
             print(f"\ropen question: run {i + 1}/{len(runs)} {r[0]} 1-{'-'.join(map(str, r[1]))}-1 {r[2]} {r[3]} x={r[4]}",
                   end="", file=sys.stderr, flush=True)
-        rows.append(run_one(*r, progress=progress))
+        heavy = n_params(r[1]) >= 4 and r[4] == "1"
+        rows.append(run_one(*r, progress=progress, cross_check=(1 if heavy else 0) if budget == "quick" else 4))
     if progress:
         print(file=sys.stderr)
     return rows
+
+
+def sampled(numbers: str, act: str, out: str, x: str, n: int, *, seed: int = 0) -> Row:
+    """The 1-2-2-1 architecture (W = 8, too large to enumerate): n random points, exact verdicts.
+
+    Coordinates are 0 with probability 1/4, +-1 with probability 1/8 each,
+    and otherwise uniform over M, so that kinks (and the zero inputs behind
+    E1-type witnesses) are frequent.  Counts are of sampled points, not of Omega.
+    """
+    from .batch import require_chain
+    from .count import members_scaled
+    from .patterns import decide
+
+    spec = ACTIVATIONS[act]
+    net = bias_free_net(numbers, x, (2, 2), spec, spec if out == "same" else "identity")
+    chain = require_chain(net)
+    vals, q = members_scaled(net.numbers)
+    rng = np.random.default_rng(seed)
+    W = net.param_count()
+    presets = [parse_preset(p) for p in PRESETS]
+    t0 = time.perf_counter()
+    inc = dict.fromkeys(PRESETS, 0)
+    wit: dict[str, tuple[Fraction, ...]] = {}
+    ndf = 0
+    for s0 in range(0, n, 1 << 15):
+        m = min(1 << 15, n - s0)
+        u = rng.random((m, W))
+        w = vals[rng.integers(0, len(vals), size=(m, W))]
+        w = np.where(u < 0.25, 0, np.where(u < 0.375, q, np.where(u < 0.5, -q, w)))
+        bv = decide(chain, w, q, presets)
+        ndf += int(bv.ndf.sum())
+        for j, p in enumerate(PRESETS):
+            hits = np.flatnonzero(bv.inc[:, j] & ~bv.undecided)
+            inc[p] += len(hits)
+            if len(hits) and p not in wit:
+                wit[p] = tuple(Fraction(int(v), q) for v in w[hits[0]])
+    return Row(numbers, (2, 2), act, out, x, n, W, ndf, inc, wit, tuple(net.parameterization().labels), {},
+               time.perf_counter() - t0)
 
 
 def summarize(rows: list[Row]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -187,4 +229,4 @@ def summarize(rows: list[Row]) -> dict[tuple[str, str], dict[str, Any]]:
     return out
 
 
-__all__ = ["bias_free_net", "search", "summarize", "run_one", "verify_witness", "Row", "PRESETS", "ACTIVATIONS", "ARCHS", "plan"]
+__all__ = ["bias_free_net", "search", "summarize", "run_one", "verify_witness", "Row", "PRESETS", "ACTIVATIONS", "ARCHS", "plan", "sampled"]

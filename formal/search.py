@@ -34,8 +34,7 @@ from typing import Any
 import z3
 
 from .activations import Preset, parse_preset
-from .errors import FormalError, InvalidArgument, NotInFormat, UnsupportedOp
-from .exact import exact_forward
+from .errors import InvalidArgument, NotInFormat, UnsupportedOp
 from .network import Network, bias_structure
 from .numbers import Format, format_exact, hex_float, parse_format
 from .rebuild import bits_json, group_values, params_json, resolve_names, with_groups
@@ -47,6 +46,9 @@ from .verdict import Verdict, check
 __all__ = ["FINDS", "SearchOptions", "SearchResult", "search", "parse_range"]
 
 FINDS = ("kink", "ndf", "inc", "spurious-kink", "missed-kink")
+TINY_SHARE = 0.25  # share of the remaining time given to each tiny search format of the ladder
+TINY_FORMATS = ("fp(2,1)", "fp(3,2)")
+ESCALATE_MAX_FREE = 3  # after an exhausted search format, search the target itself up to this many parameters
 DEFAULT_WIDE_RANGE = (Fraction(1, 1 << 16), Fraction(1 << 16))  # formats above 16 bits, rounded queries
 
 
@@ -171,7 +173,9 @@ class _Search:
             if g in free:
                 base[g] = _project(self.dom, base[g])
             elif not self.target.contains(base[g]):
-                raise NotInFormat(f"expected a member of {self.target.name} for the fixed parameter {par.labels[g]}, got {format_exact(base[g])} (fix it with --fix {par.labels[g]}=VALUE)")
+                lo_n, hi_n = self.target.neighbors(base[g])
+                near = " and ".join("none" if x is None else f"{hex_float(x)} = {format_exact(x)}" for x in (lo_n, hi_n))
+                raise NotInFormat(f"expected a member of {self.target.name} for the fixed parameter {par.labels[g]}, got {format_exact(base[g])} (nearest members: {near}); set it with --fix {par.labels[g]}=VALUE")
         self.base_values = base
         self.base = with_groups(net, base, numbers=self.target)
         self.stages: list[dict[str, Any]] = []
@@ -265,11 +269,10 @@ class _Search:
     def closed(self) -> SearchResult | None:
         t0 = time.perf_counter()
         find = self.opt.find
-        if find == "inc":
-            self.stage("closed-form", "n/a", t0, "inc is not a bias-linear question")
-            return None
-        if find in ("spurious-kink", "missed-kink"):
-            from .smt.queries import rounded_closed_form
+        if find == "missed-kink":
+            return self._closed_missed(t0)
+        if find == "spurious-kink":
+            from .smt.queries import rounded_closed_form  # noqa: PLC0415
 
             for net2, touch in rounded_closed_form(self.base, self.target, self.dom, self.free, self.preset, self.opt.order, find):
                 self.checked += 1
@@ -281,6 +284,7 @@ class _Search:
             self.stage("closed-form", "none", t0)
             return None
         cands, examined, complete = closed_form.candidates(self.base, self.preset, self.dom, self.free, limit=self.opt.max_candidates)
+        labels = self.net.parameterization().labels
         for c in cands:
             if self.clock.left() <= 0:
                 self.stage("closed-form", "timeout", t0)
@@ -288,15 +292,46 @@ class _Search:
             net2 = with_groups(self.base, {c.slot.group: c.value}, numbers=self.target)
             ok, v = self.verify(net2)
             if ok:
-                label = self.net.parameterization().labels[c.slot.group]
                 self.stage("closed-form", "found", t0)
-                return self.result("found", f"closed form: {label} = {format_exact(c.value)} puts {c.slot.node}[{c.slot.unit}] (sample {c.sample}) on the kink {c.kink}; verified by {v.method}", "closed-form", net=net2, verdict=v)
-        complete_space, why = closed_form.bias_only_complete(self.base, self.free) if self.free else (False, "nothing is searched")
-        detail = f"{examined} slot(s), {len(cands)} candidate(s) in M"
-        if complete and complete_space and not cands:
-            self.stage("closed-form", "exhausted", t0, detail)
-            what = "kink" if find == "kink" else "kink (hence no ndf point)"
-            return self.result("exhausted", f"closed form: {why}; for every unit and kink the only solving bias value is not in {self.dom.describe()}, so no point of the space has a {what}", "closed-form")
+                return self.result("found", f"closed form: {labels[c.slot.group]} = {format_exact(c.value)} puts {c.slot.node}[{c.slot.unit}] (sample {c.sample}) on the kink {c.kink}; verified by {v.method}", "closed-form", net=net2, verdict=v)
+        detail = f"{examined} slot(s), {len(cands)} candidate(s) in the domain"
+        if self.free and complete:
+            every, why = closed_form.slots_complete(self.base, self.free, self.preset)
+            if every and (not cands or len(self.free) == 1):
+                self.stage("closed-form", "exhausted", t0, detail)
+                if not cands:
+                    what = "kink" if find == "kink" else f"kink (hence no {find} point)"
+                    how = f"for every unit and kink the only solving value is not in {self.dom.describe()}, so no point of the space has a {what}"
+                else:
+                    how = f"the {len(cands)} value(s) of {labels[self.free[0]]} putting a unit on a kink were each checked exactly (not {find}); every other value has no kink"
+                return self.result("exhausted", f"closed form: {why}; {how}", "closed-form")
+            detail += f"; not exhaustive: {why}"
+        self.stage("closed-form", "none", t0, detail)
+        return None
+
+    def _closed_missed(self, t0: float) -> SearchResult | None:
+        """A missed touch needs an exact kink: test every closed-form exact kink in float."""
+        from .smt.queries import touch_values  # noqa: PLC0415
+
+        cands, examined, complete = closed_form.candidates(self.base, self.preset, self.dom, self.free, limit=self.opt.max_candidates)
+        for c in cands:
+            if self.clock.left() <= 0:
+                self.stage("closed-form", "timeout", t0)
+                return self.result("unknown", f"time-out in the closed-form stage after {self.checked} candidate(s)", "closed-form")
+            net2 = with_groups(self.base, {c.slot.group: c.value}, numbers=self.target)
+            self.checked += 1
+            touch = touch_values(net2, self.target, self.preset, self.opt.order, "missed-kink")
+            if touch is not None:
+                v = check(net2, self.preset, timeout=max(self.clock.left(), 1.0))
+                self.stage("closed-form", "found", t0)
+                return self.result("found", "closed form: an exact kink whose float value misses it; exact engine and both rounding references agree", "closed-form-rounded", net=net2, verdict=v, touch=touch)
+        detail = f"{examined} slot(s), {len(cands)} exact kink candidate(s)"
+        if self.free and complete:
+            every, why = closed_form.slots_complete(self.base, self.free, self.preset)
+            if every and (not cands or len(self.free) == 1):
+                self.stage("closed-form", "exhausted", t0, detail)
+                return self.result("exhausted", f"closed form: {why}; a missed touch needs an exact kink, and each of the {len(cands)} exact kink point(s) of the space was evaluated in float ({self.opt.order} order): none misses", "closed-form")
+            detail += f"; not exhaustive: {why}"
         self.stage("closed-form", "none", t0, detail)
         return None
 
@@ -306,16 +341,40 @@ class _Search:
         return self._smt_exact()
 
     def _smt_exact(self) -> SearchResult | None:
-        t0 = time.perf_counter()
+        """Search formats from tiny to the default (then the target itself for <= 3
+        parameters once the subspace is exhausted); only the target's own space can
+        give 'exhausted'."""
         if not self.free:
-            self.stage("smt", "n/a", t0, "nothing is searched")
+            self.stage("smt", "n/a", time.perf_counter(), "nothing is searched")
             return self.result("exhausted", "every parameter is fixed and the given point is not a witness", "given-point")
-        s_fmt = choose_search_format(self.target, self.opt.search_format)
-        sdom = _search_domain(s_fmt, self.dom)
-        query = ExactQuery(self.base, self.free, self.base_values, sdom, self.preset, self.opt.find, seed=self.opt.seed)
-        full = s_fmt == self.target
-        res = self._cegis(query, t0, sdom, full, s_fmt.name)
-        return res
+        ladder = search_ladder(self.target, self.opt.search_format)
+        notes: list[str] = []
+        exhausted_sub = False
+        for i, fmt in enumerate(ladder):
+            final = i == len(ladder) - 1
+            if self.clock.left() <= 0:
+                break
+            sdom = _search_domain(fmt, self.dom)
+            t0 = time.perf_counter()
+            query = ExactQuery(self.base, self.free, self.base_values, sdom, self.preset, self.opt.find, seed=self.opt.seed)
+            budget = None if final else max(self.clock.left() * TINY_SHARE, 0.05)
+            res = self._cegis(query, t0, sdom, fmt == self.target, fmt.name, budget)
+            if res.status != "unknown":
+                return res
+            notes.append(f"[{fmt.name}] {res.reason}")
+            exhausted_sub = self.stages[-1]["status"] == "unsat"
+        escalate = (
+            ladder[-1] != self.target and exhausted_sub and not self.opt.search_format
+            and len(self.free) <= ESCALATE_MAX_FREE and self.clock.left() > 0
+        )
+        if escalate:  # the default subspace is exhausted: search the whole target space
+            t1 = time.perf_counter()
+            query = ExactQuery(self.base, self.free, self.base_values, self.dom, self.preset, self.opt.find, seed=self.opt.seed)
+            res2 = self._cegis(query, t1, self.dom, True, self.target.name, None)
+            if res2.status != "unknown":
+                return res2
+            notes.append(f"[{self.target.name}] {res2.reason}")
+        return self.result("unknown", "; ".join(notes) or "no time left for the SMT stage", "smt", search_format=ladder[-1].name, space=self.space(_search_domain(ladder[-1], self.dom)))
 
     def _smt_rounded(self) -> SearchResult | None:
         t0 = time.perf_counter()
@@ -328,44 +387,68 @@ class _Search:
             dom = Domain(self.target, DEFAULT_WIDE_RANGE[0], DEFAULT_WIDE_RANGE[1], self.opt.subnormals)
             full = False
         query = RoundedQuery(self.base, self.free, self.base_values, dom, self.preset, self.opt.find, self.opt.order, seed=self.opt.seed)
-        return self._cegis(query, t0, dom, full, self.target.name)
+        res = self._cegis(query, t0, dom, full, self.target.name, None)
+        if full or res.status != "unknown" or len(self.free) > ESCALATE_MAX_FREE or self.clock.left() <= 0:
+            return res
+        if self.stages[-1]["status"] != "unsat":
+            return res
+        t1 = time.perf_counter()  # the default range is exhausted: search the whole format
+        query = RoundedQuery(self.base, self.free, self.base_values, self.dom, self.preset, self.opt.find, self.opt.order, seed=self.opt.seed)
+        res2 = self._cegis(query, t1, self.dom, True, self.target.name, None)
+        if res2.status == "unknown":
+            return self.result("unknown", f"{res.reason}; then, over all of {self.dom.describe()}: {res2.reason}", res2.method, search_format=self.target.name)
+        return res2
 
-    def _cegis(self, query: Any, t0: float, dom: Domain, full: bool, sname: str) -> SearchResult:
+    def _cegis(self, query: Any, t0: float, dom: Domain, full: bool, sname: str, budget: float | None) -> SearchResult:
+        """Propose, verify exactly, block, repeat; ``budget`` limits this stage (seconds)."""
         space = self.space(dom)
+        stop = time.perf_counter() + budget if budget is not None else self.clock.deadline
+        stop = min(stop, self.clock.deadline)
         rounds = 0
         while True:
-            left = self.clock.left()
+            left = stop - time.perf_counter()
             if left <= 0:
-                self.stage("smt", "timeout", t0, f"{rounds} round(s)")
-                return self.result("unknown", f"time-out ({self.opt.timeout:g} s) in the SMT stage after {rounds} proposal(s)", "smt", search_format=sname, space=space)
+                self.stage("smt", "timeout", t0, f"{sname}: {rounds} round(s)")
+                why = "its time slice" if budget is not None and stop < self.clock.deadline else f"the time-out ({self.opt.timeout:g} s)"
+                return self.result("unknown", f"{sname}: {why} ran out after {rounds} proposal(s)", "smt", search_format=sname, space=space)
             status, values = query.propose(int(left * 1000))
             rounds += 1
             if status == "unknown":
-                self.stage("smt", "unknown", t0, query.reason)
-                return self.result("unknown", f"z3 returned unknown after {rounds} round(s): {query.reason}", "smt", search_format=sname, space=space)
+                self.stage("smt", "unknown", t0, f"{sname}: {query.reason}")
+                return self.result("unknown", f"{sname}: z3 returned unknown after {rounds} round(s) ({query.reason})", "smt", search_format=sname, space=space)
             if status == "unsat":
-                self.stage("smt", "unsat", t0, f"{rounds - 1} candidate(s) verified and blocked")
-                how = f"z3 (bit-precise, {query.describe()}) proved that no point of the searched space outside the {rounds - 1} blocked candidate(s) satisfies {query.condition}; each blocked candidate was checked exactly"
+                self.stage("smt", "unsat", t0, f"{sname}: {rounds - 1} candidate(s) verified and blocked")
+                how = f"z3 ({query.describe()}) proved that no point outside the {rounds - 1} blocked candidate(s) satisfies {query.condition}, a necessary condition; each blocked candidate was checked exactly"
                 if full:
                     return self.result("exhausted", how, "smt-" + query.kind, search_format=sname, space=space)
-                return self.result("unknown", f"no witness in the searched subspace ({space}): {how}; the rest of {self.target.name} was not searched", "smt-" + query.kind, search_format=sname, space=space)
+                return self.result("unknown", f"no witness in the subspace {dom.describe()}: {how}; the rest of {self.target.name} was not searched", "smt-" + query.kind, search_format=sname, space=space)
             net2 = with_groups(self.base, values, numbers=self.target)
             if query.kind == "rounded":
-                touch = touch_values(net2, self.target, self.preset, self.opt.order, self.opt.find, query.last_site)
+                touch = touch_values(net2, self.target, self.preset, self.opt.order, self.opt.find)
                 self.checked += 1
                 if touch is not None:
                     v = check(net2, self.preset, timeout=max(self.clock.left(), 1.0))
-                    self.stage("smt", "found", t0, f"{rounds} round(s)")
+                    self.stage("smt", "found", t0, f"{sname}: {rounds} round(s)")
                     return self.result("found", f"z3 ({query.describe()}) proposed it; the exact engine and both rounding references agree", "smt-rounded", net=net2, verdict=v, touch=touch, search_format=sname, space=space)
             else:
                 ok, v = self.verify(net2)
                 if ok:
-                    self.stage("smt", "found", t0, f"{rounds} round(s)")
+                    self.stage("smt", "found", t0, f"{sname}: {rounds} round(s)")
                     return self.result("found", f"z3 proposed it in {sname} ({query.describe()}), lifted exactly to {self.target.name}; verified by the exact verdict ({v.method})", "smt-" + query.kind, net=net2, verdict=v, search_format=sname, space=space)
             query.block()
 
 
 _SMOOTH_OK = ("input", "param", "const", "linear", "add", "sub", "neg", "scale", "act", "reshape")
+
+
+def search_ladder(target: Format, requested: str | None = None) -> list[Format]:
+    """Search formats tried in turn: tiny ones first (cheap to bit-blast; their members
+    embed in the target), then the default search format (or just ``requested``)."""
+    main = choose_search_format(target, requested)
+    if requested is not None:
+        return [main]
+    out = [f for f in (parse_format(t) for t in TINY_FORMATS) if f.bits < main.bits and embeds(f, target)]
+    return out + [main]
 
 
 def _project(dom: Domain, v: Fraction) -> Fraction:
@@ -419,8 +502,3 @@ def search(net: Network, options: SearchOptions) -> SearchResult:
         return SearchResult("unknown", f"z3 error: {exc}", options.find, "smt", str(options.numbers or net.numbers), str(options.proxy), "", 0.0)
 
 
-def hexes(values: dict[int, Fraction], fmt: Format) -> dict[int, str]:
-    return {g: hex_float(v) for g, v in values.items() if fmt.contains(v)}
-
-
-_unused = (exact_forward, FormalError)

@@ -295,7 +295,10 @@ class Decider:
             return Verdict(True, True, False, False, True, True, K, method="kink-graph-lra", seconds=0.0, kinks=reports, reason=proof, gradient=_rows(grad) if self.want_gradient else None, **self.base())
         o, j = mismatch
         witness = Witness("ad-mismatch", outs[o], par.label(j), values=(("ad", ad.item((o, j))), ("gradient", grad.item((o, j)))), proof=proof)
-        return Verdict(True, False, False, True, False, False, K, method="kink-graph-lra", seconds=0.0, witness=witness, kinks=reports, reason="differentiable, but AD differs from the gradient", gradient=_rows(grad) if self.want_gradient or grad.shape[1] <= 64 else None, ad_gradient=_rows(ad) if self.want_gradient or ad.shape[1] <= 64 else None, **self.base())
+        # bouligand/clarke stay None (not certified): f differentiable at w does not make
+        # its Clarke set {grad f(w)} (f need not be strictly differentiable), so AD may
+        # still be a Bouligand subgradient -- see tests/catalogue.py "cusp".
+        return Verdict(True, False, False, True, None, None, K, method="kink-graph-lra", seconds=0.0, witness=witness, kinks=reports, reason="differentiable, but AD differs from the gradient", gradient=_rows(grad) if self.want_gradient or grad.shape[1] <= 64 else None, ad_gradient=_rows(ad) if self.want_gradient or ad.shape[1] <= 64 else None, **self.base())
 
     def _bouligand(self, g: KinkGraph) -> tuple[bool | None, Witness | None]:
         sides: dict[int, int] = {}

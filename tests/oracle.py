@@ -377,6 +377,10 @@ def _germ(expr: sp.Expr, env: dict[sp.Symbol, Germ], memo: dict[sp.Expr, Germ], 
     return r
 
 
+class OracleBudget(Exception):
+    """The pattern search would take too long for a test (the caller rejects the example)."""
+
+
 class _NeedChoice(Exception):
     def __init__(self, key: Any, n: int, constraints: list[Vec]) -> None:
         self.key, self.n, self.constraints = key, n, list(constraints)
@@ -659,6 +663,7 @@ class Decision:
     differentiable: bool
     gradient: tuple[Vec, ...] | None
     cells: list[Cell] = field(default_factory=list)
+    complete: bool = True  # every full-dimensional cell listed
 
     def piece_gradients(self) -> list[tuple[Vec, ...]]:
         """Distinct gradients of g's linear pieces on full-dimensional cones (Bouligand subgradients)."""
@@ -694,7 +699,7 @@ class Oracle:
         self.N = self.layers[-1].units
         self._objective(doc.get("objective"))
         self._build()
-        self._decision: Decision | None = None
+        self._decisions: dict[str, Decision] = {}
 
     # -- parameter groups: trainable entries, ties merged, numbered by first appearance
     def _entries(self) -> list[tuple[str, tuple[int, ...]]]:
@@ -849,13 +854,27 @@ class Oracle:
         return bad
 
     # -- differentiability: full-dimensional cones of first-order patterns ------
-    def decide(self) -> Decision:
-        if self._decision is not None:
-            return self._decision
+    def decide(self, *, complete: bool = False, budget: int = 600) -> Decision:
+        """Differentiability and the gradient (see the module docstring).
+
+        With ``complete=False`` the search stops at the second distinct ``L``
+        (non-differentiable); ``complete=True`` lists every full-dimensional
+        cell (needed for Bouligand/Clarke checks).  More than ``budget`` pattern
+        walks raises :class:`OracleBudget` (the cell count can be exponential).
+        """
+        key = "complete" if complete else "first"
+        hit = self._decisions.get(key) or self._decisions.get("complete")
+        if hit is not None:
+            return hit
         values = _values(self.exprs, self.env, self.lets)
         cells: list[Cell] = []
+        grads: set[tuple[Vec, ...]] = set()
         stack: list[dict[Any, int]] = [{}]
+        walks = 0
         while stack:
+            walks += 1
+            if walks > budget:
+                raise OracleBudget(f"more than {budget} pattern walks")
             choices = stack.pop()
             walk = _Walk(values, self.W, self.index, choices, self.lets)
             try:
@@ -866,11 +885,14 @@ class Oracle:
                 continue
             if strictly_feasible(walk.constraints):
                 cells.append(Cell(choices, L))
+                grads.add(L)
+                if len(grads) > 1 and not complete:
+                    break
         assert cells, "the full-dimensional cones cover a dense set: at least one exists"
-        grads = {c.L for c in cells}
         diff = len(grads) == 1
-        self._decision = Decision(diff, cells[0].L if diff else None, cells)
-        return self._decision
+        decision = Decision(diff, cells[0].L if diff else None, cells, complete=complete or diff)
+        self._decisions[key] = decision
+        return decision
 
     # -- AD with proxies: a reverse pass over the layer list -------------------
     def forward(self) -> tuple[list[list[list[Fraction]]], list[list[list[Fraction]]]]:
@@ -906,7 +928,7 @@ class Oracle:
                         out.append((i, b, u, ys[i][b][u]))
         return out
 
-    def _proxy(self, preset: str, i: int, u: int, c: Fraction) -> Fraction:
+    def proxy_at(self, preset: str, i: int, u: int, c: Fraction) -> Fraction:
         layer = self.layers[i]
         if layer.proxy is not None:
             return _override_value(layer.proxy, layer.act, c, u)
@@ -930,7 +952,7 @@ class Oracle:
                         y = ys[i][b][u]
                         if y in layer.act.kinks:
                             kadj.setdefault((i, b, u), []).append(zbar[b][u])
-                            slope = self._proxy(preset, i, u, y)
+                            slope = self.proxy_at(preset, i, u, y)
                         else:
                             slope = layer.act.d_plus(y)
                         row.append(zbar[b][u] * slope)
@@ -961,6 +983,7 @@ def axis_directions(W: int) -> list[list[Fraction]]:
 
 __all__ = [
     "Oracle",
+    "OracleBudget",
     "Act",
     "make_act",
     "proxy_value",

@@ -26,6 +26,10 @@ GRID = [F(0), F(0), F(0), F(1, 4), F(-1, 4), F(1, 2), F(-1, 2), F(3, 4), F(-3, 4
 INPUT_GRID = [F(0), F(0), F(1), F(-1), F(1, 2), F(-1, 2), F(2), F(-2), F(3), F(1, 3)]
 FROZEN_EXTRA = [F(1, 3), F(-2, 3), F(5, 7)]
 FORMATS = ["binary32", "binary16", "bfloat16", "e4m3"]
+# binary64 members of wildly different magnitudes (exact cancellation, huge denominators)
+WIDE_GRID = [F(0), F(0), F(1), F(-1), F(2) ** 300, -F(2) ** 300, F(1, 2**300), -F(1, 2**300), F(2) ** 52 + 1,
+             1 + F(1, 2**52), -(1 + F(1, 2**52)), F(3, 2**1074), F(2) ** 1000, F(1, 2**1022)]
+WIDE_INPUTS = [F(0), F(1), F(-1), F(1, 3), F(2) ** 200, F(1, 10**30), F(-7, 2**600)]
 
 KINKED = [
     "relu",
@@ -67,6 +71,9 @@ def networks(
     objective: bool = True,
     force: bool = True,
     formats: list[str] | None = None,
+    overrides: bool = False,
+    grid: list[Fraction] | None = None,
+    input_grid: list[Fraction] | None = None,
 ) -> dict[str, Any]:
     """A formal-net/1 document.  ``hypothesis_h`` = B = 1 and every kinked unit has its own trainable bias."""
     acts = activations if activations is not None else ACTIVATIONS
@@ -120,17 +127,18 @@ def networks(
     tied_entries = {p[0] for p in tie_pairs} | {p[1] for p in tie_pairs}
     tail_of = {t: (h, s) for h, t, s in tie_pairs}
 
-    X = [[draw(st.sampled_from(INPUT_GRID)) for _ in range(n_in)] for _ in range(B)]
+    values = grid or GRID
+    X = [[draw(st.sampled_from(input_grid or INPUT_GRID)) for _ in range(n_in)] for _ in range(B)]
     params: dict[str, Any] = {}
     z = [list(x) for x in X]
     for i in range(n_layers):
         act = _act_of(specs[i])
         wname, bname = f"{i}.weight", f"{i}.bias"
-        grid_w = GRID + (FROZEN_EXTRA if wname not in trainable else [])
+        grid_w = values + (FROZEN_EXTRA if wname not in trainable else [])
         W = [[draw(st.sampled_from(grid_w)) for _ in range(len(z[0]))] for _ in range(widths[i])]
         bvec = None
         if has_bias[i]:
-            grid_b = GRID + [F(-8)] + (FROZEN_EXTRA if bname not in trainable else [])
+            grid_b = values + [F(-8)] + (FROZEN_EXTRA if bname not in trainable else [])
             bvec = [draw(st.sampled_from(grid_b)) for _ in range(widths[i])]
         params[wname], params[bname] = W, bvec
 
@@ -179,6 +187,19 @@ def networks(
                     break
         z = [[act.value(pre(b, u)) for u in range(widths[i])] for b in range(B)]
 
+    if overrides:  # per-layer proxy overrides (f2-style): a number, a preset, per kink, per unit
+        for i, spec in enumerate(specs):
+            act = _act_of(spec)
+            if act.kinks and draw(st.integers(0, 2)) == 0:
+                base = {"name": spec} if isinstance(spec, str) else dict(spec)
+                per_kink = st.lists(st.sampled_from(["0", "1", "1/2", "-1"]), min_size=len(act.kinks),
+                                    max_size=len(act.kinks))
+                base["proxy"] = draw(st.one_of(
+                    st.sampled_from(["0", "1", "1/2", "right", "left"]),
+                    per_kink,
+                    st.lists(per_kink, min_size=widths[i], max_size=widths[i]),
+                ))
+                specs[i] = base
     doc: dict[str, Any] = {
         "format": "formal-net/1",
         "numbers": fmt_name,
@@ -220,4 +241,4 @@ def bias_free_networks(**kw: Any) -> st.SearchStrategy[dict[str, Any]]:
     return networks(bias="none", **kw)
 
 
-__all__ = ["networks", "h_networks", "bias_free_networks", "GRID", "KINKED", "ACTIVATIONS", "PL_KINKED"]
+__all__ = ["WIDE_GRID", "WIDE_INPUTS", "networks", "h_networks", "bias_free_networks", "GRID", "KINKED", "ACTIVATIONS", "PL_KINKED"]

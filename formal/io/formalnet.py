@@ -334,7 +334,10 @@ def from_dict(doc: Any, *, source: str = "<dict>", params_file: str | Path | Non
     for name in trainable:
         check_members(name, params[name], fmt, where_p)
     ties: list[tuple[Tie, ...]] = []
-    for g, group in enumerate(doc.get("tied", []) or []):
+    tied_spec = doc.get("tied") or []
+    if not isinstance(tied_spec, list):
+        raise where.fail("tied", f"expected a list of tie groups (lists of entries), got {json.dumps(tied_spec, default=str)[:60]}")
+    for g, group in enumerate(tied_spec):
         if not isinstance(group, list) or len(group) < 2:
             raise where.fail(f"tied[{g}]", "expected a list of at least two entries")
         entries = tuple(_parse_entry(e, params, where, f"tied[{g}]") for e in group)

@@ -29,7 +29,7 @@ from ..network import Network, Node
 from ..ops import FLOAT
 from .fp import Domain
 
-__all__ = ["Slot", "Candidate", "linear_slots", "candidates", "bias_only_complete", "float_pass"]
+__all__ = ["Slot", "Candidate", "linear_slots", "candidates", "slots_complete", "float_pass"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,26 +209,39 @@ def candidates(net: Network, preset: Preset, dom: Domain, free: Iterable[int] | 
     return out, examined, True
 
 
-def bias_only_complete(net: Network, free: Iterable[int]) -> tuple[bool, str]:
-    """Whether bias slots cover every kink of the searched space.
+def slots_complete(net: Network, free: Iterable[int], preset: Preset) -> tuple[bool, str]:
+    """Whether the closed-form candidates are *all* the kink points of the searched space.
 
-    True when every free group is an own-unit bias (untied) of a kinked
-    activation node N and no kinked activation lies downstream of any such N:
-    then each pre-activation of N is ``s + b`` with s constant on the space,
-    and every other kinked pre-activation is constant.
+    True when every free group is a slot (own-unit bias or own-row weight) of
+    a unit of a kinked activation node N, each unit has at most one free slot,
+    no kinked activation lies downstream of any such N, and at the base point
+    no other unit sits on a kink.  Then each such pre-activation is
+    ``alpha + beta * p`` with alpha, beta constant on the space, and every
+    other kinked pre-activation is constant and off its kinks.
     """
     free = set(free)
-    slots = {s.group: s for s in linear_slots(net, free, weights=False)}
-    if set(slots) != free:
-        missing = sorted(free - set(slots))
-        labels = net.parameterization().labels
-        return False, f"{labels[missing[0]]} is not an own-unit bias of a kinked unit"
-    nodes = {s.node for s in slots.values()}
+    labels = net.parameterization().labels
+    slots = linear_slots(net, free)
+    by_group = {s.group: s for s in slots}
+    if set(by_group) != free:
+        missing = sorted(free - set(by_group))
+        return False, f"{labels[missing[0]]} does not enter a kinked unit affinely on its own"
+    units: dict[tuple[str, int], int] = {}
+    for s in slots:
+        units[(s.node, s.unit)] = units.get((s.node, s.unit), 0) + 1
+    crowded = [u for u, n in units.items() if n > 1]
+    if crowded:
+        return False, f"unit {crowded[0][0]}[{crowded[0][1]}] has {units[crowded[0]]} searched parameters"
+    nodes = {s.node for s in slots}
     down = _downstream(net, nodes)
     for node in net.nodes:
         if node.name in down and node.op == "act" and node.attr("activation").kinks:
-            return False, f"kinked activation {node.name!r} lies downstream of a searched bias"
-    return True, "every searched parameter is an own-unit bias of the last kinked layer(s)"
+            return False, f"kinked activation {node.name!r} lies downstream of a searched parameter"
+    fwd = exact_forward(net, preset)
+    for k in fwd.kinks:
+        if k.kind != "act" or (k.node, k.index) not in units:
+            return False, f"{k.label(net)} sits on a kink whatever the searched values"
+    return True, "each searched parameter moves one pre-activation of the last kinked layer(s) affinely, alone"
 
 
 def _downstream(net: Network, roots: set[str]) -> set[str]:

@@ -23,6 +23,8 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
+
 import numpy as np
 import z3
 
@@ -255,6 +257,8 @@ def _obj_array(shape: tuple[int, ...], fill: BVQ = ZERO) -> np.ndarray:
 
 
 def _map2(fn: Callable[[BVQ, BVQ], BVQ], a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a2: Any
+    b2: Any
     a2, b2 = np.broadcast_arrays(a, b)
     out = np.empty(a2.shape, dtype=object)
     for idx in np.ndindex(*a2.shape):
@@ -262,7 +266,7 @@ def _map2(fn: Callable[[BVQ, BVQ], BVQ], a: np.ndarray, b: np.ndarray) -> np.nda
     return out
 
 
-def _map1(fn: Callable[[BVQ], BVQ], a: np.ndarray) -> np.ndarray:
+def _map1(fn: Callable[[BVQ], BVQ], a: Any) -> np.ndarray:
     out = np.empty(a.shape, dtype=object)
     for idx in np.ndindex(*a.shape):
         out[idx] = fn(a[idx])
@@ -343,6 +347,8 @@ class NetworkEncoding:
             return _map1(neg, ins[0])
         if op == "scale":
             c = node.attr("value").to_fractions()
+            a: Any
+            cc: Any
             a, cc = np.broadcast_arrays(ins[0], c)
             out = np.empty(a.shape, dtype=object)
             for idx in np.ndindex(*a.shape):
@@ -493,10 +499,12 @@ class NetworkEncoding:
             return [(ins[0], _map1(neg, a))]
         if op == "scale":
             c = node.attr("value").to_fractions()
-            g, cc = np.broadcast_arrays(a, c)
-            out_a = np.empty(g.shape, dtype=object)
-            for idx in np.ndindex(*g.shape):
-                out_a[idx] = scale(g[idx], cc[idx])
+            ga: Any
+            cc: Any
+            ga, cc = np.broadcast_arrays(a, c)
+            out_a = np.empty(ga.shape, dtype=object)
+            for idx in np.ndindex(*ga.shape):
+                out_a[idx] = scale(ga[idx], cc[idx])
             return [(ins[0], _sum_to(out_a, self.values[ins[0]].shape))]
         if op == "reshape":
             return [(ins[0], a.reshape(self.values[ins[0]].shape))]
@@ -580,14 +588,14 @@ def _sum_to(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if g.shape == shape:
         return g
     out = _obj_array(shape)
-    gb = g
+    gb: Any = g
     for idx in np.ndindex(*gb.shape):
         tgt = tuple(0 if s == 1 else i for i, s in zip(idx[len(idx) - len(shape):], shape))
         out[tgt] = add(out[tgt], gb[idx])
     return out
 
 
-def _const_array(q: np.ndarray) -> np.ndarray:
+def _const_array(q: Any) -> np.ndarray:
     out = np.empty(q.shape, dtype=object)
     for idx in np.ndindex(*q.shape):
         out[idx] = const(q[idx])
@@ -599,7 +607,7 @@ def param_arrays(net: Network, fixed: Mapping[int, Fraction], variables: Mapping
     par = net.parameterization()
     out: dict[str, np.ndarray] = {}
     for name, q in net.params.items():
-        vals = q.to_fractions()
+        vals: Any = q.to_fractions()
         arr = np.empty(vals.shape, dtype=object)
         groups = par.groups.get(name)
         signs = par.signs.get(name)

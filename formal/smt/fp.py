@@ -37,7 +37,7 @@ from fractions import Fraction
 import z3
 
 from ..errors import InvalidArgument
-from ..numbers import Format, format_exact, parse_format
+from ..numbers import Format, format_exact, hex_float, parse_format
 
 __all__ = [
     "Domain",
@@ -55,18 +55,24 @@ __all__ = [
 SEARCH_FORMATS = ("e4m3", "fp(4,3)", "e5m2", "fp(5,6)", "binary16")
 
 
+def native(fmt: Format) -> bool:
+    """Whether z3 has F itself as a sort (IEEE, and z3 needs at least 2 significand bits)."""
+    return fmt.ieee and fmt.mbits >= 2
+
+
 def fp_sort(fmt: Format) -> z3.FPSortRef:
-    """The z3 sort of F: ``FPSort(ebits, mbits + 1)``; for non-IEEE F the IEEE superset."""
-    if fmt.ieee:
+    """The z3 sort of F: ``FPSort(ebits, mbits + 1)``; otherwise an IEEE superset of M
+    (E4M3: ``FPSort(5, 4)``; one fraction bit: ``FPSort(ebits + 1, 3)``)."""
+    if native(fmt):
         return z3.FPSort(fmt.ebits, fmt.mbits + 1)
-    return z3.FPSort(fmt.ebits + 1, fmt.mbits + 1)
+    return z3.FPSort(fmt.ebits + 1, max(fmt.mbits + 1, 3))
 
 
 def fp_value(q: Fraction, fmt: Format) -> z3.FPRef:
     """The z3 numeral of the member q of F (exact; raises NotInFormat otherwise)."""
     q = Fraction(q)
-    if not fmt.ieee:
-        wide = Format(f"fp({fmt.ebits + 1},{fmt.mbits})", fmt.ebits + 1, fmt.mbits)
+    if not native(fmt):
+        wide = Format(f"fp({fmt.ebits + 1},{max(fmt.mbits, 2)})", fmt.ebits + 1, max(fmt.mbits, 2))
         if not fmt.contains(q):
             raise fmt._not_in(q)
         return fp_value(q, wide)
@@ -178,13 +184,12 @@ class Domain:
         return down
 
     def describe(self) -> str:
-        parts = [self.fmt.name, "zero and"]
+        """E.g. 'binary32: w = 0 or 2^-126 <= |w| <= 0x1.fffffep+127 (no subnormals)'."""
         lo, hi = self.lo_member, self.hi_member
         if lo is None:
-            return f"{self.fmt.name}: zero only"
-        parts.append(f"{format_exact(lo)} <= |w| <= {format_exact(hi)}")
-        parts.append("(subnormals allowed)" if self.subnormals else "(no subnormals)")
-        return " ".join(parts)
+            return f"{self.fmt.name}: w = 0 only"
+        sub = "subnormals allowed" if self.subnormals else "no subnormals"
+        return f"{self.fmt.name}: w = 0 or {show(lo)} <= |w| <= {show(hi)} ({sub})"
 
     # -- fixed-point layout of the exact view ------------------------------------
     @property
@@ -212,6 +217,17 @@ class Domain:
         k = self.hi_member / Fraction(2) ** self.scale_exp
         assert k.denominator == 1
         return int(k)
+
+
+def show(q: Fraction) -> str:
+    """Short exact text: '3/4' for small ones, '2^-126' for powers of two, else a hex float."""
+    q = Fraction(q)
+    if q > 0 and q.numerator & (q.numerator - 1) == 0 and q.denominator & (q.denominator - 1) == 0 and (q > 1024 or q < Fraction(1, 1024)):
+        return f"2^{q.numerator.bit_length() - q.denominator.bit_length()}"
+    text = format_exact(q)
+    if len(text) <= 12 or q.denominator & (q.denominator - 1):
+        return text
+    return hex_float(q)
 
 
 def _floor_log2(q: Fraction) -> int:
@@ -248,7 +264,7 @@ class FPVar:
         top = fmt.bits - 1
         out: list[z3.BoolRef] = [self.bits != z3.BitVecVal(1 << top, fmt.bits)]
         lo, hi = dom.lo_member, dom.hi_member
-        if fmt.ieee:
+        if native(fmt):
             x = self.fp()
             out.append(z3.Not(z3.fpIsNaN(x)))
             out.append(z3.Not(z3.fpIsInf(x)))
@@ -260,9 +276,12 @@ class FPVar:
             else:
                 out.append(z3.Or(z3.fpIsZero(x), z3.And(z3.fpGEQ(a, fp_value(lo, fmt)), z3.fpLEQ(a, fp_value(hi, fmt)))))
             return out
-        # non-IEEE (E4M3): finite patterns and |v| order = unsigned order of the magnitude bits
+        # no z3 sort of its own: finite patterns and |v| order = unsigned order of the magnitude bits
         ones = (1 << fmt.ebits) - 1
-        out.append(z3.Not(z3.And(self.field == ones, self.frac == (1 << fmt.mbits) - 1)))
+        if fmt.ieee:
+            out.append(self.field != ones)
+        else:
+            out.append(z3.Not(z3.And(self.field == ones, self.frac == (1 << fmt.mbits) - 1)))
         mag = z3.Extract(top - 1, 0, self.bits)
         if not dom.subnormals:
             out.append(z3.Or(self.field != 0, self.frac == 0))
@@ -276,10 +295,10 @@ class FPVar:
     def fp(self) -> z3.FPRef:
         """The FP view (a term of :func:`fp_sort`)."""
         fmt = self.dom.fmt
-        if fmt.ieee:
+        if native(fmt):
             return z3.fpBVToFP(self.bits, fp_sort(fmt))
         k, den = self.exact_parts()
-        inner = z3.FPSort(11, fmt.mbits + 1)  # wide exponent range: K and K/den both exact
+        inner = z3.FPSort(11, max(fmt.mbits + 1, 3))  # wide exponent range: K and K/den both exact
         wide = z3.ZeroExt(1, k)
         signed = z3.If(self.sign == 1, -wide, wide)
         x = z3.fpMul(z3.RNE(), z3.fpSignedToFP(z3.RNE(), signed, inner), _pow2_fp(-_log2(den), inner))

@@ -24,6 +24,7 @@ the stated order (:mod:`formal.smt.rounded`), the exact ones bit-vectors.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from typing import Any
@@ -38,9 +39,16 @@ from ..network import Network
 from ..numbers import Format, format_exact, hex_float
 from ..rebuild import with_groups
 from . import closed_form
-from .exact_bv import NetworkEncoding, compare, model_value, nonzero, param_arrays
+from .exact_bv import NetworkEncoding, compare, nonzero, param_arrays
 from .fp import Domain, FPVar
-from .rounded import ExactRounding, Z3Arith, float_forward, product_members, reference_preactivations, rounding_interval_members
+from .rounded import (
+    ExactRounding,
+    Z3Arith,
+    float_forward,
+    product_members,
+    reference_preactivations,
+    rounding_interval_members,
+)
 
 __all__ = ["ExactQuery", "RoundedQuery", "touch_values", "rounded_closed_form", "MAX_FREE"]
 
@@ -65,6 +73,30 @@ def _and(items: list[Any]) -> Any:
     return items[0] if len(items) == 1 else z3.And(items)
 
 
+def checked(solver: z3.Solver, timeout_ms: int) -> z3.CheckSatResult:
+    """``solver.check()`` with a watchdog: z3's own time-out is not polled while it
+    bit-blasts wide terms, so the context is interrupted from a timer thread."""
+    ctx = solver.ctx
+    timer = threading.Timer(max(timeout_ms, 1) / 1000 + 0.25, ctx.interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        return solver.check()
+    finally:
+        timer.cancel()
+
+
+SOLVER_TACTIC = "smt"  # "smt": simplify then z3's CDCL(T) core with lazy bit-blasting; "qffpbv": eager
+
+
+def make_solver(kind: str) -> z3.Solver:
+    """The solver of every search query.  The eager QF_BV/QF_FPBV pipeline (bit-blast +
+    SAT) stalls on sums of products with wide constants where the lazy core is immediate."""
+    if kind == "qffpbv":
+        return z3.SolverFor("QF_FPBV")
+    return z3.Then("simplify", "smt").solver()
+
+
 class _Query:
     kind = ""
     condition = ""
@@ -74,7 +106,7 @@ class _Query:
             raise UnsupportedOp(f"{len(free)} searched parameters exceed the SMT limit of {MAX_FREE}; use --fix or --free")
         self.dom = dom
         self.vars = {g: FPVar(f"w{g}", dom) for g in free}
-        self.solver = z3.SolverFor("QF_FPBV")
+        self.solver = make_solver(SOLVER_TACTIC)
         self.solver.set("random_seed", int(seed))
         for v in self.vars.values():
             self.solver.add(*v.constraints())
@@ -85,7 +117,7 @@ class _Query:
     def propose(self, timeout_ms: int) -> tuple[str, dict[int, Fraction] | None]:
         """One check: ('sat', values) | ('unsat', None) | ('unknown', None) with ``reason``."""
         self.solver.set("timeout", max(int(timeout_ms), 1))
-        r = self.solver.check()
+        r = checked(self.solver, timeout_ms)
         if r == z3.sat:
             self.model = self.solver.model()
             return "sat", {g: v.value(self.model) for g, v in self.vars.items()}
@@ -98,7 +130,8 @@ class _Query:
         """Exclude the last model (its bit patterns; -0 is excluded by the domain)."""
         assert self.model is not None
         m = self.model
-        self.solver.add(z3.Or([v.bits != m.eval(v.bits, model_completion=True) for v in self.vars.values()]))
+        diff = [v.bits != m.eval(v.bits, model_completion=True) for v in self.vars.values()]
+        self.solver.add(diff[0] if len(diff) == 1 else z3.Or(diff))  # SMT-LIB's `or` needs two arguments
         self.blocked += 1
 
     def describe(self) -> str:
@@ -216,7 +249,7 @@ def _fp_params(net: Network, fixed: Mapping[int, Fraction], variables: Mapping[i
     par = net.parameterization()
     out: dict[str, np.ndarray] = {}
     for name, q in net.params.items():
-        vals = q.to_fractions()
+        vals: Any = q.to_fractions()
         arr = np.empty(vals.shape, dtype=object)
         groups = par.groups.get(name)
         signs = par.signs.get(name)
@@ -288,11 +321,11 @@ def rounded_closed_form(net: Network, fmt: Format, dom: Domain, free: list[int],
     tried = 0
     if find == "missed-kink":
         cands, _, _ = closed_form.candidates(net, preset, dom, free)
-        for c in cands:
+        for cand in cands:
             if tried >= limit:
                 return
             tried += 1
-            net2 = with_groups(net, {c.slot.group: c.value}, numbers=fmt)
+            net2 = with_groups(net, {cand.slot.group: cand.value}, numbers=fmt)
             t = touch_values(net2, fmt, preset, order, find)
             if t is not None:
                 yield net2, t
@@ -314,10 +347,10 @@ def rounded_closed_form(net: Network, fmt: Format, dom: Domain, free: list[int],
                     other = [i for i in pre.inputs if net.node(i).op != "param"]
                     if len(other) != 1:
                         continue
-                    acc = vals[other[0]].reshape(net.batch, -1)[b, slot.unit]
-                    if acc is None:
+                    acc0 = vals[other[0]].reshape(net.batch, -1)[b, slot.unit]
+                    if acc0 is None:
                         continue
-                    values = rounding_interval_members(fmt, dom, acc, c)
+                    values = rounding_interval_members(fmt, dom, acc0, c)
                 elif order == "sequential":
                     lin = pre if pre.op == "linear" else next((net.node(i) for i in pre.inputs if net.node(i).op == "linear"), None)
                     if lin is None or pre.op != "linear":
@@ -343,5 +376,3 @@ def rounded_closed_form(net: Network, fmt: Format, dom: Domain, free: list[int],
                     if t is not None:
                         yield net2, t
 
-
-_unused = (model_value,)

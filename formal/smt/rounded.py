@@ -37,7 +37,7 @@ from ..activations import Activation
 from ..errors import UnsupportedOp
 from ..network import Network, Node
 from ..numbers import Format
-from .fp import Domain, fp_sort, fp_value
+from .fp import Domain, fp_sort, fp_value, native
 
 __all__ = [
     "ORDERS",
@@ -81,8 +81,8 @@ class Z3Arith(Arith):
     """z3 FP terms of :func:`fp_sort` with RNE."""
 
     def __init__(self, fmt: Format) -> None:
-        if not fmt.ieee:
-            raise UnsupportedOp(f"rounded semantics needs an IEEE format, got {fmt.name} (no infinities; its rounding is not IEEE's)")
+        if not native(fmt):
+            raise UnsupportedOp(f"rounded semantics needs a format z3 has as an IEEE sort, got {fmt.name} (E4M3 has no infinities; z3 needs >= 2 fraction bits)")
         self.fmt = fmt
         self.sort = fp_sort(fmt)
         self.rm = z3.RNE()
@@ -256,7 +256,7 @@ def float_forward(net: Network, arith: Arith, params: Mapping[str, np.ndarray], 
     return vals, sites
 
 
-def _const_arr(arith: Arith, q: np.ndarray) -> np.ndarray:
+def _const_arr(arith: Arith, q: Any) -> np.ndarray:
     out = np.empty(q.shape, dtype=object)
     for idx in np.ndindex(*q.shape):
         out[idx] = arith.const(q[idx])
@@ -296,6 +296,7 @@ def _eval(net: Network, node: Node, ins: list[np.ndarray], arith: Arith, params:
         return _map(arith.neg, ins[0])
     if op == "scale":
         cq = node.attr("value").to_fractions()
+        cc: Any
         a, cc = np.broadcast_arrays(ins[0], cq)
         out = np.empty(a.shape, dtype=object)
         for idx in np.ndindex(*a.shape):
@@ -305,9 +306,9 @@ def _eval(net: Network, node: Node, ins: list[np.ndarray], arith: Arith, params:
         return ins[0].reshape((ins[0].shape[0],) + node.shape)
     act: Activation = node.attr("activation")
     fmt = getattr(arith, "fmt", None)
-    for c in act.kinks:
-        if fmt is not None and not fmt.contains(c):
-            raise UnsupportedOp(f"kink {c} of {act.describe()} (node {node.name!r}) is not a member of {fmt.name}: the float piece test is undefined")
+    for kink in act.kinks:
+        if fmt is not None and not fmt.contains(kink):
+            raise UnsupportedOp(f"kink {kink} of {act.describe()} (node {node.name!r}) is not a member of {fmt.name}: the float piece test is undefined")
     if act.transcendental:
         raise UnsupportedOp(f"activation node {node.name!r} ({act.name}) has no rounded rule")
 

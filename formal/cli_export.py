@@ -1,0 +1,39 @@
+"""``formal export-smt``: the search's solver query as an SMT-LIB2 benchmark file."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .errors import InvalidArgument
+
+
+def register(sub: Any) -> None:
+    from .cli_check import add_network_args
+    from .cli_search import add_query_args
+
+    p = sub.add_parser("export-smt", help="write the SMT-LIB2 query of `formal search` (status confirmed by z3)")
+    add_network_args(p)
+    add_query_args(p, flag="--query")
+    p.add_argument("--after-search", type=int, default=0, metavar="N", help="first replay up to N search rounds (verified non-witnesses blocked); an exhausted search then exports an UNSAT query")
+    p.add_argument("--timeout", type=float, default=60.0, help="z3 time-out for confirming the status (default 60 s; past it the status is 'unknown')")
+    p.add_argument("-o", "--output", required=True, help="the .smt2 file to write")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .cli import write_output
+    from .cli_check import load_network
+    from .cli_search import options_from
+    from .smt.export import export_query
+
+    if args.after_search < 0:
+        raise InvalidArgument(f"expected --after-search N >= 0, got {args.after_search}")
+    opt = options_from(args, args.timeout)
+    net = load_network(args.net, params=args.params, input=args.input, spec=args.spec)
+    e = export_query(net, opt, source=args.net, timeout=args.timeout, after_search=args.after_search)
+    write_output(e.text, args.output)
+    import sys
+
+    print(f"wrote {args.output}: {e.logic}, status {e.status} (z3, {e.seconds:.3f} s)", file=sys.stderr)
+    return 0
