@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import Any
 
 from .errors import InvalidArgument
@@ -31,9 +32,28 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgument(f"expected --after-search N >= 0, got {args.after_search}")
     opt = options_from(args, args.timeout)
     net = load_network(args.net, params=args.params, input=args.input, spec=args.spec)
-    e = export_query(net, opt, source=args.net, timeout=args.timeout, after_search=args.after_search)
+    e = export_query(net, opt, source=args.net, timeout=args.timeout, after_search=args.after_search, command=_command(args))
     write_output(e.text, args.output)
     import sys
 
     print(f"wrote {args.output}: {e.logic}, status {e.status} (z3, {e.seconds:.3f} s)", file=sys.stderr)
     return 0
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The invocation, rebuilt from the parsed options (recorded in the file header)."""
+    parts = [args.net, "--query", args.find, "--proxy", args.proxy]
+    for flag, value in (("--numbers", args.numbers), ("--search-format", args.search_format), ("--range", args.range_)):
+        if value:
+            parts += [flag, value]
+    for f in args.fix or ():
+        parts += ["--fix", f]
+    for f in args.free or ():
+        parts += ["--free", f]
+    if args.subnormals:
+        parts.append("--subnormals")
+    if args.order != "sequential":
+        parts += ["--order", args.order]
+    if args.after_search:
+        parts += ["--after-search", str(args.after_search)]
+    return shlex.join(parts + ["-o", args.output])

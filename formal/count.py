@@ -3,7 +3,7 @@
 Three methods (THEORY section 5; proofs/counting.md states what each computes):
 
 - ``exact``: every point of Omega is decided.  Dense chains use the
-  vectorized pattern method of :mod:`formal.batch` (exact integers, no use of
+  vectorized pattern method of :mod:`formal.patterns` (exact integers, no use of
   T1-T4); other graphs call :func:`formal.verdict.check` per point.  A sample
   of points is re-decided by ``check`` and any disagreement is a loud error.
 - ``conditional`` (hypothesis H): the biases of the topmost kinked layer (and
@@ -221,10 +221,8 @@ class CountResult:
 
     def to_json(self) -> dict[str, Any]:
         def show(v: Any) -> Any:
-            if isinstance(v, Fraction):
-                return format_exact(v)
-            if isinstance(v, int) and not isinstance(v, bool):
-                return str(v)
+            if isinstance(v, Fraction) or (isinstance(v, int) and not isinstance(v, bool)):
+                return exact_text(v)
             return v
 
         out: dict[str, Any] = {
@@ -233,13 +231,13 @@ class CountResult:
             "numbers": self.numbers,
             "proxy": self.proxy,
             "parameters": self.parameters,
-            "omega": str(self.omega),
+            "omega": int_text(self.omega),
             "ndf": show(self.ndf) if self.ndf is not None else self.extra.get("ndf_estimate"),
             "inc": show(self.inc) if self.inc is not None else self.extra.get("inc_estimate"),
             "density_ndf": show(self.density_ndf),
             "density_inc": show(self.density_inc),
-            "bound": None if self.bound is None else format_exact(self.bound),
-            "tightness": None if self.tightness is None else format_exact(self.tightness),
+            "bound": None if self.bound is None else exact_text(self.bound),
+            "tightness": None if self.tightness is None else exact_text(self.tightness),
             "hypothesis_h": self.hypothesis_h,
             "hypothesis": self.hypothesis,
             "seconds": round(self.seconds, 6),
@@ -433,20 +431,44 @@ def _witness_json(net: Network, points: list[list[Fraction]]) -> dict[str, Any] 
 # confidence intervals
 
 
+def int_text(n: int) -> str:
+    """Decimal text of an integer of any size (Python's str() refuses > 4300 digits)."""
+    if n < 0:
+        return "-" + int_text(-n)
+    if n.bit_length() < 12_000:
+        return str(n)
+    k = int(n.bit_length() * 0.30102999566398) // 2  # split near half the digits
+    hi, lo = divmod(n, 10**k)
+    tail = int_text(lo)
+    return int_text(hi) + "0" * (k - len(tail)) + tail
+
+
+def exact_text(q: Fraction | int) -> str:
+    """'p/q' (or 'n') text of an exact rational of any size."""
+    if isinstance(q, int):
+        return int_text(q)
+    if q.denominator == 1:
+        return int_text(q.numerator)
+    return f"{int_text(q.numerator)}/{int_text(q.denominator)}"
+
+
 def sci(value: Fraction | int | float, digits: int = 4) -> str:
-    """Scientific text of a non-negative rational of any size, e.g. '1.234e+1200'."""
+    """Scientific text of a rational of any size, e.g. '1.234e+1200'."""
     q = Fraction(value)
     if q == 0:
         return "0"
     sign = "-" if q < 0 else ""
     q = abs(q)
-    e = len(str(q.numerator)) - len(str(q.denominator))
+    e = int((q.numerator.bit_length() - q.denominator.bit_length()) * 0.30102999566398)
     m = q / Fraction(10) ** e
     while m >= 10:
         m, e = m / 10, e + 1
     while m < 1:
         m, e = m * 10, e - 1
-    return f"{sign}{float(m):.{digits - 1}f}e{e:+03d}"
+    text = f"{float(m):.{digits - 1}f}"
+    if float(text) >= 10:  # 9.9999 rounds up to 10.000
+        text, e = f"{float(m) / 10:.{digits - 1}f}", e + 1
+    return f"{sign}{text}e{e:+03d}"
 
 
 def hoeffding(mean: float, n: int, width: float, alpha: float = 0.05) -> tuple[float, float]:
@@ -564,5 +586,7 @@ __all__ = [
     "tightness_of",
     "hoeffding",
     "sci",
+    "int_text",
+    "exact_text",
     "wilson",
 ]

@@ -108,16 +108,15 @@ def split(net: Network) -> Split:
 
 
 def _top_gradient(sp: Split, batch) -> np.ndarray:
-    """Numerators of G (P, n_obj, N): d objective / d z_L* (sign pattern is what matters)."""
+    """Numerators of G (P|1, n_obj, N): d objective / d z_L* (sign pattern is what matters).
+
+    Multiplied from the objective downwards, so no N x N matrix is formed.
+    """
     chain, net = sp.chain, sp.chain.net
-    N = chain.layers[sp.top].units
-    P = batch.P
-    G = np.broadcast_to(np.eye(N, dtype=object), (P, N, N)).copy()  # d z_L* / d z_L*
-    for li in range(sp.top + 1, len(chain.layers)):
-        W = batch.states[li].wnum.astype(object)  # (P|1, out, in)
-        G = np.matmul(W, G)
-    obj = net.objective_matrix().num.astype(object)  # (n_obj, n_out), B = 1
-    return np.matmul(obj[None], G)
+    G = net.objective_matrix().num.astype(object)[None]  # (1, n_obj, n_out), B = 1
+    for li in range(len(chain.layers) - 1, sp.top, -1):
+        G = np.matmul(G, batch.states[li].wnum.astype(object))  # (P|1, n_obj, in)
+    return G
 
 
 def _bad_counts(sp: Split, batch, fmt) -> np.ndarray:
@@ -171,7 +170,7 @@ def slice_goods(sp: Split, w: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarra
         w[:, j] = 0
     batch = forward(sp.chain, w, q, [])
     G = _top_gradient(sp, batch)
-    S = np.any(G != 0, axis=1)  # (P, N)
+    S = np.broadcast_to(np.any(G != 0, axis=1), (batch.P, G.shape[2]))  # (P, N)
     bad = _bad_counts(sp, batch, fmt)
     factor = np.where(S, M - bad, M).astype(object)
     good = np.prod(factor, axis=1)

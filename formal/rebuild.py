@@ -14,7 +14,8 @@ formal-net/1: exact value strings and hex bit patterns of the format.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -37,18 +38,25 @@ __all__ = [
 _STRUCTURAL = ("index", "consumers", "batched", "parameterization", "bias_structure")
 
 
-def group_values(net: Network) -> dict[int, Fraction]:
-    """The current value of every parameter group (its representative entry, sign +1)."""
+def group_values(net: Network, groups: Iterable[int] | None = None) -> dict[int, Fraction]:
+    """The current value of parameter groups (their representative entry); all by default."""
     par = net.parameterization()
+    todo = range(par.size) if groups is None else groups
     out: dict[int, Fraction] = {}
-    for g, (name, flat) in enumerate(par.slots):
+    for g in todo:
+        name, flat = par.slot(int(g))
         q = net.params[name]
-        out[g] = Fraction(int(q.num.reshape(-1)[flat]), q.den)
+        out[int(g)] = Fraction(int(q.num.reshape(-1)[flat]), q.den)
     return out
 
 
-def with_params(net: Network, tensors: Mapping[str, QArray], *, numbers: Format | None = None, check: bool = True) -> Network:
-    """A copy of ``net`` with whole tensors replaced (shapes must match)."""
+def with_params(net: Network, tensors: Mapping[str, QArray], *, numbers: Format | None = None, check: bool = True, changed: Mapping[str, np.ndarray] | None = None) -> Network:
+    """A copy of ``net`` with whole tensors replaced (shapes must match).
+
+    Trainable entries are re-checked for membership in the format: all of them
+    when the format changes, else those of replaced tensors (only the flat
+    indices in ``changed[name]`` when given).
+    """
     params = dict(net.params)
     for name, q in tensors.items():
         if name not in params:
@@ -68,40 +76,60 @@ def with_params(net: Network, tensors: Mapping[str, QArray], *, numbers: Format 
                     cache[prefix + name] = net.cache[prefix + name]
     out = dataclasses.replace(net, params=params, numbers=fmt, cache=cache)
     if check:
-        _check_members(out)
+        if fmt != net.numbers:
+            _check_members(out, None)
+        else:
+            todo = {n: (None if changed is None else changed.get(n)) for n in tensors}
+            _check_members(out, todo)
     return out
 
 
 def with_groups(net: Network, values: Mapping[int, Fraction], *, numbers: Format | None = None, check: bool = True) -> Network:
     """A copy of ``net`` with parameter groups set (ties keep their signs)."""
     par = net.parameterization()
-    touched: dict[str, np.ndarray] = {}
-    for name, groups in par.groups.items():
-        flat_g = groups.reshape(-1)
-        flat_s = par.signs[name].reshape(-1)
-        hit = [j for j in range(flat_g.size) if int(flat_g[j]) in values]
-        if not hit:
-            continue
-        arr = net.params[name].to_fractions().reshape(-1)
-        for j in hit:
-            arr[j] = Fraction(values[int(flat_g[j])]) * int(flat_s[j])
-        touched[name] = arr.reshape(net.params[name].shape)
-    tensors = {name: QArray.from_fractions(arr) for name, arr in touched.items()}
-    return with_params(net, tensors, numbers=numbers, check=check)
+    touched: dict[str, QArray] = {}
+    changed: dict[str, np.ndarray] = {}
+    if values:
+        keys = np.fromiter((int(g) for g in values), dtype=np.int64)
+        for name, groups in par.groups.items():
+            flat_g = groups.reshape(-1)
+            hit = np.flatnonzero(np.isin(flat_g, keys))
+            if hit.size == 0:
+                continue
+            flat_s = par.signs[name].reshape(-1)
+            q = net.params[name]
+            entries = {int(j): Fraction(values[int(flat_g[j])]) * int(flat_s[j]) for j in hit}
+            touched[name] = _patched(q, entries)
+            changed[name] = hit
+    return with_params(net, touched, numbers=numbers, check=check, changed=changed)
 
 
-def _check_members(net: Network) -> None:
+def _patched(q: QArray, entries: Mapping[int, Fraction]) -> QArray:
+    """``q`` with some flat entries replaced, exactly (common denominator kept minimal)."""
+    den = q.den
+    for v in entries.values():
+        den = math.lcm(den, v.denominator)
+    num = q.num.reshape(-1) * (den // q.den) if den != q.den else q.num.reshape(-1).copy()
+    for j, v in entries.items():
+        num[j] = v.numerator * (den // v.denominator)
+    return QArray(num.reshape(q.shape), den)
+
+
+def _check_members(net: Network, todo: Mapping[str, np.ndarray | None] | None) -> None:
     fmt = net.numbers
     par = net.parameterization()
-    for name in net.trainable:
+    names = net.trainable if todo is None else [n for n in todo if n in net.trainable]
+    for name in names:
         q = net.params[name]
         flat = q.num.reshape(-1)
-        for j, n in enumerate(flat):
-            v = Fraction(int(n), q.den)
+        sel = None if todo is None else todo.get(name)
+        idx: Any = range(flat.size) if sel is None else sel
+        for j in idx:
+            v = Fraction(int(flat[int(j)]), q.den)
             if not fmt.contains(v):
-                g = int(par.groups[name].reshape(-1)[j])
+                g = int(par.groups[name].reshape(-1)[int(j)])
                 raise NotInFormat(
-                    f"expected a member of {fmt.name} for parameter {par.labels[g]}, got {format_exact(v)} "
+                    f"expected a member of {fmt.name} for parameter {par.label(g)}, got {format_exact(v)} "
                     f"(nearest members: {_near(fmt, v)})"
                 )
 

@@ -20,9 +20,10 @@ def _dens(q: Fraction | float) -> str:
     if isinstance(q, Fraction):
         if q == 0:
             return "0"
-        short = format_exact(q)
-        approx = f"{float(q):.4g}" if q.denominator < 10**300 else sci(q)
-        return f"{short} ~ {approx}" if len(short) <= 40 else f"~ {approx} (exact p/q in --json)"
+        approx = f"{float(q):.4g}" if q.denominator < 10**300 and q.numerator < 10**300 else sci(q)
+        if q.numerator.bit_length() + q.denominator.bit_length() > 120:
+            return f"~ {approx} (exact p/q in --json)"
+        return f"{format_exact(q)} ~ {approx}"
     return f"{q:.4g}"
 
 
@@ -33,7 +34,7 @@ def format_count(res: CountResult, source: str = "") -> str:
         lines.append(f"network:   {source}")
     lines.append(f"numbers:   {res.numbers}  (|M| = {_msize(res)}), {res.parameters} parameters, proxy {res.proxy}")
     space = "Omega = M^W" if res.space == "omega" else "the bias slice (other parameters fixed at the network's values)"
-    size = str(res.omega) if len(str(res.omega)) <= 30 else sci(res.omega)
+    size = str(res.omega) if res.omega.bit_length() <= 96 else sci(res.omega)
     lines.append(f"method:    {res.method} over {space}, size {size}")
     if res.ndf is not None:
         lines.append(f"ndf:       {_int(res.ndf)}   density {_dens(res.density_ndf)}")
@@ -68,8 +69,9 @@ def format_count(res: CountResult, source: str = "") -> str:
 def _int(v: int | None) -> str:
     if v is None:
         return "-"
-    s = str(v)
-    return s if len(s) <= 40 else f"{sci(v)} ({len(s)} digits; exact in --json)"
+    if v.bit_length() <= 128:
+        return str(v)
+    return f"{sci(v)} (exact in --json)"
 
 
 def _msize(res: CountResult) -> str:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
 import z3
 
 from .activations import Preset, parse_preset
@@ -156,36 +157,41 @@ class _Search:
         self.net = net
         par = net.parameterization()
         fixmap = resolve_names(net, list(opt.fix))
-        free = [g for g in range(par.size) if g not in fixmap]
+        mask = np.ones(par.size, dtype=bool)
+        if fixmap:
+            mask[np.fromiter(fixmap, dtype=np.int64)] = False
         if opt.free is not None:
-            keep = set(resolve_names(net, list(opt.free)))
-            free = [g for g in free if g in keep]
+            keep = np.zeros(par.size, dtype=bool)
+            chosen = resolve_names(net, list(opt.free))
+            if chosen:
+                keep[np.fromiter(chosen, dtype=np.int64)] = True
+            mask &= keep
+        free = [int(g) for g in np.flatnonzero(mask)]
         self.free = free
         range_given = opt.lo is not None or opt.hi is not None
         lo = opt.lo if opt.lo is not None else Fraction(0)
         self.range_given = range_given
         self.dom = Domain(self.target, lo, opt.hi, opt.subnormals)
-        base = group_values(net)
-        for g, v in fixmap.items():
-            if v is not None:
-                base[g] = v
-        for g in range(par.size):
-            if g in free:
-                base[g] = _project(self.dom, base[g])
-            elif not self.target.contains(base[g]):
-                lo_n, hi_n = self.target.neighbors(base[g])
+        changes = {g: v for g, v in fixmap.items() if v is not None}
+        for g, v in changes.items():
+            if not self.target.contains(v):
+                lo_n, hi_n = self.target.neighbors(v)
                 near = " and ".join("none" if x is None else f"{hex_float(x)} = {format_exact(x)}" for x in (lo_n, hi_n))
-                raise NotInFormat(f"expected a member of {self.target.name} for the fixed parameter {par.labels[g]}, got {format_exact(base[g])} (nearest members: {near}); set it with --fix {par.labels[g]}=VALUE")
-        self.base_values = base
-        self.base = with_groups(net, base, numbers=self.target)
+                raise NotInFormat(f"expected a member of {self.target.name} for the fixed parameter {par.label(g)}, got {format_exact(v)} (nearest members: {near})")
+        for g, v in group_values(net, free).items():
+            p = _project(self.dom, v)
+            if p != v:
+                changes[g] = p
+        self.base_values: dict[int, Fraction] = {}  # the base network's tensors hold every value
+        self.base = with_groups(net, changes, numbers=self.target)
         self.stages: list[dict[str, Any]] = []
         self.checked = 0
 
     # -- result helpers -------------------------------------------------------------
     def space(self, dom: Domain | None = None) -> str:
         d = dom or self.dom
-        labels = self.net.parameterization().labels
-        names = ", ".join(labels[g] for g in self.free[:6]) + (", ..." if len(self.free) > 6 else "")
+        par = self.net.parameterization()
+        names = ", ".join(par.label(g) for g in self.free[:6]) + (", ..." if len(self.free) > 6 else "")
         fixed = self.net.parameterization().size - len(self.free)
         return f"{len(self.free)} searched parameter(s) ({names}) in {d.describe()}; {fixed} fixed"
 
@@ -283,9 +289,9 @@ class _Search:
                 return self.result("found", f"closed form: the last operand of {touch['unit']} in {self.opt.order} order solved exactly; exact engine and both rounding references agree", "closed-form-rounded", net=net2, verdict=v, touch=touch)
             self.stage("closed-form", "none", t0)
             return None
-        cands, examined, complete = closed_form.candidates(self.base, self.preset, self.dom, self.free, limit=self.opt.max_candidates)
-        labels = self.net.parameterization().labels
-        for c in cands:
+        scan = closed_form.CandidateScan(self.base, self.preset, self.dom, self.free, limit=self.opt.max_candidates)
+        par = self.net.parameterization()
+        for c in scan:
             if self.clock.left() <= 0:
                 self.stage("closed-form", "timeout", t0)
                 return self.result("unknown", f"time-out in the closed-form stage after {self.checked} candidate(s)", "closed-form")
@@ -293,17 +299,17 @@ class _Search:
             ok, v = self.verify(net2)
             if ok:
                 self.stage("closed-form", "found", t0)
-                return self.result("found", f"closed form: {labels[c.slot.group]} = {format_exact(c.value)} puts {c.slot.node}[{c.slot.unit}] (sample {c.sample}) on the kink {c.kink}; verified by {v.method}", "closed-form", net=net2, verdict=v)
-        detail = f"{examined} slot(s), {len(cands)} candidate(s) in the domain"
-        if self.free and complete:
+                return self.result("found", f"closed form: {par.label(c.slot.group)} = {format_exact(c.value)} puts {c.slot.node}[{c.slot.unit}] (sample {c.sample}) on the kink {c.kink}; verified by {v.method}", "closed-form", net=net2, verdict=v)
+        detail = f"{scan.examined} slot(s), {scan.found} candidate(s) in the domain"
+        if self.free and scan.complete:
             every, why = closed_form.slots_complete(self.base, self.free, self.preset)
-            if every and (not cands or len(self.free) == 1):
+            if every and (not scan.found or len(self.free) == 1):
                 self.stage("closed-form", "exhausted", t0, detail)
-                if not cands:
+                if not scan.found:
                     what = "kink" if find == "kink" else f"kink (hence no {find} point)"
                     how = f"for every unit and kink the only solving value is not in {self.dom.describe()}, so no point of the space has a {what}"
                 else:
-                    how = f"the {len(cands)} value(s) of {labels[self.free[0]]} putting a unit on a kink were each checked exactly (not {find}); every other value has no kink"
+                    how = f"the {scan.found} value(s) of {par.label(self.free[0])} putting a unit on a kink were each checked exactly (not {find}); every other value has no kink"
                 return self.result("exhausted", f"closed form: {why}; {how}", "closed-form")
             detail += f"; not exhaustive: {why}"
         self.stage("closed-form", "none", t0, detail)

@@ -1,4 +1,4 @@
-"""Named cases with hand-checked ground truth (THEORY sections 4 and 4b, dense layers only).
+"""Named cases with hand-checked ground truth (THEORY sections 4 and 4b; Lemma 7 with conv + max-pool).
 
 Each :class:`Case` is a formal-net/1 document plus, per proxy preset, what a
 correct verdict must say.  Every number below was computed by hand; the
@@ -214,7 +214,31 @@ CUSP = Case("cusp", CUSP_DOC, ("0.weight[0,0]", "0.weight[1,0]", "1.weight[0,0]"
             "f = O(|e|^2): grad 0; AD = e_y is the limit of grad f along w + (t, t^2, 0, 0, -2t, 0)",
             {p: {"kind": "ad-mismatch", "param": "0.weight[1,0]", "ad": F(1), "gradient": F(0)} for p in ALL_PRESETS})
 
-CASES: tuple[Case, ...] = (E1, LEMMA2, LEMMA3, F1, F2, F3, AXIS, ROUNDING, TINY, CUSP)
+# --- Lemma 7 (ICLR 2024), with a 1x1 convolution and max-pools (beyond dense layers) ----------
+# Image x = (1, 0, -1, 0) (1 x 1 x 4), conv weight u and bias b (one shared b): pre-activations
+# (u + b, b, -u + b, b); max-pools over {1, 2} and {3, 4}; objective m1 - m2.  f = b + relu(u) -
+# b - relu(-u) = u: grad (1, 0).  Both windows tie at (0, 0).  AD, first index: m1 -> u + b,
+# m2 -> -u + b: (1 + 1, 1 - 1) = (2, 0); last index: both -> b: (0, 0); mixed (first, last): (1, 0).
+LEMMA7_DOC = {
+    "format": "formal-net/1", "numbers": "binary32", "input_shape": [1, 1, 4], "inputs": [[1, 0, -1, 0]],
+    "layers": [{"type": "conv2d", "out_channels": 1, "kernel_size": 1, "bias": True},
+               {"type": "maxpool2d", "kernel_size": [1, 2]}, {"type": "flatten"}],
+    "params": {"0.weight": [[[[0]]]], "0.bias": [0]},
+    "objective": {"type": "weighted_sum", "weights": [[1, -1]]},
+}
+LEMMA7 = Case("lemma7", LEMMA7_DOC, ("0.weight[0,0,0,0]", "0.bias[0]"), (F(0),), 2, False,
+              {"pytorch": Expect(True, row(2, 0), row(1, 0), ("kink-graph-lra",), NOT_TRUE, NOT_TRUE),
+               "pytorch,tie=last": Expect(True, row(0, 0), row(1, 0), ("kink-graph-lra",), NOT_TRUE, NOT_TRUE)},
+              "f = relu(u) - relu(-u) = u; AD (2, 0) first / (0, 0) last",
+              {"pytorch": {"kind": "ad-mismatch", "param": "0.weight[0,0,0,0]", "ad": F(2), "gradient": F(1)}})
+LEMMA7_MIXED = Case("lemma7-mixed", {**LEMMA7_DOC, "layers": [LEMMA7_DOC["layers"][0],
+                                                              {"type": "maxpool2d", "kernel_size": [1, 2], "tie": ["first", "last"]},
+                                                              LEMMA7_DOC["layers"][2]]},
+                    ("0.weight[0,0,0,0]", "0.bias[0]"), (F(0),), 2, False,
+                    {"pytorch": Expect(True, row(1, 0), row(1, 0), ("kink-graph-lra",), True, True)},
+                    "mixed tie choices: AD (1, 0) = grad")
+
+CASES: tuple[Case, ...] = (E1, LEMMA2, LEMMA3, F1, F2, F3, AXIS, ROUNDING, TINY, CUSP, LEMMA7, LEMMA7_MIXED)
 
 
 def by_name(name: str) -> Case:

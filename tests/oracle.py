@@ -1,4 +1,4 @@
-"""An independent oracle for the tests: a formal-net/1 network as a sympy expression.
+"""An independent oracle for the tests: a formal-net/1 network as sympy expressions.
 
 Nothing here uses formal's IR, activations, presets or engine: the document
 (a dict) is parsed again, every activation is written from its definition
@@ -33,17 +33,24 @@ a hyperplane, so the full-dimensional cones (those whose *strict* system
 ``g = L`` on a dense set and, being continuous, everywhere; if two differ,
 ``g`` equals two different linear maps on two open sets and is not linear.
 By Lemma D (f locally Lipschitz), ``g`` linear <=> f differentiable, and then
-``grad f(w) = L``.  Strict feasibility is decided exactly (Gordan's alternative and a
-small rational simplex, :func:`lp_feasible`).  Branches whose option does not matter (a factor that
-is 0, a non-maximal argument) are never entered, so the search stays small.
+``grad f(w) = L``.  Strict feasibility is decided exactly (Gordan's
+alternative and a small rational simplex, :func:`lp_solve`; each answer
+comes with a checked certificate).  Branches whose option does not matter
+(a factor that is 0, a non-maximal argument) are never entered, so the
+search stays small.
 The ``{L_s}`` of full-dimensional cells are the gradients of ``g``'s pieces:
 each is a Bouligand subgradient (the limit of ``grad f`` along
 ``w + eps d``, d interior), used to check ``bouligand``/``clarke`` claims.
 
-**AD with proxies** (:meth:`Oracle.ad`): a hand-written reverse pass over the
-layer list with Fractions, using at a unit whose pre-activation equals a kink
-the preset's proxy from :data:`FRAMEWORK_PROXIES` (or the layer's override),
-elsewhere ``rho'`` read off the germ of the sympy formula.
+**AD with proxies** (:meth:`Oracle.ad`): a hand-written reverse pass over
+the let-bound intermediate values (pre-activations, activations, pooled
+values) with Fractions: polynomial lets by their partial derivatives
+(``sympy.diff``), an activation whose input equals a kink by the preset's
+proxy from :data:`FRAMEWORK_PROXIES` (or the layer's override), elsewhere by
+``rho'`` read off the germ of the sympy formula, and a max-pool window by
+sending the adjoint to the first (``tie=first``) or last maximal entry in
+row-major window order.  Layers: dense, conv2d, maxpool2d, avgpool2d,
+flatten, add (torch conventions, no ``ceil_mode``).
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
 import sympy as sp
 
 Germ = tuple[Fraction, ...]  # polynomial in t, lowest order first, no trailing zeros
@@ -190,7 +198,7 @@ class Act:
         return -g_coeff(_scalar_germ(self, Fraction(x), -1), 1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _formula_x(act: Act) -> sp.Expr:
     return act.formula(X)
 
@@ -643,11 +651,29 @@ def in_convex_hull(point: list[Fraction], vertices: list[list[Fraction]]) -> boo
 
 
 @dataclass
-class Layer:
-    units: int
-    bias: bool
+class LayerInfo:
+    """A layer's activation and its proxy override (None: the preset's)."""
+
     act: Act
     proxy: Any
+
+
+@dataclass
+class Let:
+    """A named intermediate value (a sympy Dummy): what it is, for the reverse pass.
+
+    ``lin``: a polynomial in parameters and earlier lets (dense/conv/avg-pool/residual
+    outputs); ``act``: ``rho(args[0])``; ``max``: the max of ``args`` (a pooling window,
+    in row-major window order, padding left out).
+    """
+
+    kind: str
+    layer: int
+    sample: int
+    index: int  # per-sample flat index in the layer's output
+    args: tuple[sp.Expr, ...] = ()
+    act: Act | None = None
+    tie: str | None = None  # max: the layer's override for this entry (None: the preset's)
 
 
 @dataclass
@@ -674,47 +700,54 @@ class Decision:
         return out
 
 
+def _pair(v: Any, default: Any) -> tuple[int, int]:
+    v = default if v is None else v
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _tensor(value: Any) -> np.ndarray:
+    arr = np.array(value, dtype=object)
+    out = np.empty(arr.shape, dtype=object)
+    for idx in np.ndindex(*arr.shape):
+        out[idx] = exact(arr[idx])
+    return out
+
+
 class Oracle:
-    """A formal-net/1 document as exact sympy expressions of the parameter-group symbols."""
+    """A formal-net/1 document as exact sympy expressions of the parameter-group symbols.
+
+    Layers: dense, conv2d, maxpool2d, avgpool2d, flatten, add (torch conventions;
+    ``ceil_mode`` is not supported).  Every intermediate value is a let-bound
+    symbol (:class:`Let`), so expressions stay small and the reverse pass can
+    apply proxies (activations) and tie rules (max-pools) by name.
+    """
 
     def __init__(self, doc: dict[str, Any]) -> None:
         self.doc = doc
         self.X = [[exact(v) for v in row] for row in doc["inputs"]]
         self.B = len(self.X)
-        self.layers: list[Layer] = []
-        self.params: dict[str, list[Any]] = {}
-        self.order: list[str] = []
+        self.in_shape = tuple(doc.get("input_shape") or [len(self.X[0])])
         raw = doc["params"]
+        self.params: dict[str, np.ndarray] = {}
+        self.order: list[str] = []
+        self.layers: list[LayerInfo] = []
         for i, spec in enumerate(doc["layers"]):
-            act, proxy = make_act(spec.get("activation"))
-            has_bias = spec.get("bias", True)
-            self.layers.append(Layer(int(spec["units"]), bool(has_bias), act, proxy))
-            self.params[f"{i}.weight"] = [[exact(v) for v in row] for row in raw[f"{i}.weight"]]
-            self.order.append(f"{i}.weight")
-            if has_bias:
-                self.params[f"{i}.bias"] = [exact(v) for v in raw[f"{i}.bias"]]
-                self.order.append(f"{i}.bias")
+            if spec["type"] in ("dense", "conv2d"):
+                for name in [f"{i}.weight"] + ([f"{i}.bias"] if spec.get("bias", True) else []):
+                    self.params[name] = _tensor(raw[name])
+                    self.order.append(name)
+            self.layers.append(LayerInfo(*make_act(spec.get("activation"))))
         self.trainable = [n for n in self.order if n in doc.get("trainable", self.order)]
         self._parameterize(doc.get("tied") or [])
-        self.N = self.layers[-1].units
-        self._objective(doc.get("objective"))
         self._build()
         self._decisions: dict[str, Decision] = {}
 
     # -- parameter groups: trainable entries, ties merged, numbered by first appearance
     def _entries(self) -> list[tuple[str, tuple[int, ...]]]:
-        out = []
-        for name in self.trainable:
-            t = self.params[name]
-            if name.endswith(".weight"):
-                out += [(name, (u, j)) for u in range(len(t)) for j in range(len(t[0]))]
-            else:
-                out += [(name, (u,)) for u in range(len(t))]
-        return out
+        return [(name, tuple(int(i) for i in idx)) for name in self.trainable for idx in np.ndindex(*self.params[name].shape)]
 
     def entry_value(self, name: str, idx: tuple[int, ...]) -> Fraction:
-        t = self.params[name]
-        return t[idx[0]][idx[1]] if len(idx) == 2 else t[idx[0]]
+        return self.params[name][idx]
 
     def _parameterize(self, tied: list[list[str]]) -> None:
         entries = self._entries()
@@ -760,18 +793,7 @@ class Oracle:
         self.W = len(self.labels)
         self.symbols = [sp.Symbol(f"w{g}", real=True) for g in range(self.W)]
         self.index = {s: i for i, s in enumerate(self.symbols)}
-
-    def _objective(self, spec: Any) -> None:
-        n = self.B * self.N
-        if spec is None:
-            self.obj = [[Fraction(int(i == j)) for j in range(n)] for i in range(n)]
-            self.output_labels = [f"out[{b},{u}]" for b in range(self.B) for u in range(self.N)]
-        elif spec["type"] == "sum":
-            self.obj = [[Fraction(1)] * n]
-            self.output_labels = ["objective"]
-        else:
-            self.obj = [[exact(v) for row in spec["weights"] for v in row]]
-            self.output_labels = ["objective"]
+        self.env = dict(zip(self.symbols, self.w))
 
     def entry_expr(self, name: str, idx: tuple[int, ...]) -> sp.Expr:
         if (name, idx) in self.entry_group:
@@ -779,25 +801,142 @@ class Oracle:
             return s * self.symbols[g]
         return rat(self.entry_value(name, idx))
 
+    # -- building -----------------------------------------------------------------
+    def _let(self, kind: str, expr: sp.Expr, layer: int, sample: int, index: int, **kw: Any) -> sp.Symbol:
+        sym = sp.Dummy(f"{kind}{layer}_{sample}_{index}", real=True)
+        self.lets[sym] = expr
+        self.info[sym] = Let(kind, layer, sample, index, **kw)
+        return sym
+
     def _build(self) -> None:
         self.lets: Lets = {}
+        self.info: dict[sp.Symbol, Let] = {}
         outs: list[sp.Expr] = []
         for b in range(self.B):
-            z: list[sp.Expr] = [rat(v) for v in self.X[b]]
-            for i, layer in enumerate(self.layers):
-                ys = []
-                for u in range(layer.units):
-                    y = sp.Add(*[self.entry_expr(f"{i}.weight", (u, j)) * z[j] for j in range(len(z))])
-                    if layer.bias:
-                        y = y + self.entry_expr(f"{i}.bias", (u,))
-                    let = sp.Dummy(f"y{i}_{b}_{u}", real=True)
-                    self.lets[let] = y
-                    ys.append(let)
-                z = [layer.act.formula(y) for y in ys]
-            outs += z
+            x = np.empty(self.in_shape, dtype=object)
+            x.reshape(-1)[:] = [rat(v) for v in self.X[b]]
+            cur, outputs = x, []
+            for i, spec in enumerate(self.doc["layers"]):
+                cur = getattr(self, "_" + spec["type"])(i, spec, cur, b, x, outputs)
+                cur = self._activation(i, cur, b)
+                outputs.append(cur)
+            self.out_shape = cur.shape
+            outs += list(cur.reshape(-1))
         self.outputs = outs
+        n = len(outs) // self.B
+        spec = self.doc.get("objective")
+        if spec is None:
+            self.obj = [[Fraction(int(i == j)) for j in range(len(outs))] for i in range(len(outs))]
+            self.output_labels = ["out[" + ",".join(map(str, (b,) + idx)) + "]" for b in range(self.B)
+                                  for idx in np.ndindex(*self.out_shape)]
+        elif spec["type"] == "sum":
+            self.obj = [[Fraction(1)] * len(outs)]
+            self.output_labels = ["objective"]
+        else:
+            self.obj = [[exact(v) for row in spec["weights"] for v in row]]
+            self.output_labels = ["objective"]
+        assert all(len(r) == self.B * n for r in self.obj)
         self.exprs = [sp.Add(*[rat(c) * e for c, e in zip(row, outs) if c]) for row in self.obj]
-        self.env = dict(zip(self.symbols, self.w))
+
+    def _dense(self, i: int, spec: dict[str, Any], cur: np.ndarray, b: int, *_: Any) -> np.ndarray:
+        z = cur.reshape(-1)
+        out = np.empty(int(spec["units"]), dtype=object)
+        for u in range(out.size):
+            y = sp.Add(*[self.entry_expr(f"{i}.weight", (u, j)) * z[j] for j in range(z.size)])
+            if spec.get("bias", True):
+                y = y + self.entry_expr(f"{i}.bias", (u,))
+            out[u] = self._let("lin", y, i, b, u)
+        return out
+
+    def _conv2d(self, i: int, spec: dict[str, Any], cur: np.ndarray, b: int, *_: Any) -> np.ndarray:
+        C, H, Wd = cur.shape
+        CO = int(spec["out_channels"])
+        kh, kw = _pair(spec.get("kernel_size"), None)
+        sh, sw = _pair(spec.get("stride"), 1)
+        ph, pw = _pair(spec.get("padding"), 0)
+        dh, dw = _pair(spec.get("dilation"), 1)
+        g = int(spec.get("groups", 1))
+        oh = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        ow = (Wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        out = np.empty((CO, oh, ow), dtype=object)
+        cin = C // g
+        for co in range(CO):
+            c0 = (co // (CO // g)) * cin
+            for r in range(oh):
+                for c in range(ow):
+                    terms = []
+                    for ci in range(cin):
+                        for p in range(kh):
+                            for q in range(kw):
+                                rr, cc = r * sh - ph + p * dh, c * sw - pw + q * dw
+                                if 0 <= rr < H and 0 <= cc < Wd:
+                                    terms.append(self.entry_expr(f"{i}.weight", (co, ci, p, q)) * cur[c0 + ci, rr, cc])
+                    y = sp.Add(*terms)
+                    if spec.get("bias", True):
+                        y = y + self.entry_expr(f"{i}.bias", (co,))
+                    out[co, r, c] = self._let("lin", y, i, b, (co * oh + r) * ow + c)
+        return out
+
+    def _windows(self, spec: dict[str, Any], cur: np.ndarray, dilate: bool):
+        if spec.get("ceil_mode", False):
+            raise NotImplementedError("oracle: ceil_mode")
+        C, H, Wd = cur.shape
+        kh, kw = _pair(spec.get("kernel_size"), None)
+        sh, sw = _pair(spec.get("stride"), (kh, kw))
+        ph, pw = _pair(spec.get("padding"), 0)
+        dh, dw = _pair(spec.get("dilation"), 1) if dilate else (1, 1)
+        oh = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        ow = (Wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        for ch in range(C):
+            for r in range(oh):
+                for c in range(ow):
+                    entries = [cur[ch, r * sh - ph + p * dh, c * sw - pw + q * dw] for p in range(kh) for q in range(kw)
+                               if 0 <= r * sh - ph + p * dh < H and 0 <= c * sw - pw + q * dw < Wd]
+                    yield (ch, r, c), (C, oh, ow), entries, kh * kw
+
+    def _maxpool2d(self, i: int, spec: dict[str, Any], cur: np.ndarray, b: int, *_: Any) -> np.ndarray:
+        res = {}
+        tie = spec.get("tie")
+        for pos, shape, entries, _ in self._windows(spec, cur, True):
+            flat = (pos[0] * shape[1] + pos[1]) * shape[2] + pos[2]
+            rule = tie if isinstance(tie, str) or tie is None else tie[flat % len(tie)]
+            res[pos] = self._let("max", sp.Max(*entries), i, b, flat, args=tuple(entries), tie=rule)
+            out_shape = shape
+        out = np.empty(out_shape, dtype=object)
+        for pos, v in res.items():
+            out[pos] = v
+        return out
+
+    def _avgpool2d(self, i: int, spec: dict[str, Any], cur: np.ndarray, b: int, *_: Any) -> np.ndarray:
+        res = {}
+        include = spec.get("count_include_pad", True)
+        for pos, shape, entries, full in self._windows(spec, cur, False):
+            flat = (pos[0] * shape[1] + pos[1]) * shape[2] + pos[2]
+            res[pos] = self._let("lin", sp.Add(*entries) / (full if include else len(entries)), i, b, flat)
+            out_shape = shape
+        out = np.empty(out_shape, dtype=object)
+        for pos, v in res.items():
+            out[pos] = v
+        return out
+
+    def _flatten(self, i: int, spec: dict[str, Any], cur: np.ndarray, *_: Any) -> np.ndarray:
+        return cur.reshape(-1)
+
+    def _add(self, i: int, spec: dict[str, Any], cur: np.ndarray, b: int, x: np.ndarray, outputs: list[np.ndarray]) -> np.ndarray:
+        other = x if spec["from"] == "input" else outputs[int(spec["from"])]
+        out = np.empty(cur.shape, dtype=object)
+        for k, (u, v) in enumerate(zip(cur.reshape(-1), other.reshape(-1))):
+            out.reshape(-1)[k] = self._let("lin", u + v, i, b, k)
+        return out
+
+    def _activation(self, i: int, cur: np.ndarray, b: int) -> np.ndarray:
+        info = self.layers[i]
+        if info.act.name in ("identity", "linear") and info.proxy is None:
+            return cur
+        out = np.empty(cur.shape, dtype=object)
+        for k, y in enumerate(cur.reshape(-1)):
+            out.reshape(-1)[k] = self._let("act", info.act.formula(y), i, b, k, args=(y,), act=info.act)
+        return out
 
     # -- values and directional derivatives (germs) ---------------------------
     def value(self) -> list[Fraction]:
@@ -840,7 +979,7 @@ class Oracle:
 
     def directional_labels(self, d: dict[str, Fraction]) -> list[Fraction]:
         """f'(w; d) for a direction given by parameter-group labels."""
-        pos = {l: i for i, l in enumerate(self.labels)}
+        pos = {lab: i for i, lab in enumerate(self.labels)}
         return self.directional({pos[k]: Fraction(v) for k, v in d.items()})
 
     def additivity_violations(self, pairs: list[tuple[list[Fraction], list[Fraction]]]) -> list[int]:
@@ -894,38 +1033,29 @@ class Oracle:
         self._decisions[key] = decision
         return decision
 
-    # -- AD with proxies: a reverse pass over the layer list -------------------
-    def forward(self) -> tuple[list[list[list[Fraction]]], list[list[list[Fraction]]]]:
-        """(pre-activations ys[l][b][u], activations zs[l][b][u]) with zs[-1] the input."""
-        ys: list[list[list[Fraction]]] = []
-        zs: list[list[list[Fraction]]] = [[list(x) for x in self.X]]
-        for i, layer in enumerate(self.layers):
-            W = self.params[f"{i}.weight"]
-            yl, zl = [], []
-            for b in range(self.B):
-                z = zs[-1][b]
-                y = [sum((W[u][j] * z[j] for j in range(len(z))), Fraction(0)) for u in range(layer.units)]
-                if layer.bias:
-                    y = [v + c for v, c in zip(y, self.params[f"{i}.bias"])]
-                yl.append(y)
-                zl.append([layer.act.value(v) for v in y])
-            ys.append(yl)
-            zs.append(zl)
-        return ys, zs
+    # -- AD with proxies: a reverse pass over the let-bound values ---------------
+    def let_values(self) -> dict[sp.Expr, Fraction]:
+        """Exact value of every parameter symbol and let at w."""
+        memo: dict[sp.Expr, Germ] = {}
+        env = {s: g_const(v) for s, v in self.env.items()}
+        out: dict[sp.Expr, Fraction] = dict(self.env)
+        for sym in self.lets:
+            out[sym] = g_coeff(_germ(sym, env, memo, self.lets), 0)
+        return out
 
     def depends(self, layer: int) -> bool:
-        """Structurally, does layer `layer`'s pre-activation involve a trainable parameter?"""
-        return any(n.split(".")[0].isdigit() and int(n.split(".")[0]) <= layer for n in self.trainable)
+        """Structurally, does layer `layer`'s output involve a trainable parameter?"""
+        return any(int(n.split(".")[0]) <= layer for n in self.trainable)
 
     def kink_units(self) -> list[tuple[int, int, int, Fraction]]:
-        """(layer, sample, unit, kink) of every unit whose pre-activation equals a kink."""
-        ys, _ = self.forward()
+        """(layer, sample, flat index, kink) of every activation entry whose input equals a kink."""
+        vals = self.let_values()
         out = []
-        for i, layer in enumerate(self.layers):
-            for b in range(self.B):
-                for u in range(layer.units):
-                    if ys[i][b][u] in layer.act.kinks:
-                        out.append((i, b, u, ys[i][b][u]))
+        for info in self.info.values():
+            if info.kind == "act":
+                y = _const_value(info.args[0], vals)
+                if y in info.act.kinks:
+                    out.append((info.layer, info.sample, info.index, y))
         return out
 
     def proxy_at(self, preset: str, i: int, u: int, c: Fraction) -> Fraction:
@@ -936,45 +1066,56 @@ class Oracle:
 
     def ad(self, preset: str) -> tuple[tuple[Vec, ...], dict[tuple[int, int, int], list[Fraction]]]:
         """AD(w) (n_obj x W) and the adjoint of every kink unit's output (per objective row)."""
-        ys, zs = self.forward()
+        vals = self.let_values()
+        default_tie = "last" if preset.replace(" ", "").endswith("tie=last") else "first"
         rows: list[Vec] = []
         kadj: dict[tuple[int, int, int], list[Fraction]] = {}
-        for o, seed in enumerate(self.obj):
-            zbar = [[seed[b * self.N + u] for u in range(self.N)] for b in range(self.B)]
-            entry_bar: dict[tuple[str, tuple[int, ...]], Fraction] = {}
-            for i in reversed(range(len(self.layers))):
-                layer = self.layers[i]
-                W = self.params[f"{i}.weight"]
-                ybar = []
-                for b in range(self.B):
-                    row = []
-                    for u in range(layer.units):
-                        y = ys[i][b][u]
-                        if y in layer.act.kinks:
-                            kadj.setdefault((i, b, u), []).append(zbar[b][u])
-                            slope = self.proxy_at(preset, i, u, y)
-                        else:
-                            slope = layer.act.d_plus(y)
-                        row.append(zbar[b][u] * slope)
-                    ybar.append(row)
-                zprev = zs[i]
-                for b in range(self.B):
-                    for u in range(layer.units):
-                        for j in range(len(zprev[b])):
-                            key = (f"{i}.weight", (u, j))
-                            entry_bar[key] = entry_bar.get(key, Fraction(0)) + ybar[b][u] * zprev[b][j]
-                        if layer.bias:
-                            key = (f"{i}.bias", (u,))
-                            entry_bar[key] = entry_bar.get(key, Fraction(0)) + ybar[b][u]
-                zbar = [
-                    [sum((ybar[b][u] * W[u][j] for u in range(layer.units)), Fraction(0)) for j in range(len(zprev[b]))]
-                    for b in range(self.B)
-                ]
-            grad = [Fraction(0)] * self.W
-            for e, (g, s) in self.entry_group.items():
-                grad[g] += s * entry_bar.get(e, Fraction(0))
-            rows.append(tuple(grad))
+        order = list(self.lets)
+        for e in self.exprs:
+            adj: dict[sp.Expr, Fraction] = {}
+            self._push(e, Fraction(1), adj, vals)
+            for sym in reversed(order):
+                info = self.info[sym]
+                a = adj.get(sym, Fraction(0))
+                if info.kind == "act":
+                    y = _const_value(info.args[0], vals)
+                    if y in info.act.kinks:
+                        kadj.setdefault((info.layer, info.sample, info.index), []).append(a)
+                        slope = self.proxy_at(preset, info.layer, info.index, y)
+                    else:
+                        slope = info.act.d_plus(y)
+                    if a and slope:
+                        self._push(info.args[0], a * slope, adj, vals)
+                elif not a:
+                    continue
+                elif info.kind == "max":
+                    xs = [_const_value(x, vals) for x in info.args]
+                    top = [k for k, x in enumerate(xs) if x == max(xs)]
+                    k = top[0] if (info.tie or default_tie) == "first" else top[-1]
+                    self._push(info.args[k], a, adj, vals)
+                else:
+                    self._push(self.lets[sym], a, adj, vals)
+            rows.append(tuple(adj.get(s, Fraction(0)) for s in self.symbols))
         return tuple(rows), kadj
+
+    def _push(self, expr: sp.Expr, a: Fraction, adj: dict[sp.Expr, Fraction], vals: dict[sp.Expr, Fraction]) -> None:
+        """adj[s] += a * d expr / d s at w, for every free symbol s of a polynomial expr."""
+        cache = self.__dict__.setdefault("_partials", {})
+        parts = cache.get(expr)
+        if parts is None:
+            parts = [(s, sp.diff(expr, s)) for s in expr.free_symbols]
+            cache[expr] = parts
+        for s, dexpr in parts:
+            c = _const_value(dexpr, vals)
+            if c:
+                adj[s] = adj.get(s, Fraction(0)) + a * c
+
+
+def _const_value(expr: sp.Expr, vals: dict[sp.Expr, Fraction]) -> Fraction:
+    """Value of a polynomial expression given the values of its free symbols."""
+    if expr in vals:
+        return vals[expr]
+    return g_coeff(_germ(expr, {s: g_const(vals[s]) for s in expr.free_symbols}, {}), 0)
 
 
 def axis_directions(W: int) -> list[list[Fraction]]:

@@ -16,9 +16,9 @@ from fractions import Fraction
 from typing import Any
 
 from hypothesis import strategies as st
+from oracle import make_act
 
 from formal.numbers import parse_format
-from oracle import make_act
 
 F = Fraction
 GRID = [F(0), F(0), F(0), F(1, 4), F(-1, 4), F(1, 2), F(-1, 2), F(3, 4), F(-3, 4), F(1), F(-1), F(3, 2),
@@ -161,7 +161,7 @@ def networks(
                 (hn, hi), s = tail_of[(bname, (u,))]
                 assign(bname, (u,), s * value(hn, hi))
 
-        def pre(b: int, u: int) -> Fraction:
+        def pre(b: int, u: int, W=W, z=z, bvec=bvec) -> Fraction:
             y = sum((W[u][j] * z[b][j] for j in range(len(z[b]))), F(0))
             return y + (bvec[u] if bvec is not None else 0)
 
@@ -242,3 +242,78 @@ def bias_free_networks(**kw: Any) -> st.SearchStrategy[dict[str, Any]]:
 
 
 __all__ = ["WIDE_GRID", "WIDE_INPUTS", "networks", "h_networks", "bias_free_networks", "GRID", "KINKED", "ACTIVATIONS", "PL_KINKED"]
+
+
+@st.composite
+def image_networks(draw: st.DrawFn, *, formats: list[str] | None = None) -> dict[str, Any]:
+    """conv2d -> maxpool2d (ties likely: few distinct input values, shared weights) -> flatten -> dense.
+
+    The conv bias (shared per channel) is solved so one position sits on a kink;
+    optional: a residual add from the input (1x1 conv), an avgpool2d, a per-layer
+    max-pool tie rule, activations after the pool and the dense layer.
+    """
+    fmt_name = draw(st.sampled_from(formats or ["binary32", "binary16"]))
+    fmt = parse_format(fmt_name)
+    B = draw(st.integers(1, 2))
+    C = draw(st.integers(1, 2))
+    H, Wd = draw(st.integers(2, 4)), draw(st.integers(2, 4))
+    vals = draw(st.lists(st.sampled_from([F(0), F(1), F(-1), F(2), F(1, 2)]), min_size=2, max_size=3, unique=True))
+    X = [[draw(st.sampled_from(vals)) for _ in range(C * H * Wd)] for _ in range(B)]
+    grid = [F(0), F(0), F(1), F(-1), F(1, 2), F(2), F(-3, 2)]
+    CO = draw(st.integers(1, 2))
+    residual = C == CO and draw(st.integers(0, 3)) == 0
+    k = 1 if residual else draw(st.integers(1, 2))
+    pad = 0 if residual or k == 1 else draw(st.integers(0, 1))
+    act0 = draw(st.sampled_from(["relu", "abs", "hardtanh", {"name": "leaky_relu", "slope": "1/4"}, "identity"]))
+    has_bias = draw(st.booleans())
+    W = [[[[draw(st.sampled_from(grid)) for _ in range(k)] for _ in range(k)] for _ in range(C)] for _ in range(CO)]
+    bias = [F(0)] * CO
+    oh, ow = H + 2 * pad - k + 1, Wd + 2 * pad - k + 1
+    act = make_act(act0)[0]
+    if has_bias and act.kinks:  # solve the bias of channel co so position (r, c) of sample b is a kink
+        co, r, c, b = draw(st.integers(0, CO - 1)), draw(st.integers(0, oh - 1)), draw(st.integers(0, ow - 1)), draw(st.integers(0, B - 1))
+        img = [[[X[b][(ch * H + i) * Wd + j] for j in range(Wd)] for i in range(H)] for ch in range(C)]
+        s = sum((W[co][ch][p][q] * img[ch][r - pad + p][c - pad + q] for ch in range(C) for p in range(k) for q in range(k)
+                 if 0 <= r - pad + p < H and 0 <= c - pad + q < Wd), F(0))
+        v = draw(st.sampled_from(act.kinks)) - s
+        if fmt.contains(v):
+            bias[co] = v
+    layers: list[dict[str, Any]] = [{"type": "conv2d", "out_channels": CO, "kernel_size": k, "padding": pad,
+                                     "bias": has_bias, "activation": act0}]
+    params: dict[str, Any] = {"0.weight": [[[[_text(v) for v in row] for row in ch] for ch in out] for out in W]}
+    if has_bias:
+        params["0.bias"] = [_text(v) for v in bias]
+    if residual:
+        layers.append({"type": "add", "from": "input"})
+    pk = draw(st.integers(1, 2)) if min(oh, ow) >= 2 else 1
+    pool: dict[str, Any] = {"type": "maxpool2d", "kernel_size": pk, "stride": draw(st.integers(1, pk))}
+    if pk == 2 and draw(st.booleans()):
+        pool["padding"] = 1
+    if draw(st.integers(0, 2)) == 0:
+        pool["tie"] = draw(st.sampled_from(["first", "last", ["first", "last"], ["last", "first", "first"]]))
+    if draw(st.booleans()):
+        pool["activation"] = draw(st.sampled_from(["relu", "abs", "identity"]))
+    layers.append(pool)
+    if draw(st.integers(0, 3)) == 0:
+        layers.append({"type": "avgpool2d", "kernel_size": 1})
+    layers.append({"type": "flatten"})
+    # flattened size after the pool
+    ph = pool.get("padding", 0)
+    fh = (oh + 2 * ph - pk) // pool["stride"] + 1
+    fw = (ow + 2 * ph - pk) // pool["stride"] + 1
+    n = CO * fh * fw
+    units = draw(st.integers(1, 2))
+    dense_bias = draw(st.booleans())
+    i = len(layers)
+    layers.append({"type": "dense", "units": units, "bias": dense_bias,
+                   "activation": draw(st.sampled_from(["relu", "identity", "hardtanh"]))})
+    params[f"{i}.weight"] = [[_text(draw(st.sampled_from(grid))) for _ in range(n)] for _ in range(units)]
+    if dense_bias:
+        params[f"{i}.bias"] = [_text(draw(st.sampled_from(grid))) for _ in range(units)]
+    doc: dict[str, Any] = {"format": "formal-net/1", "numbers": fmt_name, "input_shape": [C, H, Wd],
+                           "inputs": [[_text(v) for v in x] for x in X], "layers": layers, "params": params}
+    if draw(st.integers(0, 3)) == 0:
+        doc["trainable"] = [n_ for n_ in params if n_ != "0.weight"] or ["0.weight"]
+    if draw(st.booleans()):
+        doc["objective"] = {"type": "sum"}
+    return doc

@@ -16,7 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from oracle import X, make_act
 
-from formal.activations import PRESETS, activation_names, get_activation, parse_preset, parse_proxy_override
+from formal.activations import (
+    PRESETS,
+    activation_names,
+    get_activation,
+    parse_preset,
+    parse_proxy_override,
+)
 from formal.errors import InvalidArgument
 from formal.exact import ActRule
 from formal.network import Node

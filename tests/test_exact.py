@@ -20,7 +20,16 @@ from oracle import Oracle, make_act
 from strategies import networks
 
 from formal.activations import parse_preset
-from formal.exact import KinkNode, exact_forward, float_filter, forward, jvp, output_seeds, output_value, reverse
+from formal.exact import (
+    KinkNode,
+    exact_forward,
+    float_filter,
+    forward,
+    jvp,
+    output_seeds,
+    output_value,
+    reverse,
+)
 from formal.io.formalnet import from_dict
 from formal.qarray import QArray
 from formal.verdict import check
@@ -174,3 +183,20 @@ def test_kink_node_maps():
     assert act.apply([F(2)]) == 2 and act.apply([F(-2)]) == F(-1, 2) and act.apply([F(0)]) == 0
     tie = KinkNode("m", 0, 0, "tie", (0, 1, 2), F(5))
     assert tie.apply([F(1), F(3), F(-2)]) == 3
+
+
+def test_float_filter_overflow_falls_back_quietly():
+    """Regression: float64 overflow in the filter (2^200 * 2^1000) used to emit a numpy
+    RuntimeWarning (an error under pytest's filterwarnings); it must just fall back to exact."""
+    big = str(2**1000)
+    doc = {"format": "formal-net/1", "numbers": "binary64", "inputs": [[str(2**200), 0]],
+           "layers": [{"type": "dense", "units": 1, "bias": True, "activation": "relu"}],
+           "params": {"0.weight": [[big, 0]], "0.bias": [str(-(2**1200))]},  # frozen: need not be in M
+           "trainable": ["0.weight"]}
+    net = from_dict(doc)
+    assert float_filter(net) is False
+    v = check(net, "pytorch", gradient=True)
+    assert v.kink_neurons == 1 and v.in_ndf is True
+    doc["params"]["0.bias"] = ["1"]
+    v = check(from_dict(doc), "pytorch", gradient=True)
+    assert v.kink_neurons == 0 and v.gradient == ((F(2**200), 0),)

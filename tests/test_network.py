@@ -155,7 +155,8 @@ def test_h_ignores_layers_without_kinks():
     assert h.holds and h.bias_of == {}
 
 
-def _ir(nodes, params, trainable=None, inputs=((F(1), F(2)),)):
+def _ir(nodes, params, trainable=None, inputs=None):
+    inputs = inputs if inputs is not None else ((F(1), F(2)),)
     q = {k: QArray.from_fractions(v) for k, v in params.items()}
     order = tuple(params)
     return Network(tuple(nodes), nodes[-1].name, QArray.from_fractions(list(map(list, inputs))), q, BINARY32,

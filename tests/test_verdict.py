@@ -146,3 +146,22 @@ def test_cusp_regression_no_false_bouligand_claim():
     assert v.in_inc is True
     assert v.bouligand is not False and v.clarke is not False
     assert v.to_json()["bouligand"] is not False
+
+
+@pytest.mark.parametrize(("case", "preset"), PAIRS, ids=[f"{c.name}-{p}" for c, p in PAIRS])
+def test_json_exact_quantities_are_strings(case, preset):
+    """to_json: every exact quantity is a "p/q" string that reads back to the same rational."""
+    import json
+
+    v = check(from_dict(case.doc), preset, gradient=True)
+    doc = json.loads(json.dumps(v.to_json()))
+    for k_json, k in zip(doc["kinks"], v.kinks):
+        assert [Fraction(a) for a in k_json["adjoint"]] == list(k.adjoint)
+        assert Fraction(k_json["kink"]) == k.value
+    if v.gradient is not None:
+        assert [[Fraction(x) for x in r] for r in doc["gradient"]] == [list(r) for r in v.gradient]
+        assert all(isinstance(x, str) for r in doc["gradient"] for x in r)
+    if v.witness is not None:
+        for key, val in v.witness.values:
+            assert doc["witness"][key] == str(val)
+    assert doc["parameters"] == len(case.labels) and doc["method"] == v.method

@@ -17,7 +17,7 @@ possible ``b*`` holds no member of M; only the rest is computed exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -29,7 +29,7 @@ from ..network import Network, Node
 from ..ops import FLOAT
 from .fp import Domain
 
-__all__ = ["Slot", "Candidate", "linear_slots", "candidates", "slots_complete", "float_pass"]
+__all__ = ["Slot", "Candidate", "CandidateScan", "linear_slots", "candidates", "slots_complete", "float_pass"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +55,16 @@ class Candidate:
     value: Fraction
 
 
-def _unique_groups(net: Network) -> set[int]:
-    """Groups with exactly one entry in the whole network (untied)."""
+def _unique_groups(net: Network) -> np.ndarray:
+    """Boolean mask over groups: exactly one entry in the whole network (untied)."""
     par = net.parameterization()
-    counts: dict[int, int] = {}
-    for g in par.groups.values():
-        for v in g.reshape(-1):
-            counts[int(v)] = counts.get(int(v), 0) + 1
-    return {g for g, c in counts.items() if c == 1}
+    cached = net.cache.get("smt:unique_groups")
+    if cached is None:
+        allg = [g.reshape(-1) for g in par.groups.values()]
+        counts = np.bincount(np.concatenate(allg), minlength=par.size) if allg else np.zeros(0, dtype=np.int64)
+        cached = counts == 1
+        net.cache["smt:unique_groups"] = cached
+    return cached
 
 
 def _param_node_ok(net: Network, node: Node) -> bool:
@@ -76,13 +78,16 @@ def linear_slots(net: Network, free: Iterable[int] | None = None, *, weights: bo
     """Every (free, untied) bias or own-row weight entering a kinked unit affinely."""
     par = net.parameterization()
     unique = _unique_groups(net)
-    allowed = None if free is None else set(free)
+    mask = unique.copy()
+    if free is not None:
+        sel = np.zeros(par.size, dtype=bool)
+        sel[np.fromiter((int(g) for g in free), dtype=np.int64)] = True
+        mask &= sel
     out: list[Slot] = []
     for node in net.nodes:
         if node.op != "act" or not node.attr("activation").kinks:
             continue
         pre = net.node(node.inputs[0])
-        units = int(np.prod(node.shape, dtype=np.int64))
         lin = None
         if pre.op == "add" and len(net.consumers(pre.name)) == 1:
             for i in pre.inputs:
@@ -91,10 +96,8 @@ def linear_slots(net: Network, free: Iterable[int] | None = None, *, weights: bo
                     name = cand.attr("name")
                     g = par.groups[name].reshape(-1)
                     s = par.signs[name].reshape(-1)
-                    for u in range(units):
-                        gg = int(g[u])
-                        if gg in unique and (allowed is None or gg in allowed):
-                            out.append(Slot(gg, node.name, u, "bias", sign=int(s[u])))
+                    for u in np.flatnonzero(mask[g]):
+                        out.append(Slot(int(g[u]), node.name, int(u), "bias", sign=int(s[u])))
                 elif cand.op == "linear" and len(net.consumers(cand.name)) == 1:
                     lin = cand
         elif pre.op == "linear" and len(net.consumers(pre.name)) == 1:
@@ -107,11 +110,8 @@ def linear_slots(net: Network, free: Iterable[int] | None = None, *, weights: bo
         name = wnode.attr("name")
         g2 = par.groups[name]
         s2 = par.signs[name]
-        for u in range(units):
-            for k in range(g2.shape[1]):
-                gg = int(g2[u, k])
-                if gg in unique and (allowed is None or gg in allowed):
-                    out.append(Slot(gg, node.name, u, "weight", lin.inputs[0], k, int(s2[u, k])))
+        for u, k in zip(*np.nonzero(mask[g2])):
+            out.append(Slot(int(g2[u, k]), node.name, int(u), "weight", lin.inputs[0], int(k), int(s2[u, k])))
     return out
 
 
@@ -144,13 +144,21 @@ def float_pass(net: Network) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
 
 def _group_value(net: Network, slot: Slot) -> Fraction:
     par = net.parameterization()
-    name, flat = par.slots[slot.group]
+    name, flat = par.slot(slot.group)
     q = net.params[name]
     return Fraction(int(q.num.reshape(-1)[flat]), q.den)
 
 
 def _may_hold_member(dom: Domain, lo: float, hi: float) -> bool:
     """Could [lo, hi] (floats, exact endpoints) contain an allowed member?"""
+    dt = dom.fmt.numpy_dtype()
+    if dt is not None and dt.itemsize <= 4 and np.isfinite(lo) and np.isfinite(hi) and abs(lo) < 1e30 and abs(hi) < 1e30:
+        # members of a <= 32-bit format are float64 numbers: look at the rounding of the midpoint
+        with np.errstate(over="ignore"):
+            m = dt.type((lo + hi) / 2)
+            near = [m, np.nextafter(m, dt.type(np.inf)), np.nextafter(m, dt.type(-np.inf))] if dt.kind == "f" and dt.itemsize >= 2 else []
+        if near and hi - lo < 0.5 * abs(float(np.spacing(m))):
+            return any(lo <= float(v) <= hi for v in near)
     a, b = Fraction(lo), Fraction(hi)
     if a <= 0 <= b:
         return True
@@ -158,55 +166,94 @@ def _may_hold_member(dom: Domain, lo: float, hi: float) -> bool:
     return up is not None and up <= b
 
 
-def candidates(net: Network, preset: Preset, dom: Domain, free: Iterable[int] | None = None, *, weights: bool = True, limit: int = 100_000) -> tuple[list[Candidate], int, bool]:
-    """Closed-form kink candidates in the domain.
+class CandidateScan:
+    """Closed-form kink candidates in the domain, produced lazily (iterate it).
 
-    Returns (candidates, slots examined, complete), ``complete`` false when
-    ``limit`` slots were examined before the end.
+    After iteration, ``examined`` counts the slots seen and ``complete`` says
+    whether every slot was examined (``limit`` not reached).
     """
-    slots = linear_slots(net, free, weights=weights)
-    if not slots:
-        return [], 0, True
-    flt = float_pass(net)
-    fwd: Forward | None = None
-    out: list[Candidate] = []
-    B = net.batch
-    examined = 0
-    for slot in slots:
-        if examined >= limit:
-            return out, examined, False
-        examined += 1
-        node = net.node(slot.node)
-        act: Activation = node.attr("activation")
-        pre = node.inputs[0]
-        p_now = _group_value(net, slot) * slot.sign
-        for b in range(B):
-            for c in act.kinks:
-                if slot.kind == "bias" and flt is not None:
-                    yf, ye = flt[pre]
-                    y0 = float(yf.reshape(B, -1)[b, slot.unit])
-                    e0 = float(ye.reshape(B, -1)[b, slot.unit])
-                    centre = float(p_now) + float(c) - y0
-                    slack = 4 * (abs(centre) + abs(float(p_now)) + abs(float(c)) + abs(y0)) * 2.0**-52
-                    width = 2 * e0 + slack + 2.0**-1070
-                    if not _may_hold_member(dom, centre - width, centre + width):
-                        continue  # the entry b* (the domain is symmetric) is provably not in M
-                if fwd is None:
-                    fwd = exact_forward(net, preset)
-                y = fwd.values[pre]
-                yv = Fraction(int(y.num.reshape(B, -1)[b, slot.unit]), y.den)
-                if slot.kind == "bias":
-                    beta = Fraction(1)
-                else:
-                    x = fwd.values[slot.source]
-                    beta = Fraction(int(x.num.reshape(B, -1)[b, slot.column]), x.den)
-                    if beta == 0:
-                        continue
-                entry = p_now + (c - yv) / beta
-                value = entry * slot.sign  # the group's value
-                if dom.allows(value):
-                    out.append(Candidate(slot, b, c, value))
-    return out, examined, True
+
+    def __init__(self, net: Network, preset: Preset, dom: Domain, free: Iterable[int] | None = None, *, weights: bool = True, limit: int = 100_000) -> None:
+        self.net = net
+        self.preset = preset
+        self.dom = dom
+        self.slots = linear_slots(net, free, weights=weights)
+        self.limit = limit
+        self.examined = 0
+        self.complete = True
+        self.found = 0
+        self._fwd: Forward | None = None
+
+    def _exact(self, name: str, b: int, index: int) -> Fraction:
+        """Exact value of entry (b, index) of node ``name``: a direct dot product for a
+        first-layer pre-activation, else from one exact forward pass."""
+        net = self.net
+        node = net.node(name)
+        lin: Node | None = node if node.op == "linear" else None
+        bias: Node | None = None
+        if node.op == "add" and len(node.inputs) == 2:
+            a, c = (net.node(i) for i in node.inputs)
+            if a.op == "linear" and c.op == "param" and tuple(net.params[c.attr("name")].shape) == tuple(node.shape):
+                lin, bias = a, c
+        if lin is not None and net.node(lin.inputs[0]).op == "input" and net.node(lin.inputs[1]).op == "param":
+            w = net.params[net.node(lin.inputs[1]).attr("name")]
+            x = net.inputs
+            row = w.num[index]
+            xs = x.num[b]
+            acc = sum((int(p) * int(q) for p, q in zip(row, xs) if q), 0)
+            y = Fraction(acc, w.den * x.den)
+            if bias is not None:
+                bq = net.params[bias.attr("name")]
+                y += Fraction(int(bq.num.reshape(-1)[index]), bq.den)
+            return y
+        if self._fwd is None:
+            self._fwd = exact_forward(net, self.preset)
+        v = self._fwd.values[name]
+        return Fraction(int(v.num.reshape(v.shape[0], -1)[b, index]), v.den)
+
+    def __iter__(self) -> Iterator[Candidate]:
+        net, dom = self.net, self.dom
+        flt = float_pass(net)
+        B = net.batch
+        for slot in self.slots:
+            if self.examined >= self.limit:
+                self.complete = False
+                return
+            self.examined += 1
+            node = net.node(slot.node)
+            act: Activation = node.attr("activation")
+            pre = node.inputs[0]
+            p_now = _group_value(net, slot) * slot.sign
+            for b in range(B):
+                for c in act.kinks:
+                    if slot.kind == "bias" and flt is not None:
+                        yf, ye = flt[pre]
+                        y0 = float(yf.reshape(B, -1)[b, slot.unit])
+                        e0 = float(ye.reshape(B, -1)[b, slot.unit])
+                        centre = float(p_now) + float(c) - y0
+                        slack = 4 * (abs(centre) + abs(float(p_now)) + abs(float(c)) + abs(y0)) * 2.0**-52
+                        width = 2 * e0 + slack + 2.0**-1070
+                        if not _may_hold_member(dom, centre - width, centre + width):
+                            continue  # the entry b* (the domain is symmetric) is provably not in M
+                    yv = self._exact(pre, b, slot.unit)
+                    if slot.kind == "bias":
+                        beta = Fraction(1)
+                    else:
+                        beta = self._exact(slot.source, b, slot.column)
+                        if beta == 0:
+                            continue
+                    entry = p_now + (c - yv) / beta
+                    value = entry * slot.sign  # the group's value
+                    if dom.allows(value):
+                        self.found += 1
+                        yield Candidate(slot, b, c, value)
+
+
+def candidates(net: Network, preset: Preset, dom: Domain, free: Iterable[int] | None = None, *, weights: bool = True, limit: int = 100_000) -> tuple[list[Candidate], int, bool]:
+    """All closed-form kink candidates: (candidates, slots examined, complete)."""
+    scan = CandidateScan(net, preset, dom, free, weights=weights, limit=limit)
+    out = list(scan)
+    return out, scan.examined, scan.complete
 
 
 def slots_complete(net: Network, free: Iterable[int], preset: Preset) -> tuple[bool, str]:
@@ -220,12 +267,12 @@ def slots_complete(net: Network, free: Iterable[int], preset: Preset) -> tuple[b
     other kinked pre-activation is constant and off its kinks.
     """
     free = set(free)
-    labels = net.parameterization().labels
+    par = net.parameterization()
     slots = linear_slots(net, free)
     by_group = {s.group: s for s in slots}
     if set(by_group) != free:
         missing = sorted(free - set(by_group))
-        return False, f"{labels[missing[0]]} does not enter a kinked unit affinely on its own"
+        return False, f"{par.label(missing[0])} does not enter a kinked unit affinely on its own"
     units: dict[tuple[str, int], int] = {}
     for s in slots:
         units[(s.node, s.unit)] = units.get((s.node, s.unit), 0) + 1
@@ -235,8 +282,8 @@ def slots_complete(net: Network, free: Iterable[int], preset: Preset) -> tuple[b
     nodes = {s.node for s in slots}
     down = _downstream(net, nodes)
     for node in net.nodes:
-        if node.name in down and node.op == "act" and node.attr("activation").kinks:
-            return False, f"kinked activation {node.name!r} lies downstream of a searched parameter"
+        if node.name in down and node.op in KINK_RULES and (node.op != "act" or node.attr("activation").kinks):
+            return False, f"non-smooth node {node.name!r} ({node.op}) lies downstream of a searched parameter"
     fwd = exact_forward(net, preset)
     for k in fwd.kinks:
         if k.kind != "act" or (k.node, k.index) not in units:

@@ -14,6 +14,7 @@ export-smt`` invocation); :func:`generate` rewrites them.  Run
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from ..search import DEFAULT_WIDE_RANGE, SearchOptions, _Search, _search_domain
 from .fp import Domain, choose_search_format
 from .queries import ExactQuery, RoundedQuery, checked
 
-__all__ = ["Export", "export_query", "solve_text", "BENCHMARKS", "generate", "Benchmark"]
+__all__ = ["Export", "export_query", "solve_text", "solve_with", "BENCHMARKS", "generate", "Benchmark"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,52 @@ def _run_rounds(net: Network, opt: SearchOptions, q: object, rounds: int, timeou
     return done
 
 
-def export_query(net: Network, opt: SearchOptions, *, source: str = "", timeout: float = 60.0, after_search: int = 0) -> Export:
+def solve_with(solver: str, path: str | Path, timeout: float = 60.0) -> tuple[str, float]:
+    """Answer of an optional solver (``cvc5`` or ``bitwuzla``, the ``[solvers]`` extra) on a
+    benchmark file: sat | unsat | unknown, or ``unsupported: ...`` when the solver rejects
+    the input (e.g. FP sorts other than Float16/32/64 in bitwuzla's default build)."""
+    text = Path(path).read_text()
+    t0 = time.perf_counter()
+    if solver == "cvc5":
+        import cvc5
+
+        tm = cvc5.TermManager()
+        slv = cvc5.Solver(tm)
+        slv.setOption("fp-exp", "true")  # FP sorts other than Float32/64 (e.g. FP(4,4))
+        slv.setOption("tlimit-per", str(int(timeout * 1000)))
+        parser = cvc5.InputParser(slv)
+        parser.setStringInput(cvc5.InputLanguage.SMT_LIB_2_6, text, str(path))
+        sm = parser.getSymbolManager()
+        answers = []
+        while True:
+            cmd = parser.nextCommand()
+            if cmd.isNull():
+                break
+            out = cmd.invoke(slv, sm).strip()
+            if out:
+                answers.append(out)
+        last = answers[-1] if answers else "unknown"
+        if last.startswith("(error"):
+            return "unsupported: " + last, time.perf_counter() - t0
+        return last, time.perf_counter() - t0
+    if solver == "bitwuzla":
+        import bitwuzla
+
+        tm = bitwuzla.TermManager()
+        opts = bitwuzla.Options()
+        opts.set(bitwuzla.Option.TIME_LIMIT_PER, int(timeout * 1000))
+        parser = bitwuzla.Parser(tm, opts)
+        try:
+            parser.parse(str(path), True, True)
+            result = parser.bitwuzla().check_sat()
+        except bitwuzla.BitwuzlaException as exc:
+            return "unsupported: " + str(exc).splitlines()[0], time.perf_counter() - t0
+        name = str(result).split(".")[-1].lower()
+        return name, time.perf_counter() - t0
+    raise ValueError(f"expected solver cvc5 or bitwuzla, got {solver!r}")
+
+
+def export_query(net: Network, opt: SearchOptions, *, source: str = "", timeout: float = 60.0, after_search: int = 0, command: str | None = None) -> Export:
     """The SMT-LIB2 text of the query, with ``(set-info :status ...)`` confirmed by z3.
 
     ``after_search = N``: first replay up to N rounds of the search (each model
@@ -107,14 +153,15 @@ def export_query(net: Network, opt: SearchOptions, *, source: str = "", timeout:
     core = f"(set-logic {logic})\n{body}(check-sat)\n(exit)\n"
     status, seconds = solve_text(core, timeout)
     info = [
-        f"formal export-smt {source} --query {opt.find}".strip(),
+        f"formal export-smt {command}" if command else f"formal export-smt {source} --query {opt.find}".strip(),
         f"numbers={s_name(net, opt)} proxy={opt.proxy} order={opt.order}",
         f"condition: {q.condition}",  # type: ignore[attr-defined]
         f"encoding: {q.describe()}",  # type: ignore[attr-defined]
         f"space: {space}",
+        f"status by z3 {z3.get_version_string()}",
     ] + ([f"after the search: {blocked} verified non-witness model(s) blocked"] if after_search else [])
     header = "".join(f"; {line}\n" for line in info)
-    src = " ".join(info[:2]).replace("|", "/")
+    src = " ".join(info[:2]).replace("|", "/").replace("\\", "/")
     text = (
         header
         + "(set-info :smt-lib-version 2.6)\n"
@@ -155,6 +202,8 @@ class Benchmark:
         if self.query in ("ndf", "inc"):
             parts.append(self.proxy)
         parts.append(self.search_format or self.numbers or "default")
+        if self.fix:
+            parts.append("fixed-" + "-".join(f.split("=")[0].replace(".", "") for f in self.fix))
         if self.after_search:
             parts.append("final")
         return ".".join(p.replace("(", "").replace(")", "").replace(",", "-") for p in parts) + ".smt2"
@@ -193,6 +242,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("lemma3", "spurious-kink", numbers="binary32"),
     Benchmark("tiny-mlp", "kink", search_format="e4m3", fix=("0.weight", "1.weight", "1.bias")),
     Benchmark("tiny-mlp", "spurious-kink", numbers="binary32", fix=("0.weight", "1.weight", "1.bias")),
+    Benchmark("tiny-mlp", "spurious-kink", numbers="binary32"),
     Benchmark("e1", "spurious-kink", numbers="binary16"),
     Benchmark("f1", "ndf", search_format="binary32", after_search=20),
     Benchmark("lemma2", "ndf", proxy="right", search_format="binary32", after_search=20),
@@ -212,7 +262,7 @@ def generate(outdir: str | Path, *, timeout: float = 120.0) -> list[tuple[Benchm
     done = []
     for b in BENCHMARKS:
         net = load_example(b.example)
-        e = export_query(net, b.options(), source=b.example, timeout=timeout, after_search=b.after_search)
+        e = export_query(net, b.options(), source=b.example, timeout=timeout, after_search=b.after_search, command=shlex.join(b.argv()))
         (out / b.filename).write_text(e.text)
         done.append((b, e))
     return done
@@ -221,7 +271,7 @@ def generate(outdir: str | Path, *, timeout: float = 120.0) -> list[tuple[Benchm
 def main(argv: list[str]) -> int:  # pragma: no cover - script entry
     outdir = argv[0] if argv else "encodings"
     for b, e in generate(outdir):
-        print(f"{b.filename:50s} {e.status:8s} {e.seconds:8.3f} s   formal export-smt {' '.join(b.argv())}")
+        print(f"{b.filename:50s} {e.status:8s} {e.seconds:8.3f} s   formal export-smt {shlex.join(b.argv())}")
     return 0
 
 

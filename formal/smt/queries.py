@@ -44,6 +44,7 @@ from .fp import Domain, FPVar
 from .rounded import (
     ExactRounding,
     Z3Arith,
+    _dom_step,
     float_forward,
     product_members,
     reference_preactivations,
@@ -86,12 +87,10 @@ def checked(solver: z3.Solver, timeout_ms: int) -> z3.CheckSatResult:
         timer.cancel()
 
 
-SOLVER_TACTIC = "smt"  # "smt": simplify then z3's CDCL(T) core with lazy bit-blasting; "qffpbv": eager
-
-
 def make_solver(kind: str) -> z3.Solver:
-    """The solver of every search query.  The eager QF_BV/QF_FPBV pipeline (bit-blast +
-    SAT) stalls on sums of products with wide constants where the lazy core is immediate."""
+    """``smt``: simplify, then z3's CDCL(T) core (exact queries: the eager bit-blast + SAT
+    pipeline stalls on sums of products with wide constants, where this is immediate);
+    ``qffpbv``: z3's QF_FPBV pipeline (rounded queries: it bit-blasts FP ops well)."""
     if kind == "qffpbv":
         return z3.SolverFor("QF_FPBV")
     return z3.Then("simplify", "smt").solver()
@@ -101,12 +100,14 @@ class _Query:
     kind = ""
     condition = ""
 
+    tactic = "smt"
+
     def __init__(self, free: list[int], dom: Domain, seed: int) -> None:
         if len(free) > MAX_FREE:
             raise UnsupportedOp(f"{len(free)} searched parameters exceed the SMT limit of {MAX_FREE}; use --fix or --free")
         self.dom = dom
         self.vars = {g: FPVar(f"w{g}", dom) for g in free}
-        self.solver = make_solver(SOLVER_TACTIC)
+        self.solver = make_solver(self.tactic)
         self.solver.set("random_seed", int(seed))
         for v in self.vars.values():
             self.solver.add(*v.constraints())
@@ -184,14 +185,16 @@ class ExactQuery(_Query):
         node = net.node(act_name)
         pre = net.node(node.inputs[0])
         lin = None
+        if len(net.consumers(pre.name)) != 1:
+            return True
         if pre.op == "linear":
             lin = pre
         elif pre.op == "add":
             for i in pre.inputs:
-                if net.node(i).op == "linear":
+                if net.node(i).op == "linear" and len(net.consumers(i)) == 1:
                     lin = net.node(i)
         if lin is None:
-            return True
+            return True  # no weight row that moves this pre-activation alone: no condition
         wnode = net.node(lin.inputs[1])
         if wnode.op != "param" or not closed_form._param_node_ok(net, wnode):
             return True
@@ -199,7 +202,7 @@ class ExactQuery(_Query):
         name = wnode.attr("name")
         groups = par.groups[name].reshape(-1)
         unique = closed_form._unique_groups(net)
-        if not all(int(g) in unique for g in groups):
+        if not bool(np.all(unique[groups])):
             return True
         x = self.enc.values[lin.inputs[0]]
         return _and([compare(v, Fraction(0), "==") for v in x.reshape(-1)])
@@ -212,6 +215,7 @@ class RoundedQuery(_Query):
     """spurious / missed float kink touches: FP terms in the target format vs exact bit-vectors."""
 
     kind = "rounded"
+    tactic = "qffpbv"
 
     def __init__(self, net: Network, free: list[int], base: Mapping[int, Fraction], dom: Domain, preset: Preset, find: str, order: str, *, seed: int = 0) -> None:
         super().__init__(free, dom, seed)
@@ -333,6 +337,7 @@ def rounded_closed_form(net: Network, fmt: Format, dom: Domain, free: list[int],
     ref = ExactRounding(fmt)
     vals, _ = float_forward(net, ref, {}, order)
     slots = closed_form.linear_slots(net, free)
+    by_pos = {(s.node, s.unit, s.column): s for s in slots if s.kind == "weight"}
     any_member = Domain(fmt, Fraction(0), None, True)
     for slot in slots:
         node = net.node(slot.node)
@@ -342,7 +347,7 @@ def rounded_closed_form(net: Network, fmt: Format, dom: Domain, free: list[int],
             for c in act.kinks:
                 if not fmt.contains(c):
                     continue
-                values: list[Fraction] = []
+                assigns: list[dict[int, Fraction]] = []
                 if slot.kind == "bias":
                     other = [i for i in pre.inputs if net.node(i).op != "param"]
                     if len(other) != 1:
@@ -350,29 +355,55 @@ def rounded_closed_form(net: Network, fmt: Format, dom: Domain, free: list[int],
                     acc0 = vals[other[0]].reshape(net.batch, -1)[b, slot.unit]
                     if acc0 is None:
                         continue
-                    values = rounding_interval_members(fmt, dom, acc0, c)
-                elif order == "sequential":
-                    lin = pre if pre.op == "linear" else next((net.node(i) for i in pre.inputs if net.node(i).op == "linear"), None)
-                    if lin is None or pre.op != "linear":
-                        continue  # with a bias after the sum, the bias is the last operand
-                    x = vals[lin.inputs[0]].reshape(net.batch, -1)[b]
-                    w = vals[lin.inputs[1]]
+                    assigns = [{slot.group: v * slot.sign} for v in rounding_interval_members(fmt, dom, acc0, c)]
+                elif order == "sequential" and pre.op == "linear":
+                    x = vals[pre.inputs[0]].reshape(net.batch, -1)[b]
+                    w = vals[pre.inputs[1]]
                     n = x.shape[0]
                     if slot.column != n - 1 or x[n - 1] is None or x[n - 1] == 0:
                         continue
-                    acc: Fraction | None = None
-                    for k in range(n - 1):
-                        p = ref.mul(x[k], w[slot.unit, k])
-                        acc = p if acc is None else ref.add(acc, p)
-                    targets = [c] if acc is None else rounding_interval_members(fmt, any_member, acc, c)
-                    for target in targets:
-                        values.extend(product_members(fmt, dom, x[n - 1], target))
-                for v in values:
+                    prev = by_pos.get((slot.node, slot.unit, n - 2))
+                    assigns = _last_weight(fmt, dom, any_member, ref, x, w, slot, prev, c)
+                for a in assigns:
                     if tried >= limit:
                         return
                     tried += 1
-                    net2 = with_groups(net, {slot.group: v * slot.sign}, numbers=fmt)
+                    net2 = with_groups(net, a, numbers=fmt)
                     t = touch_values(net2, fmt, preset, order, find)
                     if t is not None:
                         yield net2, t
 
+
+
+def _last_weight(fmt: Format, dom: Domain, any_member: Domain, ref: ExactRounding, x: Any, w: Any, slot: closed_form.Slot, prev: closed_form.Slot | None, c: Fraction, tries: int = 8) -> list[dict[int, Fraction]]:
+    """Sequential order: ``yhat = RNE(acc + RNE(x[n-1] w[n-1]))``.  Solve for the last
+    weight; when no member hits the needed product, move the previous weight (if
+    searched) a few members away and retry."""
+    n = x.shape[0]
+    u = slot.unit
+    out: list[dict[int, Fraction]] = []
+    steps: list[Fraction | None] = [w[u, n - 2] if n >= 2 else None]
+    if prev is not None:
+        up = down = w[u, n - 2]
+        for _ in range(tries):
+            up = _dom_step(dom, up, 1) if up is not None else None
+            down = _dom_step(dom, down, -1) if down is not None else None
+            steps += [v for v in (up, down) if v is not None]
+    for w_prev in steps:
+        acc: Fraction | None = None
+        for k in range(n - 1):
+            wk = w_prev if k == n - 2 else w[u, k]
+            p = ref.mul(x[k], wk)
+            acc = p if acc is None else ref.add(acc, p)
+        if n >= 2 and acc is None:
+            continue
+        targets = [c] if acc is None else rounding_interval_members(fmt, any_member, acc, c)
+        for target in targets:
+            for v in product_members(fmt, dom, x[n - 1], target):
+                a = {slot.group: v * slot.sign}
+                if prev is not None and w_prev is not None and w_prev != w[u, n - 2]:
+                    a[prev.group] = w_prev * prev.sign
+                out.append(a)
+        if out:
+            return out
+    return out

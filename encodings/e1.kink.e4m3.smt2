@@ -1,0 +1,52 @@
+; formal export-smt e1 --query kink --proxy pytorch --search-format e4m3 -o encodings/e1.kink.e4m3.smt2
+; numbers=binary32 proxy=pytorch order=sequential
+; condition: 'some unit depending on the parameters sits exactly on a kink'
+; encoding: exact fixed-point bit-vector encoding, 2 variable(s) of e4m3
+; space: 2 searched parameter(s) (0.weight[0,0], 1.weight[0,0]) in e4m3: w = 0 or 1/512 <= |w| <= 448 (subnormals allowed); 0 fixed
+; status by z3 5.4.1
+(set-info :smt-lib-version 2.6)
+(set-info :source |formal export-smt e1 --query kink --proxy pytorch --search-format e4m3 -o encodings/e1.kink.e4m3.smt2 numbers=binary32 proxy=pytorch order=sequential|)
+(set-info :category "industrial")
+(set-info :status sat)
+(set-logic QF_BV)
+(declare-fun w0 () (_ BitVec 8))
+(declare-fun w1 () (_ BitVec 8))
+(assert (distinct #x80 w0))
+(assert (not (and (= ((_ extract 6 3) w0) #xf) (= ((_ extract 2 0) w0) #b111))))
+(assert (or (= ((_ extract 6 0) w0) #b0000000)
+    (and (bvuge ((_ extract 6 0) w0) #b0000001)
+         (bvule ((_ extract 6 0) w0) #b1111110))))
+(assert (distinct #x80 w1))
+(assert (not (and (= ((_ extract 6 3) w1) #xf) (= ((_ extract 2 0) w1) #b111))))
+(assert (or (= ((_ extract 6 0) w1) #b0000000)
+    (and (bvuge ((_ extract 6 0) w1) #b0000001)
+         (bvule ((_ extract 6 0) w1) #b1111110))))
+(assert (let ((a!1 (ite (= ((_ extract 6 3) w0) #x0)
+                ((_ zero_extend 16) ((_ extract 2 0) w0))
+                ((_ zero_extend 15) (concat #b1 ((_ extract 2 0) w0)))))
+      (a!2 ((_ zero_extend 15)
+             (ite (bvule ((_ extract 6 3) w0) #x1)
+                  #x0
+                  (bvsub ((_ extract 6 3) w0) #x1))))
+      (a!4 (ite (= ((_ extract 6 3) w1) #x0)
+                ((_ zero_extend 16) ((_ extract 2 0) w1))
+                ((_ zero_extend 15) (concat #b1 ((_ extract 2 0) w1)))))
+      (a!5 ((_ zero_extend 15)
+             (ite (bvule ((_ extract 6 3) w1) #x1)
+                  #x0
+                  (bvsub ((_ extract 6 3) w1) #x1)))))
+(let ((a!3 (ite (= ((_ extract 7 7) w0) #b1)
+                (bvneg ((_ zero_extend 1) (bvshl a!1 a!2)))
+                ((_ zero_extend 1) (bvshl a!1 a!2)))))
+(let ((a!6 ((_ sign_extend 18)
+             (ite (bvsge #b0000000000000000000 ((_ extract 18 0) a!3))
+                  (bvmul #b0000000000000000000 #b0000000001000000000)
+                  ((_ extract 18 0) a!3)))))
+(let ((a!7 (bvneg (bvmul ((_ zero_extend 18) (bvshl a!4 a!5)) a!6))))
+(let ((a!8 (ite (= ((_ extract 7 7) w1) #b1)
+                a!7
+                (bvmul ((_ zero_extend 18) (bvshl a!4 a!5)) a!6))))
+  (or (= #b0000000000000000000 ((_ extract 18 0) a!3))
+      (= #b0000000000000000000000000000000000000 a!8))))))))
+(check-sat)
+(exit)

@@ -1,0 +1,39 @@
+; formal export-smt rounding-trap --query kink --proxy pytorch --search-format binary32 -o encodings/rounding-trap.kink.binary32.smt2
+; numbers=binary32 proxy=pytorch order=sequential
+; condition: 'some unit depending on the parameters sits exactly on a kink'
+; encoding: exact fixed-point bit-vector encoding, 1 variable(s) of binary32
+; space: 1 searched parameter(s) (0.weight[0,0]) in binary32: w = 0 or 2^-126 <= |w| <= 0x1.fffffep+127 (no subnormals); 0 fixed
+; status by z3 5.4.1
+(set-info :smt-lib-version 2.6)
+(set-info :source |formal export-smt rounding-trap --query kink --proxy pytorch --search-format binary32 -o encodings/rounding-trap.kink.binary32.smt2 numbers=binary32 proxy=pytorch order=sequential|)
+(set-info :category "industrial")
+(set-info :status unsat)
+(set-logic QF_BVFP)
+(declare-fun w0 () (_ BitVec 32))
+(assert (distinct #x80000000 w0))
+(assert (not (fp.isNaN ((_ to_fp 8 24) w0))))
+(assert (not (fp.isInfinite ((_ to_fp 8 24) w0))))
+(assert (not (fp.isSubnormal ((_ to_fp 8 24) w0))))
+(assert (let ((a!1 (and (fp.geq (fp.abs ((_ to_fp 8 24) w0))
+                        (fp #b0 #x01 #b00000000000000000000000))
+                (fp.leq (fp.abs ((_ to_fp 8 24) w0))
+                        (fp #b0 #xfe #b11111111111111111111111)))))
+  (or (fp.isZero ((_ to_fp 8 24) w0)) a!1)))
+(assert (let ((a!1 (ite (= ((_ extract 30 23) w0) #x00)
+                ((_ zero_extend 255) ((_ extract 22 0) w0))
+                ((_ zero_extend 254) (concat #b1 ((_ extract 22 0) w0)))))
+      (a!2 ((_ zero_extend 270)
+             (ite (bvule ((_ extract 30 23) w0) #x01)
+                  #x00
+                  (bvsub ((_ extract 30 23) w0) #x01)))))
+(let ((a!3 (ite (= ((_ extract 31 31) w0) #b1)
+                (bvneg ((_ zero_extend 1) (bvshl a!1 a!2)))
+                ((_ zero_extend 1) (bvshl a!1 a!2)))))
+  (or (= #b111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000
+         (bvmul ((_ sign_extend 3) a!3)
+                #b000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001010))
+      (= #b000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000
+         (bvmul ((_ sign_extend 3) a!3)
+                #b000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001010))))))
+(check-sat)
+(exit)
