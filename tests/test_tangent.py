@@ -11,9 +11,15 @@ from hypothesis import strategies as st
 
 import formal.tangent as tangent
 from formal.activations import parse_preset
-from formal.examples import load_example
 from formal.exact import forward
-from formal.tangent import _exact_pivots, build_kink_graph, column_basis, gradient_from_graph, left_null_space
+from formal.examples import load_example
+from formal.tangent import (
+    _exact_pivots,
+    build_kink_graph,
+    column_basis,
+    gradient_from_graph,
+    left_null_space,
+)
 
 
 def rank_fraction(rows: list[list[Fraction]]) -> int:
