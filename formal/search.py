@@ -375,11 +375,15 @@ class _Search:
         )
         if escalate:  # the default subspace is exhausted: search the whole target space
             t1 = time.perf_counter()
-            query = ExactQuery(self.base, self.free, self.base_values, self.dom, self.preset, self.opt.find, seed=self.opt.seed)
-            res2 = self._cegis(query, t1, self.dom, True, self.target.name, None)
-            if res2.status != "unknown":
-                return res2
-            notes.append(f"[{self.target.name}] {res2.reason}")
+            try:
+                query = ExactQuery(self.base, self.free, self.base_values, self.dom, self.preset, self.opt.find, seed=self.opt.seed)
+            except UnsupportedOp as exc:
+                notes.append(f"[{self.target.name}] not searched: {exc}")
+            else:
+                res2 = self._cegis(query, t1, self.dom, True, self.target.name, None)
+                if res2.status != "unknown":
+                    return res2
+                notes.append(f"[{self.target.name}] {res2.reason}")
         return self.result("unknown", "; ".join(notes) or "no time left for the SMT stage", "smt", search_format=ladder[-1].name, space=self.space(_search_domain(ladder[-1], self.dom)))
 
     def _smt_rounded(self) -> SearchResult | None:
@@ -399,7 +403,10 @@ class _Search:
         if self.stages[-1]["status"] != "unsat":
             return res
         t1 = time.perf_counter()  # the default range is exhausted: search the whole format
-        query = RoundedQuery(self.base, self.free, self.base_values, self.dom, self.preset, self.opt.find, self.opt.order, seed=self.opt.seed)
+        try:
+            query = RoundedQuery(self.base, self.free, self.base_values, self.dom, self.preset, self.opt.find, self.opt.order, seed=self.opt.seed)
+        except UnsupportedOp as exc:
+            return self.result("unknown", f"{res.reason}; the whole of {self.dom.describe()} was not searched: {exc}", res.method, search_format=self.target.name)
         res2 = self._cegis(query, t1, self.dom, True, self.target.name, None)
         if res2.status == "unknown":
             return self.result("unknown", f"{res.reason}; then, over all of {self.dom.describe()}: {res2.reason}", res2.method, search_format=self.target.name)

@@ -18,6 +18,8 @@ from ..errors import UnsupportedOp
 from .fp import FPVar
 
 MAX_WIDTH = 4096  # refuse encodings whose proven bounds need wider bit-vectors
+MAX_MUL_COST = 128 * 128  # refuse variable x variable multipliers larger than this (bit pairs):
+# z3 does not poll its time-out while bit-blasting them, so a time-out could not be honoured
 
 
 def _w(bound: int) -> int:
@@ -135,6 +137,12 @@ def mul(a: BVQ, b: BVQ) -> BVQ:
         a, b = b, a
     bound = a.bound * b.bound
     w = _check(bound)
+    cost = (a.parts[1].size() if a.parts is not None else _w(a.bound)) * _w(b.bound)
+    if cost > MAX_MUL_COST:
+        raise UnsupportedOp(
+            f"the exact encoding needs a {_w(a.bound)} x {_w(b.bound)}-bit multiplier (limit {MAX_MUL_COST} bit pairs); "
+            "restrict --range or use a smaller search format"
+        )
     if a.parts is not None:  # searched parameter: |a| * b then the sign
         sign, mag = a.parts
         prod = z3.ZeroExt(w - mag.size(), mag) * b.bv(w)
