@@ -16,28 +16,32 @@ from .qarray import QArray
 from .verdict import check
 
 
-def dense_network(weights: list[np.ndarray], biases: list[np.ndarray | None], x: np.ndarray, acts: list[str], *, source: str) -> Network:
-    """A dense network from float arrays whose values are taken exactly."""
+def dense_network(weights: list[Any], biases: list[Any], x: Any, acts: list[str], *, source: str = "<bench>") -> Network:
+    """A binary32 dense network from float arrays (taken exactly) or QArrays."""
+    def q(a: Any) -> QArray:
+        return a if isinstance(a, QArray) else exact_array(a)
+
+    x = q(x)
     nodes = [Node("x", "input", (), (x.shape[1],))]
     params: dict[str, QArray] = {}
     order: list[str] = []
     prev = "x"
     for i, (w, b, a) in enumerate(zip(weights, biases, acts)):
         wn = f"{i}.weight"
-        params[wn] = exact_array(w)
+        params[wn] = q(w)
         order.append(wn)
         nodes += [Node(f"p:{wn}", "param", (), w.shape, (("name", wn),)), Node(f"{i}.linear", "linear", (prev, f"p:{wn}"), (w.shape[0],))]
         prev = f"{i}.linear"
         if b is not None:
             bn = f"{i}.bias"
-            params[bn] = exact_array(b)
+            params[bn] = q(b)
             order.append(bn)
             nodes += [Node(f"p:{bn}", "param", (), b.shape, (("name", bn),)), Node(f"{i}.add", "add", (prev, f"p:{bn}"), (w.shape[0],))]
             prev = f"{i}.add"
         if a != "identity":
             nodes.append(Node(f"{i}.act", "act", (prev,), (w.shape[0],), (("activation", get_activation(a)),)))
             prev = f"{i}.act"
-    return Network(tuple(nodes), prev, exact_array(x), params, BINARY32, tuple(order), tuple(order), source=source)
+    return Network(tuple(nodes), prev, x, params, BINARY32, tuple(order), tuple(order), source=source)
 
 
 def exact_array(a: np.ndarray) -> QArray:
@@ -92,15 +96,13 @@ def mnist_mlp(seed: int = 0):
     return weights, biases, x
 
 
-def _row(net: Network, weights, biases, x, target: float, proxy: str = "pytorch") -> dict[str, Any]:
-    w64 = [w.astype(np.float64) for w in weights]
-    b64 = [None if b is None else b.astype(np.float64) for b in biases]
-    x64 = x.astype(np.float64)
-    base = best_of(lambda: numpy_pass(w64, b64, x64))
+def timed_verdict(net: Network, baseline: Any, target: float, proxy: str = "pytorch") -> dict[str, Any]:
+    """Warm verdict time of ``check(net)`` against ``baseline()`` in the same process."""
+    base = best_of(baseline)
     t0 = time.perf_counter()
     v = check(net, proxy)
     cold = time.perf_counter() - t0
-    ours = best_of(lambda: check(net, proxy), repeat=3, min_time=0.0)
+    ours = best_of(lambda: check(net, proxy), repeat=5, min_time=0.05)
     return {
         "seconds": ours,
         "cold_seconds": cold,
@@ -110,6 +112,13 @@ def _row(net: Network, weights, biases, x, target: float, proxy: str = "pytorch"
         "ok": ours / base <= target,
         "verdict": f"method={v.method} kinks={v.kink_neurons} differentiable={v.differentiable} ad_correct={v.ad_correct}",
     }
+
+
+def _row(net: Network, weights, biases, x, target: float) -> dict[str, Any]:
+    w64 = [w.astype(np.float64) for w in weights]
+    b64 = [None if b is None else b.astype(np.float64) for b in biases]
+    x64 = x.astype(np.float64)
+    return timed_verdict(net, lambda: numpy_pass(w64, b64, x64), target)
 
 
 @bench_row("mlp-784-256-256-10-no-kinks", "2")
@@ -197,5 +206,5 @@ def bench_lra() -> dict[str, Any]:
     }
 
 
-__all__ = ["dense_network", "exact_array", "numpy_pass", "mnist_mlp", "forced_kink_mlp", "bias_free_net"]
+__all__ = ["dense_network", "timed_verdict", "exact_array", "numpy_pass", "mnist_mlp", "forced_kink_mlp", "bias_free_net"]
 

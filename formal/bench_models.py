@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .bench import bench_row, best_of
+from .bench import bench_row
+from .bench_core import timed_verdict
 
 CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus" / "vnncomp2021"
 
@@ -33,25 +34,6 @@ def _initializers(path: Path) -> dict[str, np.ndarray]:
     from onnx import numpy_helper
 
     return {t.name: numpy_helper.to_array(t).astype(np.float64) for t in onnx.load(str(path)).graph.initializer}
-
-
-def _timed(net: Any, baseline: Any, target: float) -> dict[str, Any]:
-    from .verdict import check
-
-    base = best_of(baseline)
-    t0 = time.perf_counter()
-    v = check(net)
-    cold = time.perf_counter() - t0
-    ours = best_of(lambda: check(net), repeat=5, min_time=0.05)
-    return {
-        "seconds": ours,
-        "cold_seconds": cold,
-        "baseline_seconds": base,
-        "ratio": ours / base,
-        "target": f"ratio <= {target}",
-        "ok": ours / base <= target,
-        "verdict": f"method={v.method} kinks={v.kink_neurons} differentiable={v.differentiable} ad_correct={v.ad_correct}",
-    }
 
 
 @bench_row("mnist-net_256x2-box-center", "5")
@@ -71,7 +53,7 @@ def bench_mnist() -> dict[str, Any]:
     weights = [p[f"layers.{i}.weight"] for i in (0, 2, 4)]
     biases = [p[f"layers.{i}.bias"] for i in (0, 2, 4)]
     x = net.inputs.to_float().reshape(1, -1)
-    out = _timed(net, lambda: numpy_pass(weights, biases, x), 10)
+    out = timed_verdict(net, lambda: numpy_pass(weights, biases, x), 10)
     out["detail"] = f"784-256-256-10 ReLU, VNN-COMP 2021 mnistfc; load {load_s:.3f}s; " + out.pop("verdict")
     return out
 
@@ -111,7 +93,7 @@ def bench_convnet() -> dict[str, Any]:
     load_s = time.perf_counter() - t0
     p = _initializers(CORPUS / rel)
     args = (p["conv1.0.weight"], p["conv1.0.bias"], p["out.weight"], p["out.bias"], net.inputs.to_float())
-    out = _timed(net, lambda: convnet_pass(*args), 10)
+    out = timed_verdict(net, lambda: convnet_pass(*args), 10)
     out["detail"] = f"conv 2x2x32 + ReLU + max-pool 4x4, VNN-COMP 2021 verivital; load {load_s:.3f}s; " + out.pop("verdict")
     return out
 

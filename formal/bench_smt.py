@@ -24,9 +24,8 @@ from typing import Any
 import numpy as np
 import z3
 
-from .activations import get_activation
 from .bench import bench_row
-from .network import Network, Node
+from .network import Network
 from .numbers import BINARY32
 from .qarray import QArray
 from .rebuild import with_groups
@@ -63,30 +62,11 @@ def _scaled(k: np.ndarray, den: int) -> QArray:
     return QArray(num, den)
 
 
-def dense_net(x: QArray, weights: list[QArray], biases: list[QArray | None], acts: list[str], *, objective_sum: bool = False) -> Network:
-    """A dense network built directly (no JSON parsing), binary32 parameters."""
-    nodes = [Node("x", "input", (), (x.shape[1],))]
-    params: dict[str, QArray] = {}
-    order: list[str] = []
-    prev = "x"
-    for i, (w, b, a) in enumerate(zip(weights, biases, acts)):
-        wn = f"{i}.weight"
-        params[wn] = w
-        order.append(wn)
-        nodes.append(Node(f"p:{wn}", "param", (), w.shape, (("name", wn),)))
-        nodes.append(Node(f"{i}.linear", "linear", (prev, f"p:{wn}"), (w.shape[0],)))
-        prev = f"{i}.linear"
-        if b is not None:
-            bn = f"{i}.bias"
-            params[bn] = b
-            order.append(bn)
-            nodes.append(Node(f"p:{bn}", "param", (), b.shape, (("name", bn),)))
-            nodes.append(Node(f"{i}.add", "add", (prev, f"p:{bn}"), (w.shape[0],)))
-            prev = f"{i}.add"
-        if a != "identity":
-            nodes.append(Node(f"{i}.act", "act", (prev,), (w.shape[0],), (("activation", get_activation(a)),)))
-            prev = f"{i}.act"
-    return Network(tuple(nodes), prev, x, params, BINARY32, tuple(order), tuple(order))
+def dense_net(x: QArray, weights: list[QArray], biases: list[QArray | None], acts: list[str]) -> Network:
+    """A dense binary32 network built directly (no JSON parsing)."""
+    from .bench_core import dense_network
+
+    return dense_network(weights, biases, x, acts, source="bench:smt")
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
