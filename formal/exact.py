@@ -261,12 +261,18 @@ def float_filter(net: Network) -> bool:
     # overflow to inf / inf - inf = nan is expected (huge binary64 values): the pass then
     # answers False and the exact pass decides; numpy must not warn about it
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _float_pass(net)
+        return float_pass(net)[0]
 
 
-def _float_pass(net: Network) -> bool:
+def float_pass(net: Network, *, stop_on_suspect: bool = True) -> tuple[bool, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The float64 pass with rigorous error bounds: (no kink node proven, values, bounds).
+
+    It stops at the first op that may hold a kink node unless ``stop_on_suspect``
+    is false (then the values of every node are computed, e.g. for comparisons).
+    """
     vals: dict[str, np.ndarray] = {}
     errs: dict[str, np.ndarray] = {}
+    ok = True
     for node in net.nodes:
         if node.op == "input":
             vals[node.name], errs[node.name] = float_values(net, "<input>")
@@ -281,17 +287,18 @@ def _float_pass(net: Network) -> bool:
             v, e, suspect = kr.float_filter(
                 node, [vals[i] for i in node.inputs], [errs[i] for i in node.inputs], net, **ctx
             )
-            if suspect:
-                return False
             vals[node.name], errs[node.name] = v, e
+            if suspect and stop_on_suspect:
+                return False, vals, errs
+            ok = ok and not suspect
         elif node.op in FLOAT:
             v, e = FLOAT[node.op](node, [vals[i] for i in node.inputs], [errs[i] for i in node.inputs], net)
             vals[node.name], errs[node.name] = v, e
         else:
-            return False
+            return False, vals, errs
         if not (np.all(np.isfinite(vals[node.name])) and np.all(np.isfinite(errs[node.name]))):
-            return False
-    return True
+            return False, vals, errs
+    return ok, vals, errs
 
 
 def may_kink(net: Network) -> bool:

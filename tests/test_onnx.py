@@ -16,9 +16,8 @@ from onnx.reference import ReferenceEvaluator
 from formal.activations import parse_preset
 from formal.cli import main
 from formal.errors import FormalError, InvalidArgument, UnsupportedOp
-from formal.exact import KINK_RULES, exact_forward, float_values, output_value
+from formal.exact import exact_forward, float_pass, output_value
 from formal.io.onnx import from_model, load
-from formal.ops import FLOAT
 from formal.verdict import check
 
 F = Fraction
@@ -46,19 +45,7 @@ def exact_out(net) -> np.ndarray:
 
 def float_out(net) -> np.ndarray:
     """The float filter's own values (with their rigorous bounds), for irrational activations."""
-    vals, errs = {}, {}
-    for node in net.nodes:
-        if node.op == "input":
-            vals[node.name], errs[node.name] = float_values(net, "<input>")
-        elif node.op == "param":
-            vals[node.name], errs[node.name] = float_values(net, node.attr("name"))
-        elif node.op == "const":
-            q = node.attr("value")
-            vals[node.name], errs[node.name] = q.to_float(), np.abs(q.to_float()) * 2.0**-52
-        elif node.op in KINK_RULES:
-            vals[node.name], errs[node.name], _ = KINK_RULES[node.op].float_filter(node, [vals[i] for i in node.inputs], [errs[i] for i in node.inputs], net)
-        else:
-            vals[node.name], errs[node.name] = FLOAT[node.op](node, [vals[i] for i in node.inputs], [errs[i] for i in node.inputs], net)
+    _, vals, _ = float_pass(net, stop_on_suspect=False)
     return vals[net.output].reshape(-1)
 
 

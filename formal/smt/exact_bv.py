@@ -423,8 +423,15 @@ def _const_array(q: Any) -> np.ndarray:
     return out
 
 
-def param_arrays(net: Network, fixed: Mapping[int, Fraction], variables: Mapping[int, FPVar]) -> dict[str, np.ndarray]:
-    """BVQ arrays of every parameter tensor: searched groups as variables, others constant."""
+def parameter_leaves(
+    net: Network,
+    fixed: Mapping[int, Fraction],
+    variables: Mapping[int, FPVar],
+    var_leaf: Callable[[FPVar, bool], Any],
+    const_leaf: Callable[[Fraction], Any],
+) -> dict[str, np.ndarray]:
+    """Leaf arrays of every parameter tensor: searched groups as ``var_leaf(var, negate)``,
+    fixed groups and all other entries as ``const_leaf(value)`` (ties keep their signs)."""
     par = net.parameterization()
     out: dict[str, np.ndarray] = {}
     for name, q in net.params.items():
@@ -437,17 +444,23 @@ def param_arrays(net: Network, fixed: Mapping[int, Fraction], variables: Mapping
                 g = int(groups[idx])
                 s = int(signs[idx]) if signs is not None else 1
                 if g in variables:
-                    arr[idx] = var(variables[g], negate=s < 0)
+                    arr[idx] = var_leaf(variables[g], s < 0)
                     continue
                 if g in fixed:
-                    arr[idx] = const(fixed[g] * s)
+                    arr[idx] = const_leaf(fixed[g] * s)
                     continue
-            arr[idx] = const(vals[idx])
+            arr[idx] = const_leaf(vals[idx])
         out[name] = arr
     return out
 
 
+def param_arrays(net: Network, fixed: Mapping[int, Fraction], variables: Mapping[int, FPVar]) -> dict[str, np.ndarray]:
+    """BVQ arrays of every parameter tensor: searched groups as variables, others constant."""
+    return parameter_leaves(net, fixed, variables, lambda v, neg: var(v, negate=neg), const)
+
+
 __all__ = [
+    "parameter_leaves",
     "BVQ",
     "KinkSite",
     "NetworkEncoding",

@@ -39,7 +39,7 @@ from ..network import Network
 from ..numbers import Format, format_exact, hex_float
 from ..rebuild import with_groups
 from . import closed_form
-from .exact_bv import NetworkEncoding, compare, nonzero, param_arrays
+from .exact_bv import NetworkEncoding, compare, nonzero, param_arrays, parameter_leaves
 from .fp import Domain, FPVar
 from .rounded import (
     ExactRounding,
@@ -250,27 +250,11 @@ class RoundedQuery(_Query):
 
 
 def _fp_params(net: Network, fixed: Mapping[int, Fraction], variables: Mapping[int, FPVar], arith: Z3Arith) -> dict[str, np.ndarray]:
-    par = net.parameterization()
-    out: dict[str, np.ndarray] = {}
-    for name, q in net.params.items():
-        vals: Any = q.to_fractions()
-        arr = np.empty(vals.shape, dtype=object)
-        groups = par.groups.get(name)
-        signs = par.signs.get(name)
-        for idx in np.ndindex(*vals.shape):
-            if groups is not None:
-                g = int(groups[idx])
-                s = int(signs[idx]) if signs is not None else 1
-                if g in variables:
-                    x = variables[g].fp()
-                    arr[idx] = z3.fpNeg(x) if s < 0 else x
-                    continue
-                if g in fixed:
-                    arr[idx] = arith.const(fixed[g] * s)
-                    continue
-            arr[idx] = arith.const(vals[idx])
-        out[name] = arr
-    return out
+    def fp_var(v: FPVar, negate: bool) -> Any:
+        x = v.fp()
+        return z3.fpNeg(x) if negate else x
+
+    return parameter_leaves(net, fixed, variables, fp_var, arith.const)
 
 
 # ---------------------------------------------------------------------------
