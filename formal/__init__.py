@@ -2,9 +2,12 @@
 
 __version__ = "0.1.0"
 
-from . import examples
-from .errors import FormalError, InvalidArgument
-from .io.formalnet import load
-from .verdict import Verdict, check
+from formal import (
+    examples,
+    ops,  # noqa: F401  (registers every op's rules)
+)
+from formal.engine.verdict import Verdict, check
+from formal.errors import FormalError, InvalidArgument
+from formal.io.formalnet import load
 
 __all__ = ["FormalError", "InvalidArgument", "Verdict", "check", "examples", "load"]

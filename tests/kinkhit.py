@@ -23,11 +23,11 @@ from fractions import Fraction
 
 import numpy as np
 
-from formal.activations import parse_preset
-from formal.exact import exact_forward, output_value, reverse
-from formal.localsig import exact_oracle, signatures
-from formal.network import Network, Node
-from formal.qarray import QArray
+from formal.core.activations import parse_preset
+from formal.core.network import Network, Node
+from formal.core.qarray import QArray
+from formal.engine.forward import exact_forward, output_value, reverse
+from formal.engine.signature import exact_oracle, signatures
 
 PRESET = parse_preset("pytorch")
 

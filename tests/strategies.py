@@ -18,7 +18,7 @@ from typing import Any
 from hypothesis import strategies as st
 from oracle import make_act
 
-from formal.numbers import parse_format
+from formal.core.numbers import parse_format
 
 F = Fraction
 GRID = [F(0), F(0), F(0), F(1, 4), F(-1, 4), F(1, 2), F(-1, 2), F(3, 4), F(-3, 4), F(1), F(-1), F(3, 2),

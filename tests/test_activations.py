@@ -16,17 +16,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from oracle import X, make_act
 
-from formal.activations import (
+from formal.core.activations import (
     PRESETS,
     activation_names,
     get_activation,
     parse_preset,
     parse_proxy_override,
 )
+from formal.core.network import Node
+from formal.core.qarray import QArray
+from formal.engine.forward import ActRule
 from formal.errors import InvalidArgument
-from formal.exact import ActRule
-from formal.network import Node
-from formal.qarray import QArray
 
 F = Fraction
 

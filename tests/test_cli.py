@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from formal.cli import main
+from formal.cli.main import main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "formal" / "examples"
 CONTRACT_KEYS = {

@@ -6,7 +6,7 @@ import json
 from fractions import Fraction
 from pathlib import Path
 
-from formal.cli import main
+from formal.cli.main import main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "formal" / "examples"
 KEYS = {"omega", "ndf", "inc", "density_ndf", "density_inc", "bound", "method", "seconds"}

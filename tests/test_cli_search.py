@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import z3
 
-from formal.cli import main
+from formal.cli.main import main
+from formal.core.numbers import BINARY32, parse_exact
+from formal.core.rebuild import with_groups
+from formal.engine.verdict import check
 from formal.examples import load_example
-from formal.numbers import BINARY32, parse_exact
-from formal.rebuild import with_groups
-from formal.smt.export import solve_text
-from formal.verdict import check
+from formal.search.export import solve_text
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "formal" / "examples"
 KEYS = {"status", "reason", "params", "bits", "verdict", "seconds", "method", "space", "numbers", "proxy"}

@@ -11,17 +11,24 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-import formal.conv  # noqa: F401  (registers the rules)
-from formal.activations import get_activation, parse_preset
-from formal.conv import avg_divisors, window_index
+import formal.ops.conv  # noqa: F401  (registers the rules)
+from formal.core.activations import get_activation, parse_preset
+from formal.core.network import Network, Node
+from formal.core.numbers import parse_format
+from formal.core.qarray import QArray
+from formal.engine.forward import (
+    KINK_RULES,
+    exact_forward,
+    float_values,
+    jvp,
+    output_seeds,
+    reverse,
+)
+from formal.engine.verdict import check
 from formal.errors import InvalidArgument
-from formal.exact import KINK_RULES, exact_forward, float_values, jvp, output_seeds, reverse
 from formal.io.formalnet import from_dict
-from formal.network import Network, Node
-from formal.numbers import parse_format
-from formal.ops import FLOAT
-from formal.qarray import QArray
-from formal.verdict import check
+from formal.ops.basic import FLOAT
+from formal.ops.conv import avg_divisors, window_index
 
 PRESET = parse_preset("pytorch")
 

@@ -24,10 +24,10 @@ import pytest
 from kinkhit import bias_rays_nonlinear, hit_kinks, with_values
 from onnx.reference import ReferenceEvaluator
 
-from formal.activations import parse_preset
-from formal.exact import exact_forward, output_value
+from formal.core.activations import parse_preset
+from formal.engine.forward import exact_forward, output_value
+from formal.engine.verdict import check
 from formal.io.onnx import load
-from formal.verdict import check
 
 V = "vnncomp2021"
 
@@ -176,7 +176,7 @@ def test_ffnn_sigmoid(corpus):
     # no kinked activation at all: differentiable everywhere, at any parameters (never "unknown")
     b = net.params["2.bias"].to_fractions()
     b[:] = Fraction(0)
-    from formal.qarray import QArray
+    from formal.core.qarray import QArray
 
     moved = with_values(net, {**net.params, "2.bias": QArray.from_fractions(b)})
     assert check(moved).method == "no-kinks"

@@ -8,9 +8,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from formal.activations import parse_preset
-from formal.batch import dense_chain
-from formal.count import (
+from formal.core.activations import parse_preset
+from formal.core.numbers import parse_format
+from formal.count.bias import count_conditional, slice_good_point, split
+from formal.count.counting import (
     count_exact,
     count_open,
     count_sample,
@@ -25,14 +26,13 @@ from formal.count import (
     wilson,
     with_point,
 )
-from formal.count_bias import count_conditional, slice_good_point, split
+from formal.engine.batch import dense_chain
+from formal.engine.patterns import decide, explain, t2_criterion
+from formal.engine.verdict import check
 from formal.errors import InvalidArgument, NotInFormat
 from formal.examples import load_example
 from formal.io.formalnet import from_dict
-from formal.numbers import parse_format
-from formal.patterns import decide, explain, t2_criterion
-from formal.theorems_evidence import mlp
-from formal.verdict import check
+from formal.theorems.evidence import mlp
 
 PRESETS = ("pytorch", "left", "right", "lambda=1/2", "value=3")
 ACTS = ["relu", "abs", {"name": "leaky_relu", "slope": "1/100"}, "relu6", "hardtanh", "hardsigmoid", "hardswish"]
@@ -144,7 +144,7 @@ def test_pattern_method_on_examples(name):
     chain = dense_chain(net)
     assert chain is not None
     vals, q = members_scaled(net.numbers)
-    from formal.count import point_of
+    from formal.count.counting import point_of
 
     pts = [[int(v * q) for v in point_of(net)]]
     rng = random.Random(len(name))

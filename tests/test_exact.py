@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from oracle import Oracle, make_act
 from strategies import networks
 
-from formal.activations import parse_preset
-from formal.exact import (
+from formal.core.activations import parse_preset
+from formal.core.qarray import QArray
+from formal.engine.forward import (
     KinkNode,
     exact_forward,
     float_filter,
@@ -30,9 +31,8 @@ from formal.exact import (
     output_value,
     reverse,
 )
+from formal.engine.verdict import check
 from formal.io.formalnet import from_dict
-from formal.qarray import QArray
-from formal.verdict import check
 
 F = Fraction
 

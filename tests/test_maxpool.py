@@ -13,16 +13,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-import formal.conv  # noqa: F401
-from formal.activations import get_activation, parse_preset
+import formal.ops.conv  # noqa: F401
+from formal.core.activations import get_activation, parse_preset
+from formal.core.network import Network, Node
+from formal.core.numbers import parse_format
+from formal.core.qarray import QArray
+from formal.engine.forward import exact_forward, float_filter
+from formal.engine.verdict import check
 from formal.errors import InvalidArgument
-from formal.exact import exact_forward, float_filter
 from formal.io.onnx import from_model
-from formal.maxpool import choose
-from formal.network import Network, Node
-from formal.numbers import parse_format
-from formal.qarray import QArray
-from formal.verdict import check
+from formal.ops.pool import choose
 
 F = Fraction
 

@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 from oracle import Oracle
 from strategies import networks
 
-from formal.activations import get_activation
+from formal.core.activations import get_activation
+from formal.core.network import Network, Node, Tie, bias_structure, check_well_formed
+from formal.core.numbers import BINARY32
+from formal.core.qarray import QArray
 from formal.errors import InvalidArgument
 from formal.io.formalnet import from_dict
-from formal.network import Network, Node, Tie, bias_structure, check_well_formed
-from formal.numbers import BINARY32
-from formal.qarray import QArray
 
 F = Fraction
 

@@ -8,12 +8,12 @@ from fractions import Fraction
 
 import pytest
 
-from formal.activations import parse_preset
-from formal.cli import main
+from formal.cli.main import main
+from formal.core.activations import parse_preset
+from formal.engine.forward import exact_forward, output_value
+from formal.engine.verdict import check
 from formal.errors import InputFileError, InvalidArgument
-from formal.exact import exact_forward, output_value
 from formal.io.nnet import load, parse
-from formal.verdict import check
 
 F = Fraction
 # 2 inputs -> 2 ReLU units -> 1 output; means/ranges for inputs and the output

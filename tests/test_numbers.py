@@ -12,8 +12,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from formal.errors import InvalidArgument, NotInFormat
-from formal.numbers import (
+from formal.core.numbers import (
     BFLOAT16,
     BINARY16,
     BINARY32,
@@ -27,6 +26,7 @@ from formal.numbers import (
     parse_exact,
     parse_format,
 )
+from formal.errors import InvalidArgument, NotInFormat
 
 FP43 = parse_format("fp(4,3)")
 FP52 = Format("fp(5,2)", 5, 2)  # built directly: parse_format maps fp(5,2) to E5M2

@@ -13,12 +13,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from formal.activations import parse_preset
-from formal.cli import main
+from formal.cli.main import main
+from formal.core.activations import parse_preset
+from formal.engine.forward import exact_forward, float_pass, output_value
+from formal.engine.verdict import check
 from formal.errors import FormalError, InvalidArgument, UnsupportedOp
-from formal.exact import exact_forward, float_pass, output_value
 from formal.io.onnx import from_model, load
-from formal.verdict import check
 
 F = Fraction
 RNG = np.random.default_rng(1)

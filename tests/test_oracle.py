@@ -33,10 +33,10 @@ from oracle import (
 )
 from strategies import KINKED, WIDE_GRID, WIDE_INPUTS, image_networks, networks
 
-from formal.activations import parse_preset
-from formal.exact import exact_forward, gradient_ad, output_value
+from formal.core.activations import parse_preset
+from formal.engine.forward import exact_forward, gradient_ad, output_value
+from formal.engine.verdict import check, directional
 from formal.io.formalnet import from_dict
-from formal.verdict import check, directional
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "formal" / "examples"
 PRESETS = ["pytorch", "left", "right", "lambda=1/2", "jax"]

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import formal.qarray as qa
-from formal.qarray import FlintMatrix, QArray, int_matmul, qmatmul
+import formal.core.qarray as qa
+from formal.core.qarray import FlintMatrix, QArray, int_matmul, qmatmul
 
 F = Fraction
 fractions = st.fractions(min_value=-10**6, max_value=10**6, max_denominator=10**4)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from formal.cli import main
+from formal.cli.main import main
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_open_question(quick):
 
 
 def test_failure_exits_1(monkeypatch, capsys):
-    import formal.theorems as th
+    import formal.theorems.catalogue as th
 
     def bad(rec, budget):
         rec.expect(False, "deliberately false")

@@ -10,16 +10,16 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from formal.activations import parse_preset
+from formal.core.activations import parse_preset
+from formal.core.numbers import BINARY32, parse_format
+from formal.core.rebuild import group_values, with_groups
+from formal.engine.forward import exact_forward
+from formal.engine.verdict import check
 from formal.errors import InvalidArgument, NotInFormat
-from formal.exact import exact_forward
 from formal.examples import load_example
 from formal.io.formalnet import from_dict
-from formal.numbers import BINARY32, parse_format
-from formal.rebuild import group_values, with_groups
-from formal.search import SearchOptions, search
+from formal.search.search import SearchOptions, search
 from formal.smt.fp import Domain, domain_members
-from formal.verdict import check
 
 F = Fraction
 TINY = parse_format("fp(2,1)")  # members 0, +-1/2, +-1, +-3/2, +-2, +-3

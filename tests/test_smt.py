@@ -10,11 +10,20 @@ import numpy as np
 import pytest
 import z3
 
-from formal.activations import parse_preset
-from formal.exact import exact_forward, output_seeds, reverse
+from formal.core.activations import parse_preset
+from formal.core.numbers import (
+    BFLOAT16,
+    BINARY16,
+    BINARY32,
+    BINARY64,
+    E4M3,
+    E5M2,
+    FORMATS,
+    parse_format,
+)
+from formal.core.rebuild import group_values, with_groups
+from formal.engine.forward import exact_forward, output_seeds, reverse
 from formal.examples import load_example
-from formal.numbers import BFLOAT16, BINARY16, BINARY32, BINARY64, E4M3, E5M2, FORMATS, parse_format
-from formal.rebuild import group_values, with_groups
 from formal.smt import closed_form
 from formal.smt.exact_bv import NetworkEncoding, model_value, param_arrays
 from formal.smt.fp import (

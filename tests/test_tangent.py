@@ -9,17 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import formal.tangent as tangent
-from formal.activations import parse_preset
-from formal.exact import forward
-from formal.examples import load_example
-from formal.tangent import (
+import formal.engine.kinkgraph as tangent
+from formal.core.activations import parse_preset
+from formal.engine.forward import forward
+from formal.engine.kinkgraph import (
     _exact_pivots,
     build_kink_graph,
     column_basis,
     gradient_from_graph,
     left_null_space,
 )
+from formal.examples import load_example
 
 
 def rank_fraction(rows: list[list[Fraction]]) -> int:

@@ -8,14 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from formal.activations import parse_preset
-from formal.batch import dense_chain
-from formal.count import count_exact, exhaustive, members_scaled, t3_bound, tightness_density
+from formal.core.activations import parse_preset
+from formal.count.counting import (
+    count_exact,
+    exhaustive,
+    members_scaled,
+    t3_bound,
+    tightness_density,
+)
+from formal.engine.batch import dense_chain
+from formal.engine.patterns import explain
 from formal.examples import load_example
-from formal.openquestion import bias_free_net, zero_input_hook
-from formal.patterns import explain
-from formal.theorems import Recorder, Theorem, catalogue, get, run_all
-from formal.theorems_evidence import _convex_member, mlp
+from formal.theorems.catalogue import Recorder, Theorem, catalogue, get, run_all
+from formal.theorems.evidence import _convex_member, mlp
+from formal.theorems.openquestion import bias_free_net, zero_input_hook
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,8 +75,8 @@ def test_run_all_only_selects():
 
 def test_lemma_d():
     """The axis trap: linear on both axes, yet not differentiable; both deciders agree."""
-    from formal.exact import exact_forward
-    from formal.verdict import check, directional
+    from formal.engine.forward import exact_forward
+    from formal.engine.verdict import check, directional
 
     net = load_example("axis-trap")
     fwd = exact_forward(net, parse_preset("pytorch"))
@@ -99,14 +105,14 @@ def test_t1_t2_t3():
     ex = exhaustive(net, presets, cross_check=6)
     assert all(v == 0 for v in ex.inc.values())  # T1
     assert 0 < Fraction(ex.ndf, ex.omega) <= t3_bound(net) == Fraction(2, 23)  # T3
-    from formal.patterns import t2_criterion
+    from formal.engine.patterns import t2_criterion
 
     vals, q = members_scaled(net.numbers)
     rng = np.random.default_rng(0)
     w = vals[rng.integers(0, len(vals), size=(4000, net.param_count()))]
     # bias = kink - w x for half the points, so that kinks are frequent
     chain = dense_chain(net)
-    from formal.patterns import decide
+    from formal.engine.patterns import decide
 
     bv = decide(chain, w, q, [parse_preset("pytorch")])
     assert np.array_equal(t2_criterion(chain, w, q), bv.ndf)  # T2

@@ -9,11 +9,11 @@ import pytest
 from catalogue import CASES, NOT_FALSE, NOT_TRUE, ROUNDING_W, axis_trap_g, by_name
 from oracle import Oracle
 
-from formal.activations import parse_preset
-from formal.exact import exact_forward, gradient_ad, output_value
+from formal.core.activations import parse_preset
+from formal.core.numbers import BINARY32
+from formal.engine.forward import exact_forward, gradient_ad, output_value
+from formal.engine.verdict import check, directional
 from formal.io.formalnet import from_dict
-from formal.numbers import BINARY32
-from formal.verdict import check, directional
 
 PAIRS = [(c, p) for c in CASES for p in c.expect]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from ..errors import InvalidArgument
+from formal.errors import InvalidArgument
 
 
 def example_names() -> list[str]:
@@ -23,7 +23,7 @@ def example_path(name: str) -> Path:
 
 
 def load_example(name: str):
-    from ..io.formalnet import load
+    from formal.io.formalnet import load
 
     return load(example_path(name))
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from ..activations import Activation, get_activation, parse_proxy_override
-from ..errors import FormalError, InputFileError, InvalidArgument
-from ..network import Network, Node, Tie, check_well_formed
-from ..numbers import Format, format_exact, hex_float, parse_exact, parse_format
-from ..qarray import QArray
+from formal.core.activations import Activation, get_activation, parse_proxy_override
+from formal.core.network import Network, Node, Tie, check_well_formed
+from formal.core.numbers import Format, format_exact, hex_float, parse_exact, parse_format
+from formal.core.qarray import QArray
+from formal.errors import FormalError, InputFileError, InvalidArgument
 
 FORMAT_TAG = "formal-net/1"
 _ENTRY = re.compile(r"^\s*(-?)\s*([^\[\]\s]+)\s*(?:\[([0-9,\s]*)\])?\s*$")
@@ -259,7 +259,7 @@ LAYERS: dict[str, Any] = {"dense": _dense}
 
 
 def _register_layers() -> None:
-    from .formalnet_layers import LAYERS as more
+    from formal.io.formalnet_layers import LAYERS as more
 
     LAYERS.update(more)
 

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import conv as _conv  # noqa: F401  (registers the conv/pool rules)
-from ..conv import out_size
-from .formalnet import Build
+from formal.io.formalnet import Build
+from formal.ops import conv as _conv  # noqa: F401  (registers the conv/pool rules)
+from formal.ops.conv import out_size
 
 
 def _pair(b: Build, field: str, value: Any, default: int | None, minimum: int) -> tuple[int, int]:

@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from ..activations import get_activation
-from ..errors import InputFileError
-from ..network import Network, Node, check_well_formed
-from ..numbers import parse_format
-from ..qarray import QArray
+from formal.core.activations import get_activation
+from formal.core.network import Network, Node, check_well_formed
+from formal.core.numbers import parse_format
+from formal.core.qarray import QArray
+from formal.errors import InputFileError
 
 
 class _Reader:
@@ -82,8 +82,8 @@ class _Reader:
 
 def parse(text: str, *, source: str = "<nnet>", input: Any = None, spec: Any = None, numbers: str | None = None, normalize: bool = False) -> Network:
     """Build a Network from NNet text (see the module docstring)."""
-    from .formalnet import Where, check_members
-    from .onnx import input_values
+    from formal.io.formalnet import Where, check_members
+    from formal.io.onnx import input_values
 
     r = _Reader(text, source)
     n_layers, n_in, n_out, _ = r.ints("numLayers, inputSize, outputSize, maxLayerSize", 4)

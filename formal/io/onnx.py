@@ -48,11 +48,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import conv as _conv  # noqa: F401  (registers the conv/pool rules)
-from ..errors import InputFileError, InvalidArgument, UnsupportedOp
-from ..network import Network, Node, check_well_formed
-from ..numbers import Format, parse_format
-from ..qarray import QArray
+from formal.core.network import Network, Node, check_well_formed
+from formal.core.numbers import Format, parse_format
+from formal.core.qarray import QArray
+from formal.errors import InputFileError, InvalidArgument, UnsupportedOp
+from formal.ops import conv as _conv  # noqa: F401  (registers the conv/pool rules)
 
 _FLOAT_TYPES = {1: "binary32", 10: "binary16", 11: "binary64", 16: "bfloat16", 17: "e4m3", 19: "e5m2"}
 MIN_OPSET, MAX_OPSET = 7, 21
@@ -257,7 +257,7 @@ def input_values(
     box center with a spec, else zeros).  Box points are rounded to
     ``rounding`` when given.
     """
-    from . import vnnlib
+    from formal.io import vnnlib
 
     size = int(np.prod(shape, dtype=np.int64))
     if isinstance(spec, (str, Path)):
@@ -324,7 +324,7 @@ def load(
     """Load an ONNX model as a Network (see the module docstring)."""
     import onnx
 
-    from . import onnx_ops
+    from formal.io import onnx_ops
 
     p = Path(path)
     try:
@@ -349,7 +349,7 @@ def from_model(
     _ops: Any = None,
 ) -> Network:
     """Build a Network from an in-memory ``onnx.ModelProto``."""
-    from . import onnx_ops
+    from formal.io import onnx_ops
 
     ops = _ops or onnx_ops
     graph = model.graph
@@ -392,7 +392,7 @@ def from_model(
 
 
 def _network(imp: Importer, X: np.ndarray, out_node: str, trainable: Sequence[str] | None, numbers: str | None) -> Network:
-    from .formalnet import Where, check_members
+    from formal.io.formalnet import Where, check_members
 
     used = {n.attr("name") for n in imp.nodes if n.op == "param"}
     order = [n for n in imp.param_order if n in used]

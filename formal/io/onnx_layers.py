@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from ..conv import out_size, rational_sqrt
-from ..qarray import QArray
-from .onnx import Importer, Tensor
-from .onnx_ops import _align, _const, _f32, _fr, _present, handles
+from formal.core.qarray import QArray
+from formal.io.onnx import Importer, Tensor
+from formal.io.onnx_ops import _align, _const, _f32, _fr, _present, handles
+from formal.ops.conv import out_size, rational_sqrt
 
 # -- shapes -------------------------------------------------------------------------------
 

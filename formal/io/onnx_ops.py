@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from ..activations import Activation, get_activation
-from ..qarray import QArray
-from .onnx import _FLOAT_TYPES, Importer, Tensor, _fractions, exact_from_float
+from formal.core.activations import Activation, get_activation
+from formal.core.qarray import QArray
+from formal.io.onnx import _FLOAT_TYPES, Importer, Tensor, _fractions, exact_from_float
 
 Handler = Callable[[Importer, Any], None]
 HANDLERS: dict[str, Handler] = {}
@@ -191,7 +191,7 @@ def _dropout(imp: Importer, p: Any) -> None:
 
 @handles("Cast")
 def _cast(imp: Importer, p: Any) -> None:
-    from ..numbers import parse_format
+    from formal.core.numbers import parse_format
 
     to = imp.attrs(p, {"to": None, "saturate": 1})["to"]
     a = imp.get(p.input[0])
@@ -317,6 +317,6 @@ def _clip(imp: Importer, p: Any) -> None:
     _act(imp, p, act)
 
 
-from . import onnx_layers as _layers  # noqa: E402,F401  (registers the remaining handlers)
+from formal.io import onnx_layers as _layers  # noqa: E402,F401  (registers the remaining handlers)
 
 __all__ = ["HANDLERS", "classify_initializers", "hard_sigmoid", "clip"]

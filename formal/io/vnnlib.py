@@ -24,8 +24,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputFileError, InvalidArgument
-from ..numbers import parse_exact
+from formal.core.numbers import parse_exact
+from formal.errors import InputFileError, InvalidArgument
 
 _TOKEN = re.compile(r"\(|\)|[^\s()]+")
 _VAR = re.compile(r"^([XY])_(\d+)$")

@@ -14,8 +14,8 @@ from fractions import Fraction
 
 import z3
 
-from ..errors import UnsupportedOp
-from .fp import FPVar
+from formal.errors import UnsupportedOp
+from formal.smt.fp import FPVar
 
 MAX_WIDTH = 4096  # refuse encodings whose proven bounds need wider bit-vectors
 MAX_MUL_COST = 128 * 128  # refuse variable x variable multipliers larger than this (bit pairs):

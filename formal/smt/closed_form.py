@@ -23,11 +23,11 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..activations import Activation, Preset
-from ..exact import KINK_RULES, Forward, exact_forward, float_values
-from ..network import Network, Node
-from ..ops import FLOAT
-from .fp import Domain
+from formal.core.activations import Activation, Preset
+from formal.core.network import Network, Node
+from formal.engine.forward import KINK_RULES, Forward, exact_forward, float_values
+from formal.ops.basic import FLOAT
+from formal.smt.fp import Domain
 
 __all__ = ["Slot", "Candidate", "CandidateScan", "linear_slots", "candidates", "slots_complete", "float_pass"]
 

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import z3
 
-from ..activations import Activation, Preset
-from ..errors import UnsupportedOp
-from ..exact import _proxy
-from ..network import Network, Node
-from .bvq import (
+from formal.core.activations import Activation, Preset
+from formal.core.network import Network, Node
+from formal.engine.forward import _proxy
+from formal.errors import UnsupportedOp
+from formal.smt.bvq import (
     BVQ,
     ZERO,
     _deriv,
@@ -49,7 +49,7 @@ from .bvq import (
     total,
     var,
 )
-from .fp import FPVar
+from formal.smt.fp import FPVar
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,8 +36,8 @@ from fractions import Fraction
 
 import z3
 
-from ..errors import InvalidArgument
-from ..numbers import Format, format_exact, hex_float, parse_format
+from formal.core.numbers import Format, format_exact, hex_float, parse_format
+from formal.errors import InvalidArgument
 
 __all__ = [
     "Domain",

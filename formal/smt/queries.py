@@ -32,16 +32,16 @@ from typing import Any
 import numpy as np
 import z3
 
-from ..activations import Activation, Preset
-from ..errors import UnsupportedOp
-from ..exact import exact_forward
-from ..network import Network
-from ..numbers import Format, format_exact, hex_float
-from ..rebuild import with_groups
-from . import closed_form
-from .exact_bv import NetworkEncoding, compare, nonzero, param_arrays, parameter_leaves
-from .fp import Domain, FPVar
-from .rounded import (
+from formal.core.activations import Activation, Preset
+from formal.core.network import Network
+from formal.core.numbers import Format, format_exact, hex_float
+from formal.core.rebuild import with_groups
+from formal.engine.forward import exact_forward
+from formal.errors import UnsupportedOp
+from formal.smt import closed_form
+from formal.smt.exact_bv import NetworkEncoding, compare, nonzero, param_arrays, parameter_leaves
+from formal.smt.fp import Domain, FPVar
+from formal.smt.rounded import (
     ExactRounding,
     Z3Arith,
     _dom_step,

@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 import z3
 
-from ..activations import Activation
-from ..errors import UnsupportedOp
-from ..network import Network, Node
-from ..numbers import Format
-from .fp import Domain, fp_sort, fp_value, native
+from formal.core.activations import Activation
+from formal.core.network import Network, Node
+from formal.core.numbers import Format
+from formal.errors import UnsupportedOp
+from formal.smt.fp import Domain, fp_sort, fp_value, native
 
 __all__ = [
     "ORDERS",

@@ -1,0 +1,1 @@
+"""``formal bench``: speed as ratios against baselines run in the same process."""

@@ -1,0 +1,298 @@
+"""``formal bench`` rows of the solver queries (issue 4), each against the naive encoding.
+
+The naive encoding is what THEORY section 7 warns about: parameters as z3
+``Float32`` variables read into real arithmetic with ``fp.to_real`` (products
+of them are nonlinear real arithmetic).  It is run with a cap (default 30 s,
+``FORMAL_BENCH_SMT_CAP`` to change it); when it gives no verified witness
+within the cap (a time-out, or an early ``unknown``), the baseline time is
+reported as the cap and the ratio ours/baseline is an upper bound.
+
+Rows: (i) a bias kink in a binary32 784-256-10 MLP (closed form), (ii) an inc
+witness in a bias-free 2-layer ReLU net with the ``right`` preset in
+binary32 (search formats), (iii) a spurious kink of a binary32 dense unit
+with 8 inputs (rounded semantics).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import z3
+
+from formal.bench.runner import bench_row
+from formal.core.network import Network
+from formal.core.numbers import BINARY32
+from formal.core.qarray import QArray
+from formal.core.rebuild import with_groups
+from formal.engine.verdict import check
+from formal.search.search import SearchOptions, search
+from formal.smt.fp import Domain, fp_value
+from formal.smt.queries import checked
+
+__all__ = ["dense_net", "naive_cap", "row_bias_kink", "row_inc", "row_spurious"]
+
+DEFAULT_CAP = 30.0
+
+
+def naive_cap() -> float:
+    """The naive baseline's cap in seconds (env ``FORMAL_BENCH_SMT_CAP``, default 30)."""
+    try:
+        return max(float(os.environ.get("FORMAL_BENCH_SMT_CAP", DEFAULT_CAP)), 0.1)
+    except ValueError:
+        return DEFAULT_CAP
+
+
+def _qarray(values: Any) -> QArray:
+    arr = np.asarray(values)
+    if arr.dtype == object:
+        return QArray.from_fractions(arr)
+    flat = [Fraction(float(v)) for v in arr.astype(np.float64).ravel()]  # float32 -> float64 is exact
+    return QArray.from_fractions(np.array(flat, dtype=object).reshape(arr.shape))
+
+
+def _scaled(k: np.ndarray, den: int) -> QArray:
+    num = np.empty(k.shape, dtype=object)
+    for idx in np.ndindex(*k.shape):
+        num[idx] = int(k[idx])
+    return QArray(num, den)
+
+
+def dense_net(x: QArray, weights: list[QArray], biases: list[QArray | None], acts: list[str]) -> Network:
+    """A dense binary32 network built directly (no JSON parsing)."""
+    from formal.bench.core import dense_network
+
+    return dense_network(weights, biases, x, acts, source="bench:smt")
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def _row(ours: float, status: str, base: float, base_status: str, cap: float, target: float, detail: str, **extra: Any) -> dict[str, Any]:
+    capped = base_status != "found"
+    return {
+        "seconds": ours,
+        "status": status,
+        "baseline_seconds": base,
+        "baseline_status": base_status,
+        "baseline_capped": capped,
+        "ratio": ours / base if base > 0 else None,
+        "ratio_is_upper_bound": capped,
+        "target": target,
+        "meets_target": status == "found" and ours < target,
+        "ok": status == "found" and ours < target,
+        "cap": cap,
+        "detail": detail,
+        **extra,
+    }
+
+
+def _naive_solver(cap: float) -> z3.Solver:
+    s = z3.Solver()
+    s.set("timeout", int(cap * 1000))
+    return s
+
+
+def _naive_var(name: str) -> tuple[z3.FPRef, list[z3.BoolRef]]:
+    x = z3.FP(name, z3.Float32())
+    return x, [z3.Not(z3.fpIsNaN(x)), z3.Not(z3.fpIsInf(x)), z3.Not(z3.fpIsSubnormal(x))]
+
+
+def _rv(q: Fraction) -> z3.ArithRef:
+    return z3.RealVal(f"{q.numerator}/{q.denominator}")
+
+
+# -- (i) bias kink, 784-256-10 --------------------------------------------------
+
+
+def mlp_784(seed: int = 0, quantized: bool = True) -> Network:
+    """A binary32 784-256-10 ReLU MLP with an 8-bit input image.
+
+    ``quantized``: weights and biases k/128 (|k| <= 127), as in an int8-quantized
+    model; otherwise random float32 (N(0, 1/fan_in))."""
+    rng = np.random.default_rng(seed)
+    x = _scaled(np.where(rng.uniform(size=(1, 784)) < 0.8, 0, rng.integers(1, 256, size=(1, 784))), 256)
+    ws: list[QArray] = []
+    bs: list[QArray | None] = []
+    for fan_in, fan_out in ((784, 256), (256, 10)):
+        if quantized:
+            ws.append(_scaled(rng.integers(-8, 9, size=(fan_out, fan_in)), 128))
+            bs.append(_scaled(rng.integers(-127, 128, size=(fan_out,)), 128))
+        else:
+            ws.append(_qarray(rng.normal(0, 1 / np.sqrt(fan_in), (fan_out, fan_in)).astype(np.float32)))
+            bs.append(_qarray(rng.normal(0, 0.1, fan_out).astype(np.float32)))
+    net = dense_net(x, ws, bs, ["relu", "identity"])
+    net.parameterization()  # part of loading, as for `formal check`
+    return net
+
+
+def warm(net: Network) -> Network:
+    """Cache the exact (flint) weight matrices, as after one exact `formal check` pass."""
+    from formal.core.activations import parse_preset
+    from formal.engine.forward import exact_forward
+
+    exact_forward(net, parse_preset("pytorch"))
+    return net
+
+
+def naive_bias_kink(net: Network, cap: float) -> tuple[str, float]:
+    """Naive: one Float32 bias b of unit 0 with ``fp.to_real(b) + s == 0`` (s exact)."""
+    w = net.params["0.weight"].to_fractions()[0]
+    x = net.inputs.to_fractions()[0]
+    s_val = sum((Fraction(a) * Fraction(b) for a, b in zip(w, x) if b), Fraction(0))
+    b, dom = _naive_var("b")
+    solver = _naive_solver(cap)
+    solver.add(*dom)
+    solver.add(z3.fpToReal(b) + _rv(s_val) == 0)
+    r, dt = _timed(lambda: checked(solver, int(cap * 1000)))
+    if r == z3.sat:
+        return "found", dt
+    return f"{r} ({solver.reason_unknown() if r == z3.unknown else 'no witness'})", dt
+
+
+@bench_row("smt-bias-kink-784-256-10", "4")
+def row_bias_kink() -> dict[str, Any]:
+    cap = naive_cap()
+    opt = SearchOptions(find="kink", free=("0.bias",), stages=("closed-form",), timeout=60)
+    cold_net = mlp_784(quantized=True)
+    _, cold = _timed(lambda: search(cold_net, opt))
+    net = warm(mlp_784(quantized=True))
+    res, ours = _timed(lambda: search(net, opt))
+    assert res.status != "found" or (res.verdict is not None and res.verdict.kink_neurons > 0)
+    net_f = warm(mlp_784(quantized=False))
+    res_f, ours_f = _timed(lambda: search(net_f, opt))
+    base_status, base = naive_bias_kink(net, cap)
+    detail = (
+        f"closed form over the 256 first-layer biases (weights fixed) of an int8-style quantized MLP: {res.status} in {ours:.4f} s "
+        f"(exact weight matrices cached as after one `formal check`; {cold:.3f} s cold, building them); "
+        f"random float32 weights: {res_f.status} in {ours_f:.4f} s; "
+        f"naive fp.to_real (one Float32 bias, one unit only): {base_status} after {base:.2f} s"
+    )
+    return _row(ours, res.status, max(base, cap) if base_status != "found" else base, base_status, cap, 0.1, detail, cold_seconds=cold, float32_status=res_f.status, float32_seconds=ours_f)
+
+
+# -- (ii) inc witness, bias-free 2-layer ReLU net ---------------------------------------
+
+
+def relu2_net(seed: int = 1, n: int = 4, h: int = 4) -> Network:
+    """Bias-free ``relu(v . relu(W x))`` with binary32 random W, v and input x."""
+    rng = np.random.default_rng(seed)
+    x = _qarray(rng.uniform(-1, 1, (1, n)).astype(np.float32))
+    w1 = _qarray(rng.normal(0, 1, (h, n)).astype(np.float32))
+    w2 = _qarray(rng.normal(0, 1, (1, h)).astype(np.float32))
+    return dense_net(x, [w1, w2], [None, None], ["relu", "relu"])
+
+
+def naive_inc(net: Network, cap: float) -> tuple[str, float]:
+    """Naive CEGIS: Float32 variables via fp.to_real, real (nonlinear) arithmetic, the E1
+    pattern (a hidden unit and the output on their kinks, output weight non-zero)."""
+    t0 = time.perf_counter()
+    w1 = net.params["0.weight"].to_fractions()
+    h, n = w1.shape
+    x = net.inputs.to_fractions()[0]
+    W = [[_naive_var(f"W{j}_{k}") for k in range(n)] for j in range(h)]
+    V = [_naive_var(f"v{j}") for j in range(h)]
+    solver = _naive_solver(cap)
+    for row in W:
+        for _, d in row:
+            solver.add(*d)
+    for _, d in V:
+        solver.add(*d)
+    y1 = [z3.Sum([z3.fpToReal(W[j][k][0]) * _rv(x[k]) for k in range(n)]) for j in range(h)]
+    z1 = [z3.If(y > 0, y, z3.RealVal(0)) for y in y1]
+    y2 = z3.Sum([z3.fpToReal(V[j][0]) * z1[j] for j in range(h)])
+    solver.add(y2 == 0)
+    solver.add(z3.Or([z3.And(y1[j] == 0, z3.fpToReal(V[j][0]) != 0) for j in range(h)]))
+    par = net.parameterization()
+    while True:
+        left = cap - (time.perf_counter() - t0)
+        if left <= 0:
+            return "unknown (cap reached)", cap
+        solver.set("timeout", int(left * 1000))
+        r = checked(solver, int(left * 1000))
+        if r != z3.sat:
+            return f"{r} ({solver.reason_unknown() if r == z3.unknown else 'no witness'})", time.perf_counter() - t0
+        m = solver.model()
+        values: dict[int, Fraction] = {}
+        for g, label in enumerate(par.labels):
+            name, _, idx = label.partition("[")
+            ij = [int(t) for t in idx.rstrip("]").split(",")]
+            var = W[ij[0]][ij[1]][0] if name == "0.weight" else V[ij[1]][0]
+            values[g] = Fraction(m.eval(z3.fpToReal(var), model_completion=True).as_fraction())
+        net2 = with_groups(net, values)
+        if check(net2, "right").in_inc is True:
+            return "found", time.perf_counter() - t0
+        solver.add(z3.Or([z3.Not(z3.fpEQ(W[j][k][0], fp_value(values[par.labels.index(f"0.weight[{j},{k}]")], BINARY32))) for j in range(h) for k in range(n)]))
+
+
+@bench_row("smt-inc-relu2-right-binary32", "4")
+def row_inc() -> dict[str, Any]:
+    cap = naive_cap()
+    net = relu2_net()
+    opt = SearchOptions(find="inc", proxy="right", timeout=60)
+    res, ours = _timed(lambda: search(net, opt))
+    assert res.status != "found" or res.verdict.in_inc is True
+    base_status, base = naive_inc(net, cap)
+    detail = (
+        f"bias-free relu(v . relu(W x)), 4-4-1, binary32 random W, v, x; search formats {res.search_format}: "
+        f"{res.status} in {ours:.3f} s after {res.candidates} exact check(s); naive fp.to_real CEGIS: {base_status} after {base:.2f} s"
+    )
+    return _row(ours, res.status, max(base, cap) if base_status != "found" else base, base_status, cap, 5.0, detail)
+
+
+# -- (iii) spurious kink, dense unit with 8 inputs ---------------------------------------
+
+
+def unit8(seed: int = 2) -> Network:
+    """One bias-free ReLU unit with 8 binary32 inputs and weights (random)."""
+    rng = np.random.default_rng(seed)
+    x = _qarray(rng.uniform(-1, 1, (1, 8)).astype(np.float32))
+    w = _qarray(rng.normal(0, 1, (1, 8)).astype(np.float32))
+    return dense_net(x, [w], [None], ["relu"])
+
+
+def naive_spurious(net: Network, cap: float) -> tuple[str, float]:
+    """Naive: Float32 weights; float y by fp.mul/fp.add (sequential), exact y by fp.to_real."""
+    x = net.inputs.to_fractions()[0]
+    ws = [_naive_var(f"w{k}") for k in range(len(x))]
+    solver = _naive_solver(cap)
+    rng = Domain(BINARY32, Fraction(1, 1 << 16), Fraction(1 << 16))
+    lo = rng.lo_member
+    assert lo is not None
+    acc = None
+    for (w, d), xv in zip(ws, x):
+        solver.add(*d)
+        solver.add(z3.Or(z3.fpIsZero(w), z3.And(z3.fpGEQ(z3.fpAbs(w), fp_value(lo, BINARY32)), z3.fpLEQ(z3.fpAbs(w), fp_value(rng.hi_member, BINARY32)))))
+        p = z3.fpMul(z3.RNE(), w, fp_value(Fraction(xv), BINARY32))
+        acc = p if acc is None else z3.fpAdd(z3.RNE(), acc, p)
+    solver.add(z3.fpIsZero(acc))
+    solver.add(z3.Sum([z3.fpToReal(w) * _rv(Fraction(xv)) for (w, _), xv in zip(ws, x)]) != 0)
+    r, dt = _timed(lambda: checked(solver, int(cap * 1000)))
+    if r == z3.sat:
+        return "found", dt
+    return f"{r} ({solver.reason_unknown() if r == z3.unknown else 'no witness'})", dt
+
+
+@bench_row("smt-spurious-kink-unit8-binary32", "4")
+def row_spurious() -> dict[str, Any]:
+    cap = naive_cap()
+    net = unit8()
+    staged = SearchOptions(find="spurious-kink", timeout=60)
+    res, ours = _timed(lambda: search(net, staged))
+    smt_only = SearchOptions(find="spurious-kink", timeout=60, stages=("smt",), lo=Fraction(1, 1 << 16), hi=Fraction(1 << 16))
+    res_s, ours_s = _timed(lambda: search(net, smt_only))
+    base_status, base = naive_spurious(net, cap)
+    detail = (
+        f"y = relu(sum_k w_k x_k), 8 binary32 inputs, sequential order: staged search {res.status} by {res.method} in {ours:.4f} s; "
+        f"SMT alone (all 8 weights free, fp.mul/fp.add RNE vs exact bit-vectors): {res_s.status} in {ours_s:.2f} s; "
+        f"naive (fp.to_real for the exact side): {base_status} after {base:.2f} s"
+    )
+    return _row(ours, res.status, max(base, cap) if base_status != "found" else base, base_status, cap, 10.0, detail, smt_only_seconds=ours_s, smt_only_status=res_s.status, smt_only_ratio=ours_s / max(base, cap) if base_status != "found" else ours_s / base)
+

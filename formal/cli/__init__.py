@@ -1,0 +1,1 @@
+"""The ``formal`` command: one module per subcommand."""

@@ -1,0 +1,101 @@
+"""The ``formal`` command: a thin layer over the library.
+
+Subcommands live in ``formal/cli/<name>.py`` modules listed in
+:data:`COMMAND_MODULES`; each defines ``register(subparsers)``.  Every
+:class:`~formal.errors.FormalError` (and any malformed input) becomes one
+line ``error: ...`` on stderr and exit code 2; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from formal.errors import FormalError
+
+COMMAND_MODULES = (
+    "formal.cli.check",
+    "formal.cli.bench",
+    "formal.cli.count",
+    "formal.cli.reproduce",
+    "formal.cli.search",
+    "formal.cli.export",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="formal", description="Exact verdicts on AD at machine-representable parameters.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # a subcommand not built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def write_output(text: str, path: str | None) -> None:
+    """Write all at once (to a file or stdout): never half a result."""
+    if path:
+        tmp = Path(path + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    else:
+        sys.stdout.write(text)
+        if not text.endswith("\n"):
+            sys.stdout.write("\n")
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 verdicts, 1 failed checks, 2 bad input)."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(list(argv) if argv is not None else None)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        return int(args.func(args))
+    except _UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except FormalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RecursionError:
+        print("error: the network is too deep for this build's recursion limit", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:  # console-script entry point
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

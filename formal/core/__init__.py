@@ -1,0 +1,1 @@
+"""Core layer: machine numbers, exact arrays, activations and presets, the network IR."""

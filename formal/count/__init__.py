@@ -1,0 +1,1 @@
+"""Counting layer: exact, conditional and sampled counts over machine-number grids."""

@@ -1,0 +1,1 @@
+"""Engine layer: interpreters over the graph, the kink graph, linearity, verdicts."""

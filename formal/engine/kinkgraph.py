@@ -1,0 +1,294 @@
+"""Directional derivatives and the kink-graph reduction (THEORY section 2).
+
+Eliminating every smooth neuron leaves, for each kink node k and each of its
+inputs i, ``ydot_{k,i} = a_{k,i} . d + sum_{k'} C[(k,i), k'] zdot_{k'}`` and,
+for each output o, ``fdot_o = a_o . d + sum_k C[o, k] zdot_k``, where
+``zdot_k`` is k's kink map.  All coefficients are exact rationals from one
+vectorized reverse pass that stops at kink nodes.  The direction d enters
+only through ``t = A d`` (A stacks the rows a_{k,i}); V, the image of A, has
+a basis made of pivot columns of A, so ``d = sum_j lam_j e_{p_j}`` realizes
+every ``t = B lam`` in V.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from formal.core.qarray import QArray
+from formal.engine.forward import Forward, KinkNode, output_seeds, reverse
+
+
+@dataclass(frozen=True)
+class KinkGraph:
+    """The reduced piecewise-linear model of ``d -> f'(w; d)``."""
+
+    kinks: tuple[KinkNode, ...]
+    rows: tuple[tuple[int, int], ...]  # (kink position, input position) of each t-row
+    row_of: dict[tuple[int, int], int]
+    A: QArray  # (T, W): t = A d
+    C: np.ndarray  # (T, K) Fractions: kink-input rows on kink outputs
+    A0: QArray  # (n_obj, W): the smooth part of each output
+    C0: np.ndarray  # (n_obj, K) Fractions
+    pivots: tuple[int, ...]  # columns of A forming a basis of V
+    basis: np.ndarray  # (T, r) Fractions: A[:, pivots]
+
+    @property
+    def rank(self) -> int:
+        return len(self.pivots)
+
+    def a(self, r: int, j: int) -> Fraction:
+        return Fraction(int(self.A.num[r, j]), self.A.den)
+
+    def kink_outputs(self, t: list[Fraction], sides: dict[int, int] | None = None) -> list[Fraction]:
+        """zdot for t (one value per t-row); with ``sides``, kink k uses the given piece.
+
+        ``sides[k]`` is +1 (D+) / -1 (D-) for an activation kink, or the
+        chosen input position for a tie: the linear map of that piece.
+        """
+        z: list[Fraction] = [Fraction(0)] * len(self.kinks)
+        for k, node in enumerate(self.kinks):
+            ys = []
+            for i in range(len(node.inputs)):
+                r = self.row_of[(k, i)]
+                acc = t[r]
+                for k2 in range(k):
+                    c = self.C[r, k2]
+                    if c:
+                        acc += c * z[k2]
+                ys.append(acc)
+            if sides is None:
+                z[k] = node.apply(ys)
+            elif node.kind == "act":
+                z[k] = (node.d_plus if sides[k] > 0 else node.d_minus) * ys[0]
+            else:
+                z[k] = ys[sides[k]]
+        return z
+
+    def kink_inputs(self, t: list[Fraction], z: list[Fraction]) -> list[Fraction]:
+        """ydot of every t-row given t and the kink outputs z."""
+        out = []
+        for r in range(len(self.rows)):
+            acc = t[r]
+            for k2, c in enumerate(self.C[r]):
+                if c:
+                    acc += c * z[k2]
+            out.append(acc)
+        return out
+
+    def psi(self, t: list[Fraction]) -> list[Fraction]:
+        """The non-smooth part ``sum_k C0[o, k] zdot_k`` of each output."""
+        z = self.kink_outputs(t)
+        return [sum((c * zk for c, zk in zip(row, z) if c), Fraction(0)) for row in self.C0]
+
+    def t_of(self, d: dict[int, Fraction]) -> list[Fraction]:
+        """t = A d for a sparse direction d (column -> value)."""
+        return [sum((self.a(r, j) * v for j, v in d.items()), Fraction(0)) for r in range(len(self.rows))]
+
+    def direction(self, lam: list[Fraction]) -> dict[int, Fraction]:
+        """A parameter direction realizing t = basis @ lam."""
+        return {p: v for p, v in zip(self.pivots, lam) if v}
+
+    def t_from_lambda(self, lam: list[Fraction]) -> list[Fraction]:
+        return [sum((self.basis[r, j] * lam[j] for j in range(self.rank) if self.basis[r, j]), Fraction(0)) for r in range(len(self.rows))]
+
+
+def build_kink_graph(fwd: Forward) -> KinkGraph:
+    """One reverse pass (cut at kink nodes) from every kink input and every output."""
+    net = fwd.net
+    kinks = tuple(fwd.kinks)
+    rows: list[tuple[int, int]] = [(k, i) for k, node in enumerate(kinks) for i in range(len(node.inputs))]
+    out_seeds = output_seeds(net)
+    n_obj = out_seeds.shape[0]
+    total = len(rows) + n_obj
+    seeds: dict[str, QArray] = {}
+
+    def seed_for(name: str) -> QArray:
+        if name not in seeds:
+            shape = (total, net.batch) + net.node(name).shape
+            seeds[name] = QArray.zeros(shape)
+        return seeds[name]
+
+    for r, (k, i) in enumerate(rows):
+        node = kinks[k]
+        src = net.node(node.node).inputs[0]
+        s = seed_for(src)
+        s.num.reshape(total, net.batch, -1)[r, node.sample, node.inputs[i]] = s.den
+    s = seed_for(net.output)
+    block = np.zeros((total,) + out_seeds.shape[1:], dtype=object)
+    block[...] = 0
+    block[len(rows) :] = out_seeds.num
+    seeds[net.output] = QArray(s.num * out_seeds.den + block, out_seeds.den)
+    rev = reverse(fwd, seeds, cut=True)
+    full = net.parameterization().collect(rev.params, total)
+    T = len(rows)
+    A = QArray(full.num[:T], full.den)
+    A0 = QArray(full.num[T:], full.den)
+    C, C0 = rev.kink_adjoints[:T], rev.kink_adjoints[T:]
+    pivots = column_basis(A.num)
+    basis = np.empty((T, len(pivots)), dtype=object)
+    for c, j in enumerate(pivots):
+        for r in range(T):
+            basis[r, c] = Fraction(int(A.num[r, j]), A.den)
+    return KinkGraph(kinks, tuple(rows), {rc: r for r, rc in enumerate(rows)}, A, C, A0, C0, tuple(pivots), basis)
+
+
+_PRIME = 2**61 - 1
+_SMALL = 200_000  # below this many entries, exact elimination directly
+
+
+def column_basis(A: np.ndarray) -> list[int]:
+    """Pivot columns of an integer matrix: the first linearly independent columns, exactly.
+
+    Small matrices: exact incremental elimination.  Large ones: pivots modulo a
+    prime (columns independent mod p are independent over Q), then an exact
+    certificate that the rank is not larger (the left null space of the pivot
+    columns annihilates A, by an exact integer product); exact fallback otherwise.
+    """
+    T = A.shape[0]
+    if T == 0:
+        return []
+    nz = np.nonzero((A != 0).any(axis=0))[0]
+    if T * len(nz) <= _SMALL:
+        return [int(nz[j]) for j in _exact_pivots(A[:, nz])]
+    import flint
+
+    sub = A[:, nz]
+    mod = flint.nmod_mat(T, len(nz), [int(v) % _PRIME for v in sub.ravel()], _PRIME)
+    rref, rank = mod.rref()
+    cand: list[int] = []
+    ent = np.array([int(v) for v in rref.entries()], dtype=object).reshape(T, len(nz))
+    for r in range(rank):
+        cand.append(int(np.nonzero(ent[r] != 0)[0][0]))
+    if rank == T or _rank_certified(sub, cand):
+        return [int(nz[j]) for j in cand]
+    return [int(nz[j]) for j in _exact_pivots(sub)]  # pragma: no cover - unlucky prime
+
+
+def _exact_pivots(A: np.ndarray) -> list[int]:
+    T = A.shape[0]
+    echelon: list[tuple[int, list[Fraction]]] = []
+    pivots: list[int] = []
+    for j in range(A.shape[1]):
+        v = [Fraction(int(A[r, j])) for r in range(T)]
+        for prow, e in echelon:
+            if v[prow]:
+                f = v[prow] / e[prow]
+                v = [a - f * b for a, b in zip(v, e)]
+        lead = next((r for r in range(T) if v[r]), None)
+        if lead is None:
+            continue
+        echelon.append((lead, v))
+        pivots.append(j)
+        if len(pivots) == T:
+            break
+    return pivots
+
+
+def _rank_certified(A: np.ndarray, pivots: list[int]) -> bool:
+    """True when every column of A lies in the span of the pivot columns (exactly)."""
+    from formal.core.qarray import int_matmul
+
+    T = A.shape[0]
+    P = [[Fraction(int(A[r, j])) for j in pivots] for r in range(T)]
+    null = left_null_space(P)
+    if not null:
+        return True
+    den = 1
+    for y in null:
+        for v in y:
+            den = den * v.denominator // math.gcd(den, v.denominator)
+    N = np.array([[int(v * den) for v in y] for y in null], dtype=object)
+    prod = int_matmul(N, A)
+    return bool(all(v == 0 for v in prod.ravel()))
+
+
+def left_null_space(P: list[list[Fraction]]) -> list[list[Fraction]]:
+    """A basis of {y : y^T P = 0} for a T x r matrix P (exact)."""
+    T = len(P)
+    r = len(P[0]) if P else 0
+    # null space of P^T (r x T) by Gauss-Jordan
+    M = [[P[i][j] for i in range(T)] for j in range(r)]
+    pivcols: list[int] = []
+    row = 0
+    for c in range(T):
+        p = next((i for i in range(row, r) if M[i][c]), None)
+        if p is None:
+            continue
+        M[row], M[p] = M[p], M[row]
+        pv = M[row][c]
+        M[row] = [v / pv for v in M[row]]
+        for i in range(r):
+            if i != row and M[i][c]:
+                f = M[i][c]
+                M[i] = [a - f * b for a, b in zip(M[i], M[row])]
+        pivcols.append(c)
+        row += 1
+        if row == r:
+            break
+    free = [c for c in range(T) if c not in pivcols]
+    basis = []
+    for fcol in free:
+        y = [Fraction(0)] * T
+        y[fcol] = Fraction(1)
+        for i, pc in enumerate(pivcols):
+            y[pc] = -M[i][fcol]
+        basis.append(y)
+    return basis
+
+
+def gradient_from_graph(g: KinkGraph) -> QArray:
+    """The true gradient (n_obj, W) when Psi is linear on V (caller proved it)."""
+    r = g.rank
+    n_obj = g.A0.shape[0]
+    if r == 0:
+        return g.A0
+    # Psi on the basis vectors, then L with L @ basis = those values on r independent rows
+    values = [g.psi(g.t_from_lambda([Fraction(int(i == j)) for i in range(r)])) for j in range(r)]
+    sel = independent_rows(g.basis)
+    Bsel = [[Fraction(g.basis[i, j]) for j in range(r)] for i in sel]
+    rows = []
+    for o in range(n_obj):
+        # L @ Bsel = values[:, o]  <=>  Bsel^T @ L^T = values[:, o]
+        coeffs = solve_exact([list(col) for col in zip(*Bsel)], [values[j][o] for j in range(r)])
+        acc = QArray(g.A0.num[o : o + 1], g.A0.den)
+        for c, row in zip(coeffs, sel):
+            if c:
+                acc = acc + QArray(g.A.num[row : row + 1], g.A.den).scale(c)
+        rows.append(acc)
+    out = rows[0]
+    for extra in rows[1:]:
+        a, b, den = out._common(extra)
+        out = QArray(np.concatenate([a, b]), den)
+    return out
+
+
+def solve_exact(M: list[list[Fraction]], rhs: list[Fraction]) -> list[Fraction]:
+    """Solve the square non-singular system M x = rhs by exact Gauss-Jordan elimination."""
+    n = len(M)
+    aug = [list(map(Fraction, row)) + [Fraction(v)] for row, v in zip(M, rhs)]
+    for c in range(n):
+        p = next(r for r in range(c, n) if aug[r][c])
+        aug[c], aug[p] = aug[p], aug[c]
+        piv = aug[c][c]
+        aug[c] = [v / piv for v in aug[c]]
+        for r in range(n):
+            if r != c and aug[r][c]:
+                f = aug[r][c]
+                aug[r] = [a - f * b for a, b in zip(aug[r], aug[c])]
+    return [aug[r][n] for r in range(n)]
+
+
+def independent_rows(M: np.ndarray) -> list[int]:
+    """Indices of rank-many linearly independent rows of a Fraction matrix M (exact)."""
+    den = 1
+    for v in M.ravel():
+        den = den * Fraction(v).denominator // math.gcd(den, Fraction(v).denominator)
+    ints = np.array([[int(Fraction(v) * den) for v in row] for row in M.T], dtype=object)
+    return _exact_pivots(ints) if ints.size else []
+
+
+__all__ = ["KinkGraph", "build_kink_graph", "column_basis", "gradient_from_graph"]

@@ -1,0 +1,128 @@
+"""Linear real arithmetic queries on the kink graph (z3, exact rationals).
+
+- :func:`find_nonadditive`: is ``Psi(t) = sum_k C0[o,k] zdot_k(t)`` additive on V?
+  A model gives directions d1, d2 with ``f'(d1 + d2) != f'(d1) + f'(d2)``;
+  UNSAT proves Psi linear on V, hence f differentiable (Lemma D).
+- :func:`find_side_direction`: a direction d realizing AD's choice at every
+  kink node at first order (ICLR 2024's strict LP, all layers jointly): a
+  certificate that AD(w) is in the Bouligand subdifferential.
+
+Numerals are built from ``"n/d"`` strings and models are read with
+``as_fraction()``; every model is re-verified by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import z3
+
+from formal.engine.kinkgraph import KinkGraph
+
+
+@dataclass(frozen=True, slots=True)
+class SolverResult:
+    """Three-way result: 'sat' with a model, 'unsat', or 'unknown' with the reason."""
+
+    status: str
+    model: tuple[tuple[Fraction, ...], ...] = ()
+    reason: str = ""
+
+
+def q(x: Fraction) -> z3.ArithRef:
+    x = Fraction(x)
+    return z3.RealVal(f"{x.numerator}/{x.denominator}")
+
+
+def _lin(coeffs, xs) -> z3.ArithRef:
+    terms = [q(c) * x for c, x in zip(coeffs, xs) if c]
+    return z3.Sum(terms) if terms else z3.RealVal(0)
+
+
+def _value(m: z3.ModelRef, v: z3.ArithRef) -> Fraction:
+    val = m.eval(v, model_completion=True)
+    return Fraction(val.as_fraction())
+
+
+def _t_exprs(g: KinkGraph, lam: list[z3.ArithRef]) -> list[z3.ArithRef]:
+    return [_lin([g.basis[r, j] for j in range(g.rank)], lam) for r in range(len(g.rows))]
+
+
+def _kink_exprs(g: KinkGraph, t: list[z3.ArithRef], sides: dict[int, int] | None = None):
+    z: list[z3.ArithRef] = []
+    ys_all: list[list[z3.ArithRef]] = []
+    for k, node in enumerate(g.kinks):
+        ys = []
+        for i in range(len(node.inputs)):
+            r = g.row_of[(k, i)]
+            ys.append(z3.simplify(t[r] + _lin([g.C[r, k2] for k2 in range(k)], z[:k])))
+        ys_all.append(ys)
+        if sides is not None:
+            if node.kind == "act":
+                z.append(q(node.d_plus if sides[k] > 0 else node.d_minus) * ys[0])
+            else:
+                z.append(ys[sides[k]])
+        elif node.kind == "act":
+            y = ys[0]
+            z.append(z3.If(y >= 0, q(node.d_plus) * y, q(node.d_minus) * y))
+        else:
+            m = ys[0]
+            for y in ys[1:]:
+                m = z3.If(y > m, y, m)
+            z.append(m)
+    return z, ys_all
+
+
+def find_nonadditive(g: KinkGraph, timeout_ms: int = 60_000) -> SolverResult:
+    """Search lam1, lam2 with Psi(B(lam1 + lam2)) != Psi(B lam1) + Psi(B lam2)."""
+    r = g.rank
+    lam1 = [z3.Real(f"a{j}") for j in range(r)]
+    lam2 = [z3.Real(f"b{j}") for j in range(r)]
+    t1 = _t_exprs(g, lam1)
+    t2 = _t_exprs(g, lam2)
+    t3 = [x + y for x, y in zip(t1, t2)]
+    z1, _ = _kink_exprs(g, t1)
+    z2, _ = _kink_exprs(g, t2)
+    z3_, _ = _kink_exprs(g, t3)
+    diffs = []
+    for row in g.C0:
+        p1, p2, p3 = _lin(row, z1), _lin(row, z2), _lin(row, z3_)
+        diffs.append(p3 != p1 + p2)
+    s = z3.SolverFor("QF_LRA")
+    s.set("timeout", int(timeout_ms))
+    s.add(z3.Or(diffs) if diffs else z3.BoolVal(False))
+    res = s.check()
+    if res == z3.sat:
+        m = s.model()
+        return SolverResult("sat", (tuple(_value(m, v) for v in lam1), tuple(_value(m, v) for v in lam2)))
+    if res == z3.unsat:
+        return SolverResult("unsat")
+    return SolverResult("unknown", reason=s.reason_unknown())
+
+
+def find_side_direction(g: KinkGraph, sides: dict[int, int], timeout_ms: int = 60_000) -> SolverResult:
+    """Strict LP: lam with every kink strictly on AD's side (scaled to margin 1)."""
+    lam = [z3.Real(f"l{j}") for j in range(g.rank)]
+    t = _t_exprs(g, lam)
+    _, ys = _kink_exprs(g, t, sides)
+    s = z3.SolverFor("QF_LRA")
+    s.set("timeout", int(timeout_ms))
+    for k, node in enumerate(g.kinks):
+        if node.kind == "act":
+            s.add(ys[k][0] * sides[k] >= 1)
+        else:
+            c = sides[k]
+            for i, y in enumerate(ys[k]):
+                if i != c:
+                    s.add(ys[k][c] - y >= 1)
+    res = s.check()
+    if res == z3.sat:
+        m = s.model()
+        return SolverResult("sat", (tuple(_value(m, v) for v in lam),))
+    if res == z3.unsat:
+        return SolverResult("unsat")
+    return SolverResult("unknown", reason=s.reason_unknown())
+
+
+__all__ = ["SolverResult", "find_nonadditive", "find_side_direction"]

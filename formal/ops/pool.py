@@ -1,0 +1,215 @@
+"""Max-pooling as a kink rule: ties, AD's tie-breaking, directional derivatives.
+
+``maxpool2d`` (input (B, C, H, W); attributes ``kernel``, ``strides``,
+``pads`` (top, left, bottom, right; padding never wins), ``dilations``,
+``ceil_mode``) outputs the maximum of each window.  Its kink nodes are
+**ties**: windows whose maximum is attained by entries that are *different*
+functions of the parameters near w* (entries that are provably the same
+function, see :mod:`formal.localsig`, are merged first: the max of identical
+functions is that function).  A tie's kink map is ``max`` of the tied
+tangents (THEORY section 2).
+
+**Which entry AD sends the gradient to** (``KinkNode.choice``): the preset's
+``tie`` rule, scanning the window in row-major order (kernel row, then
+column): ``first`` is PyTorch (``max_pool2d`` CPU/CUDA keep the first
+maximum: ``val > maxval``), JAX (``lax.reduce_window`` max's JVP picks the
+earliest index via select-and-scatter) and TensorFlow (CPU); ``last`` is
+available for other conventions.  A node attribute ``tie`` overrides the
+preset: ``"first"``/``"last"`` for the whole node, or a tuple with one rule
+per output entry (per-sample flat index, cycled).  ICLR 2024 Lemma 7's
+"mixed" choice is ``tie=("first", "last")`` on its two windows.
+
+Examples
+--------
+>>> from formal.maxpool import choose
+>>> choose([True, False, True], "first"), choose([True, False, True], "last")
+(0, 2)
+"""
+
+from __future__ import annotations
+
+import functools
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from formal.core.activations import Preset
+from formal.core.network import Network, Node
+from formal.core.qarray import QArray
+from formal.engine.forward import KINK_RULES, KinkNode, patch
+from formal.engine.signature import Oracle, exact_oracle, float_oracle, signatures
+from formal.errors import InvalidArgument
+from formal.ops.basic import ETA, U
+
+
+def choose(eq: Any, rule: str) -> int:
+    """Position AD picks among the window entries where ``eq`` holds."""
+    pos = [i for i, e in enumerate(eq) if e]
+    return pos[0] if rule == "first" else pos[-1]
+
+
+def tie_rule(node: Node, preset: Preset, out_index: int) -> str:
+    spec = node.attr("tie")
+    if spec is None:
+        return preset.tie
+    if isinstance(spec, str):
+        rule = spec
+    else:
+        rule = spec[out_index % len(spec)]
+    if rule not in ("first", "last"):
+        raise InvalidArgument(f"expected tie rule 'first' or 'last' on node {node.name!r}, got {rule!r}")
+    return rule
+
+
+def _tables(node: Node, in_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(n_out, K) window table with padding replaced by the window's first entry, and validity."""
+    safe, valid, _, _, oh, ow = _geometry_tables(node, in_shape)
+    return safe, valid, oh, ow
+
+
+def _geometry_tables(node: Node, in_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+    C, H, W = in_shape
+    key = (C, H, W, tuple(node.attr("kernel")), tuple(node.attr("strides")), tuple(node.attr("pads")), tuple(node.attr("dilations", (1, 1))), bool(node.attr("ceil_mode", False)))
+    out = _safe_cached(*key)
+    if out is None:
+        raise InvalidArgument(f"max-pool node {node.name!r}: a window lies entirely in the padding")
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _safe_cached(C: int, H: int, W: int, kernel: Any, strides: Any, pads: Any, dil: Any, ceil: bool) -> Any:
+    """Tables of one geometry (also transposed, (K, n_out): reductions over K are then fast)."""
+    from formal.ops.conv import window_index
+
+    idx, oh, ow = window_index(C, H, W, kernel, strides, pads, dil, ceil)
+    win = idx.reshape(-1, idx.shape[-1])
+    valid = win >= 0
+    if not valid.any(axis=1).all():
+        return None
+    first = win[np.arange(win.shape[0]), valid.argmax(axis=1)]
+    safe = np.where(valid, win, first[:, None])
+    tables = (safe, valid, np.ascontiguousarray(safe.T), np.ascontiguousarray(valid.T))
+    for t in tables:
+        t.setflags(write=False)
+    return tables + (oh, ow)
+
+
+class MaxPoolRule:
+    """Kink rule of ``maxpool2d`` (see the module docstring)."""
+
+    uses_context = True
+
+    def may_kink(self, node: Node) -> bool:
+        kh, kw = node.attr("kernel")
+        return kh * kw > 1
+
+    # -- exact ------------------------------------------------------------------
+    def forward(self, node: Node, ins: list[QArray], net: Network, preset: Preset, context: Any = None):
+        x = ins[0]
+        B = x.shape[0]
+        safe, valid, oh, ow = _tables(node, x.shape[1:])
+        flat = x.num.reshape(B, -1)
+        g = flat[:, safe]  # (B, n_out, K) integer numerators
+        m = g.max(axis=-1)
+        eq = (g == m[..., None]) & valid[None]
+        count = eq.sum(axis=-1)
+        choice = np.empty((B, safe.shape[0]), dtype=np.int64)
+        # the common case, no tie: the unique maximum
+        choice[...] = np.take_along_axis(safe[None].repeat(B, 0), eq.argmax(axis=-1)[..., None], axis=-1)[..., 0]
+        kinks: list[KinkNode] = []
+        ties = np.argwhere(count > 1)
+        if len(ties):
+            oracle: Oracle = exact_oracle(context.values) if context is not None else _uncertified(net)
+            sig = signatures(net, node.inputs[0], oracle).reshape(B, -1)
+            for b, o in ties:
+                b, o = int(b), int(o)
+                rule = tie_rule(node, preset, o)
+                pos = choose(eq[b, o], rule)
+                chosen = int(safe[o, pos])
+                choice[b, o] = chosen
+                tied = [int(safe[o, k]) for k in range(safe.shape[1]) if eq[b, o, k]]
+                reps: dict[int, int] = {}
+                for i in tied:  # one representative per group of identical entries
+                    s = int(sig[b, i])
+                    if s not in reps or i == chosen:
+                        reps[s] = i
+                if len(reps) < 2:
+                    continue
+                inputs = tuple(sorted(reps.values(), key=tied.index))
+                kinks.append(
+                    KinkNode(node.name, b, o, "tie", inputs, Fraction(int(m[b, o]), x.den), choice=inputs.index(chosen))
+                )
+        value = QArray(m.reshape((B,) + node.shape), x.den)
+        return value, choice, kinks
+
+    def jvp(self, node: Node, ins: list[QArray], tan: QArray, state: Any, kinks: list[KinkNode], net: Network) -> QArray:
+        r, B = tan.shape[:2]
+        flat = tan.num.reshape(r, B, -1)
+        out = np.take_along_axis(flat, np.broadcast_to(state[None], (r,) + state.shape), axis=-1)
+        res = QArray(out.reshape((r, B) + node.shape), tan.den)
+        if not kinks:
+            return res
+        patches = [
+            (row, k.sample, k.index, k.apply([Fraction(int(flat[row, k.sample, i]), tan.den) for i in k.inputs]))
+            for k in kinks
+            for row in range(r)
+        ]
+        return patch(res, patches)
+
+    def vjp(self, node: Node, ins: list[QArray], adj: QArray, state: Any, kinks: list[KinkNode], net: Network, cut: bool) -> QArray:
+        x = ins[0]
+        r, B = adj.shape[:2]
+        a = adj.num.reshape(r, B, -1)
+        if cut and kinks:
+            a = a.copy()
+            for k in kinks:
+                a[:, k.sample, k.index] = 0
+        n_in = int(np.prod(x.shape[1:]))
+        xbar = np.empty((r, B, n_in), dtype=object)
+        xbar[...] = 0
+        for b in range(B):
+            np.add.at(xbar[:, b, :], (slice(None), state[b]), a[:, b, :])  # type: ignore[arg-type]
+        return QArray(xbar.reshape((r,) + x.shape), adj.den)
+
+    def kink_adjoint(self, adj: QArray, k: KinkNode) -> np.ndarray:
+        flat = adj.num.reshape(adj.shape[0], adj.shape[1], -1)
+        return np.array([Fraction(int(v), adj.den) for v in flat[:, k.sample, k.index]], dtype=object)
+
+    # -- float filter -------------------------------------------------------------
+    def float_filter(self, node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net: Network, context: Any = None):
+        x, e = vals[0], errs[0]
+        B = x.shape[0]
+        _, _, safe_t, valid_t, oh, ow = _geometry_tables(node, x.shape[1:])
+        g = x.reshape(B, -1)[:, safe_t]  # (B, K, n_out): padding repeats a real entry, harmless
+        ge = e.reshape(B, -1)[:, safe_t]
+        m = g.max(axis=1)
+        err = ge.max(axis=1)  # |max(a) - max(b)| <= max |a_i - b_i|
+        # an entry can equal the exact maximum only if its upper bound reaches the max's lower bound
+        lo = (g - ge).max(axis=1)[:, None, :]
+        slack = 4 * U * (np.abs(g) + np.abs(lo)) + ETA
+        close = g + 2 * ge + slack >= lo
+        close &= valid_t[None]
+        suspect = False
+        many = close.sum(axis=1) > 1
+        if many.any():
+            if context is None:
+                suspect = True
+            else:
+                vals_d, errs_d = context
+                sig = signatures(net, node.inputs[0], float_oracle(vals_d, errs_d)).reshape(B, -1)
+                ws = sig[:, safe_t]  # (B, K, n_out)
+                ref = np.take_along_axis(ws, close.argmax(axis=1)[:, None, :], axis=1)
+                suspect = bool(np.any(close & (ws != ref)))
+        shape = (B,) + node.shape
+        return m.reshape(shape), err.reshape(shape), suspect
+
+
+def _uncertified(net: Network) -> Oracle:
+    """Without the forward values no constant piece is certified (structure only: still sound)."""
+    return lambda node: np.full((net.batch,) + node.shape, -1, dtype=np.int64)
+
+
+KINK_RULES["maxpool2d"] = MaxPoolRule()
+
+__all__ = ["MaxPoolRule", "choose", "tie_rule"]

@@ -1,0 +1,1 @@
+"""Report layer: text tables and plots of verdicts, counts and theorem checks."""

@@ -1,0 +1,1 @@
+"""Search layer: staged counterexample search and SMT-LIB export."""

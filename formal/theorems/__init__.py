@@ -1,0 +1,1 @@
+"""Theorems layer: executable statements of the published results and their evidence."""
