@@ -32,7 +32,9 @@ from formal.engine.signature import exact_oracle, signatures
 PRESET = parse_preset("pytorch")
 
 
-def with_values(net: Network, params: dict[str, QArray] | None = None, inputs: QArray | None = None) -> Network:
+def with_values(
+    net: Network, params: dict[str, QArray] | None = None, inputs: QArray | None = None
+) -> Network:
     return dataclasses.replace(
         net,
         params=dict(net.params if params is None else params),
@@ -73,15 +75,33 @@ def input_jacobian(net: Network, rows: list[tuple[str, int]]) -> np.ndarray:
     """Exact d y_r / d x for entries ``(node, per-sample flat index)`` (B = 1), shape (R, n_in)."""
     shape = net.nodes[0].shape
     x_name = net.nodes[0].name
-    dx = Node("p:__dx", "param", (), shape, (("name", "__dx",),))
+    dx = Node(
+        "p:__dx",
+        "param",
+        (),
+        shape,
+        (
+            (
+                "name",
+                "__dx",
+            ),
+        ),
+    )
     moved = Node("__x", "add", (x_name, "p:__dx"), shape)
     nodes = [net.nodes[0], dx, moved]
     for n in net.nodes[1:]:
-        nodes.append(dataclasses.replace(n, inputs=tuple("__x" if i == x_name else i for i in n.inputs)))
+        nodes.append(
+            dataclasses.replace(n, inputs=tuple("__x" if i == x_name else i for i in n.inputs))
+        )
     zeros = QArray.zeros(shape)
     aug = dataclasses.replace(
-        net, nodes=tuple(nodes), params={**net.params, "__dx": zeros}, param_order=net.param_order + ("__dx",),
-        trainable=("__dx",), ties=(), cache={},
+        net,
+        nodes=tuple(nodes),
+        params={**net.params, "__dx": zeros},
+        param_order=net.param_order + ("__dx",),
+        trainable=("__dx",),
+        ties=(),
+        cache={},
     )
     fwd = exact_forward(aug, PRESET)
     seeds: dict[str, QArray] = {}
@@ -116,7 +136,9 @@ def _solve_pivoted(G: np.ndarray, rhs: list[Fraction]) -> dict[int, Fraction]:
     return {cols[r]: b[r] / M[r][cols[r]] for r in range(L)}
 
 
-def _place(net: Network, acts: list[Node], fmt, limit: int) -> tuple[dict[str, QArray], list[tuple[str, int]]]:
+def _place(
+    net: Network, acts: list[Node], fmt, limit: int
+) -> tuple[dict[str, QArray], list[tuple[str, int]]]:
     """Bias-only step: per layer, the unit nearest its kink gets the nearest bias in M."""
     params = dict(net.params)
     chosen: list[tuple[str, int]] = []  # (pre-activation node, unit)
@@ -131,7 +153,9 @@ def _place(net: Network, acts: list[Node], fmt, limit: int) -> tuple[dict[str, Q
         ids, counts = np.unique(sig, return_counts=True)
         unique = counts[np.searchsorted(ids, sig)] == 1
         c = act.attr("activation").kinks[0]
-        order = sorted((u for u in range(y.size) if unique[u] and y[u] != c), key=lambda u: abs(y[u] - c))
+        order = sorted(
+            (u for u in range(y.size) if unique[u] and y[u] != c), key=lambda u: abs(y[u] - c)
+        )
         for u in order[:limit]:
             e = u // per
             b_old = params[bname].to_fractions().reshape(-1)[e]
@@ -145,7 +169,10 @@ def _place(net: Network, acts: list[Node], fmt, limit: int) -> tuple[dict[str, Q
 
 def _residuals(net: Network, chosen: list[tuple[str, int]]) -> list[Fraction]:
     fwd = exact_forward(net, PRESET)
-    return [fwd.values[n].item((0,) + np.unravel_index(u, net.node(n).shape)) - _kink_of(net, n) for n, u in chosen]
+    return [
+        fwd.values[n].item((0,) + np.unravel_index(u, net.node(n).shape)) - _kink_of(net, n)
+        for n, u in chosen
+    ]
 
 
 def hit_kinks(net: Network, numbers=None, limit: int = 30) -> tuple[Network, list[tuple[str, int]]]:
@@ -156,7 +183,9 @@ def hit_kinks(net: Network, numbers=None, limit: int = 30) -> tuple[Network, lis
     only the last ``n_in`` layers get a kink.
     """
     fmt = numbers or net.numbers
-    acts = [n for n in net.nodes if n.op == "act" and n.attr("activation").kinks and bias_of(net, n)]
+    acts = [
+        n for n in net.nodes if n.op == "act" and n.attr("activation").kinks and bias_of(net, n)
+    ]
     params, chosen = _place(net, acts, fmt, limit)
     cur = with_values(net, params)
     res = _residuals(cur, chosen)
@@ -193,12 +222,20 @@ def quotients(net: Network, param: str, flat: int, t: Fraction) -> list[tuple[Fr
     for s in (1, -1):
         q = net.params[param].to_fractions().reshape(-1).copy()
         q[flat] += s * t
-        moved = with_values(net, {**net.params, param: QArray.from_fractions(q.reshape(net.params[param].shape))})
+        moved = with_values(
+            net, {**net.params, param: QArray.from_fractions(q.reshape(net.params[param].shape))}
+        )
         out.append((output_value(exact_forward(moved, PRESET)).to_fractions() - f0) / t)
     return list(zip(out[0], out[1]))
 
 
-def bias_rays_nonlinear(net: Network, chosen: list[tuple[str, int]], t: Fraction = Fraction(1, 2**70), *, first: bool = False) -> bool:
+def bias_rays_nonlinear(
+    net: Network,
+    chosen: list[tuple[str, int]],
+    t: Fraction = Fraction(1, 2**70),
+    *,
+    first: bool = False,
+) -> bool:
     """Independent evidence: is ``s -> f(w + s e_b)`` non-linear at 0 for the bias b of a chosen unit?
 
     A bias-only ray is piecewise linear in s, so below its first breakpoint
@@ -208,7 +245,7 @@ def bias_rays_nonlinear(net: Network, chosen: list[tuple[str, int]], t: Fraction
     ``first``, stop at the first such ray (topmost chosen unit first).
     """
     found = False
-    for pre, u in (reversed(chosen) if first else chosen):
+    for pre, u in reversed(chosen) if first else chosen:
         act = next(n for n in net.nodes if n.op == "act" and n.inputs[0] == pre)
         bias = bias_of(net, act)
         assert bias is not None
@@ -222,4 +259,11 @@ def bias_rays_nonlinear(net: Network, chosen: list[tuple[str, int]], t: Fraction
     return found
 
 
-__all__ = ["hit_kinks", "quotients", "bias_rays_nonlinear", "bias_of", "with_values", "input_jacobian"]
+__all__ = [
+    "hit_kinks",
+    "quotients",
+    "bias_rays_nonlinear",
+    "bias_of",
+    "with_values",
+    "input_jacobian",
+]

@@ -328,7 +328,9 @@ def _rel_holds(rel: Any, sign: int) -> bool:
     raise NotImplementedError(f"oracle: condition {rel}")
 
 
-def _germ(expr: sp.Expr, env: dict[sp.Symbol, Germ], memo: dict[sp.Expr, Germ], lets: Lets | None = None) -> Germ:
+def _germ(
+    expr: sp.Expr, env: dict[sp.Symbol, Germ], memo: dict[sp.Expr, Germ], lets: Lets | None = None
+) -> Germ:
     """The germ of expr on (0, eps) given the symbols' germs (let-bound symbols are expanded)."""
     hit = memo.get(expr)
     if hit is not None:
@@ -405,7 +407,14 @@ def _vscale(c: Fraction, a: Vec) -> Vec:
 class _Walk:
     """First-order tangents under a pattern of choices; records the pattern's cone constraints."""
 
-    def __init__(self, values: dict[sp.Expr, Fraction], W: int, index: dict[sp.Symbol, int], choices: dict[Any, int], lets: Lets):
+    def __init__(
+        self,
+        values: dict[sp.Expr, Fraction],
+        W: int,
+        index: dict[sp.Symbol, int],
+        choices: dict[Any, int],
+        lets: Lets,
+    ):
         self.values, self.W, self.index, self.choices, self.lets = values, W, index, choices, lets
         self.constraints: list[Vec] = []
         self.memo: dict[sp.Expr, Vec] = {}
@@ -469,7 +478,9 @@ class _Walk:
             sgn = 1 if isinstance(e, sp.Max) else -1
             for i, t in enumerate(tans):
                 if i != k:
-                    self.constraints.append(_vscale(Fraction(sgn), _vadd(tans[k], _vscale(Fraction(-1), t))))
+                    self.constraints.append(
+                        _vscale(Fraction(sgn), _vadd(tans[k], _vscale(Fraction(-1), t)))
+                    )
             return tans[k]
         if isinstance(e, sp.Abs):
             a = e.args[0]
@@ -502,7 +513,9 @@ class _Walk:
         raise NotImplementedError(f"oracle: expression node {type(e).__name__}")
 
 
-def _values(exprs: list[sp.Expr], env: dict[sp.Symbol, Fraction], lets: Lets) -> dict[sp.Expr, Fraction]:
+def _values(
+    exprs: list[sp.Expr], env: dict[sp.Symbol, Fraction], lets: Lets
+) -> dict[sp.Expr, Fraction]:
     """Exact value at w of every sub-expression (all branches and condition sides included)."""
     memo: dict[sp.Expr, Germ] = {}
     genv = {s: g_const(v) for s, v in env.items()}
@@ -566,7 +579,11 @@ def lp_solve(A: list[list[Fraction]], b: list[Fraction]) -> list[Fraction] | Non
     T: list[list[Fraction]] = []
     for i in range(m):
         s = -1 if b[i] < 0 else 1
-        T.append([Fraction(s * a) for a in A[i]] + [Fraction(int(k == i)) for k in range(m)] + [Fraction(s * b[i])])
+        T.append(
+            [Fraction(s * a) for a in A[i]]
+            + [Fraction(int(k == i)) for k in range(m)]
+            + [Fraction(s * b[i])]
+        )
     basis = [n + i for i in range(m)]
     # reduced costs of "minimize the sum of artificials"; last entry = -(objective value)
     C = [-sum((T[i][j] for i in range(m)), Fraction(0)) for j in range(n)] + [Fraction(0)] * m
@@ -622,13 +639,20 @@ def strictly_feasible(forms: list[Vec]) -> bool:
     if rows:
         K = len(rows)
         cols = _pivot_columns(rows)
-        y = lp_solve([[r[c] for r in rows] for c in cols] + [[Fraction(1)] * K], [Fraction(0)] * len(cols) + [Fraction(1)])
+        y = lp_solve(
+            [[r[c] for r in rows] for c in cols] + [[Fraction(1)] * K],
+            [Fraction(0)] * len(cols) + [Fraction(1)],
+        )
         if y is not None:
             ok = False
         else:
             n = len(cols)
-            A = [[r[c] for c in cols] + [-r[c] for c in cols] + [Fraction(-int(i == k)) for k in range(K)]
-                 for i, r in enumerate(rows)]
+            A = [
+                [r[c] for c in cols]
+                + [-r[c] for c in cols]
+                + [Fraction(-int(i == k)) for k in range(K)]
+                for i, r in enumerate(rows)
+            ]
             x = lp_solve(A, [Fraction(1)] * K)
             assert x is not None, "Gordan: exactly one alternative holds"
             d = {c: x[k] - x[n + k] for k, c in enumerate(cols)}
@@ -642,7 +666,9 @@ def in_convex_hull(point: list[Fraction], vertices: list[list[Fraction]]) -> boo
     if not vertices:
         return False
     dim = len(point)
-    A_eq = [[Fraction(v[i]) for v in vertices] for i in range(dim)] + [[Fraction(1)] * len(vertices)]
+    A_eq = [[Fraction(v[i]) for v in vertices] for i in range(dim)] + [
+        [Fraction(1)] * len(vertices)
+    ]
     return lp_solve(A_eq, [Fraction(p) for p in point] + [Fraction(1)]) is not None
 
 
@@ -744,7 +770,11 @@ class Oracle:
 
     # -- parameter groups: trainable entries, ties merged, numbered by first appearance
     def _entries(self) -> list[tuple[str, tuple[int, ...]]]:
-        return [(name, tuple(int(i) for i in idx)) for name in self.trainable for idx in np.ndindex(*self.params[name].shape)]
+        return [
+            (name, tuple(int(i) for i in idx))
+            for name in self.trainable
+            for idx in np.ndindex(*self.params[name].shape)
+        ]
 
     def entry_value(self, name: str, idx: tuple[int, ...]) -> Fraction:
         return self.params[name][idx]
@@ -762,7 +792,7 @@ class Oracle:
                 idx = tuple(int(x) for x in m.group(3).split(",") if x.strip())
                 parsed.append((pos[(m.group(2), idx)], sign))
             (h, hs) = parsed[0]
-            for (x, xs) in parsed[1:]:
+            for x, xs in parsed[1:]:
                 adj[h].append((x, hs * xs))
                 adj[x].append((h, hs * xs))
         group_of: dict[int, int] = {}
@@ -802,7 +832,9 @@ class Oracle:
         return rat(self.entry_value(name, idx))
 
     # -- building -----------------------------------------------------------------
-    def _let(self, kind: str, expr: sp.Expr, layer: int, sample: int, index: int, **kw: Any) -> sp.Symbol:
+    def _let(
+        self, kind: str, expr: sp.Expr, layer: int, sample: int, index: int, **kw: Any
+    ) -> sp.Symbol:
         sym = sp.Dummy(f"{kind}{layer}_{sample}_{index}", real=True)
         self.lets[sym] = expr
         self.info[sym] = Let(kind, layer, sample, index, **kw)
@@ -827,8 +859,11 @@ class Oracle:
         spec = self.doc.get("objective")
         if spec is None:
             self.obj = [[Fraction(int(i == j)) for j in range(len(outs))] for i in range(len(outs))]
-            self.output_labels = ["out[" + ",".join(map(str, (b,) + idx)) + "]" for b in range(self.B)
-                                  for idx in np.ndindex(*self.out_shape)]
+            self.output_labels = [
+                "out[" + ",".join(map(str, (b,) + idx)) + "]"
+                for b in range(self.B)
+                for idx in np.ndindex(*self.out_shape)
+            ]
         elif spec["type"] == "sum":
             self.obj = [[Fraction(1)] * len(outs)]
             self.output_labels = ["objective"]
@@ -870,7 +905,10 @@ class Oracle:
                             for q in range(kw):
                                 rr, cc = r * sh - ph + p * dh, c * sw - pw + q * dw
                                 if 0 <= rr < H and 0 <= cc < Wd:
-                                    terms.append(self.entry_expr(f"{i}.weight", (co, ci, p, q)) * cur[c0 + ci, rr, cc])
+                                    terms.append(
+                                        self.entry_expr(f"{i}.weight", (co, ci, p, q))
+                                        * cur[c0 + ci, rr, cc]
+                                    )
                     y = sp.Add(*terms)
                     if spec.get("bias", True):
                         y = y + self.entry_expr(f"{i}.bias", (co,))
@@ -890,11 +928,17 @@ class Oracle:
         for ch in range(C):
             for r in range(oh):
                 for c in range(ow):
-                    entries = [cur[ch, r * sh - ph + p * dh, c * sw - pw + q * dw] for p in range(kh) for q in range(kw)
-                               if 0 <= r * sh - ph + p * dh < H and 0 <= c * sw - pw + q * dw < Wd]
+                    entries = [
+                        cur[ch, r * sh - ph + p * dh, c * sw - pw + q * dw]
+                        for p in range(kh)
+                        for q in range(kw)
+                        if 0 <= r * sh - ph + p * dh < H and 0 <= c * sw - pw + q * dw < Wd
+                    ]
                     yield (ch, r, c), (C, oh, ow), entries, kh * kw
 
-    def _maxpool2d(self, i: int, spec: dict[str, Any], cur: np.ndarray, b: int, *_: Any) -> np.ndarray:
+    def _maxpool2d(
+        self, i: int, spec: dict[str, Any], cur: np.ndarray, b: int, *_: Any
+    ) -> np.ndarray:
         res = {}
         tie = spec.get("tie")
         for pos, shape, entries, _ in self._windows(spec, cur, True):
@@ -907,12 +951,16 @@ class Oracle:
             out[pos] = v
         return out
 
-    def _avgpool2d(self, i: int, spec: dict[str, Any], cur: np.ndarray, b: int, *_: Any) -> np.ndarray:
+    def _avgpool2d(
+        self, i: int, spec: dict[str, Any], cur: np.ndarray, b: int, *_: Any
+    ) -> np.ndarray:
         res = {}
         include = spec.get("count_include_pad", True)
         for pos, shape, entries, full in self._windows(spec, cur, False):
             flat = (pos[0] * shape[1] + pos[1]) * shape[2] + pos[2]
-            res[pos] = self._let("lin", sp.Add(*entries) / (full if include else len(entries)), i, b, flat)
+            res[pos] = self._let(
+                "lin", sp.Add(*entries) / (full if include else len(entries)), i, b, flat
+            )
             out_shape = shape
         out = np.empty(out_shape, dtype=object)
         for pos, v in res.items():
@@ -922,7 +970,15 @@ class Oracle:
     def _flatten(self, i: int, spec: dict[str, Any], cur: np.ndarray, *_: Any) -> np.ndarray:
         return cur.reshape(-1)
 
-    def _add(self, i: int, spec: dict[str, Any], cur: np.ndarray, b: int, x: np.ndarray, outputs: list[np.ndarray]) -> np.ndarray:
+    def _add(
+        self,
+        i: int,
+        spec: dict[str, Any],
+        cur: np.ndarray,
+        b: int,
+        x: np.ndarray,
+        outputs: list[np.ndarray],
+    ) -> np.ndarray:
         other = x if spec["from"] == "input" else outputs[int(spec["from"])]
         out = np.empty(cur.shape, dtype=object)
         for k, (u, v) in enumerate(zip(cur.reshape(-1), other.reshape(-1))):
@@ -935,7 +991,9 @@ class Oracle:
             return cur
         out = np.empty(cur.shape, dtype=object)
         for k, y in enumerate(cur.reshape(-1)):
-            out.reshape(-1)[k] = self._let("act", info.act.formula(y), i, b, k, args=(y,), act=info.act)
+            out.reshape(-1)[k] = self._let(
+                "act", info.act.formula(y), i, b, k, args=(y,), act=info.act
+            )
         return out
 
     # -- values and directional derivatives (germs) ---------------------------
@@ -982,7 +1040,9 @@ class Oracle:
         pos = {lab: i for i, lab in enumerate(self.labels)}
         return self.directional({pos[k]: Fraction(v) for k, v in d.items()})
 
-    def additivity_violations(self, pairs: list[tuple[list[Fraction], list[Fraction]]]) -> list[int]:
+    def additivity_violations(
+        self, pairs: list[tuple[list[Fraction], list[Fraction]]]
+    ) -> list[int]:
         """Indices of pairs (d1, d2) with f'(d1 + d2) != f'(d1) + f'(d2) (Lemma D refutations)."""
         bad = []
         for k, (d1, d2) in enumerate(pairs):
@@ -1098,7 +1158,13 @@ class Oracle:
             rows.append(tuple(adj.get(s, Fraction(0)) for s in self.symbols))
         return tuple(rows), kadj
 
-    def _push(self, expr: sp.Expr, a: Fraction, adj: dict[sp.Expr, Fraction], vals: dict[sp.Expr, Fraction]) -> None:
+    def _push(
+        self,
+        expr: sp.Expr,
+        a: Fraction,
+        adj: dict[sp.Expr, Fraction],
+        vals: dict[sp.Expr, Fraction],
+    ) -> None:
         """adj[s] += a * d expr / d s at w, for every free symbol s of a polynomial expr."""
         cache = self.__dict__.setdefault("_partials", {})
         parts = cache.get(expr)

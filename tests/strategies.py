@@ -21,14 +21,45 @@ from oracle import make_act
 from formal.core.numbers import parse_format
 
 F = Fraction
-GRID = [F(0), F(0), F(0), F(1, 4), F(-1, 4), F(1, 2), F(-1, 2), F(3, 4), F(-3, 4), F(1), F(-1), F(3, 2),
-        F(-3, 2), F(2), F(-2), F(3), F(-3)]
+GRID = [
+    F(0),
+    F(0),
+    F(0),
+    F(1, 4),
+    F(-1, 4),
+    F(1, 2),
+    F(-1, 2),
+    F(3, 4),
+    F(-3, 4),
+    F(1),
+    F(-1),
+    F(3, 2),
+    F(-3, 2),
+    F(2),
+    F(-2),
+    F(3),
+    F(-3),
+]
 INPUT_GRID = [F(0), F(0), F(1), F(-1), F(1, 2), F(-1, 2), F(2), F(-2), F(3), F(1, 3)]
 FROZEN_EXTRA = [F(1, 3), F(-2, 3), F(5, 7)]
 FORMATS = ["binary32", "binary16", "bfloat16", "e4m3"]
 # binary64 members of wildly different magnitudes (exact cancellation, huge denominators)
-WIDE_GRID = [F(0), F(0), F(1), F(-1), F(2) ** 300, -F(2) ** 300, F(1, 2**300), -F(1, 2**300), F(2) ** 52 + 1,
-             1 + F(1, 2**52), -(1 + F(1, 2**52)), F(3, 2**1074), F(2) ** 1000, F(1, 2**1022)]
+WIDE_GRID = [
+    F(0),
+    F(0),
+    F(1),
+    F(-1),
+    F(2) ** 300,
+    -(F(2) ** 300),
+    F(1, 2**300),
+    -F(1, 2**300),
+    F(2) ** 52 + 1,
+    1 + F(1, 2**52),
+    -(1 + F(1, 2**52)),
+    F(3, 2**1074),
+    F(2) ** 1000,
+    F(1, 2**1022),
+]
 WIDE_INPUTS = [F(0), F(1), F(-1), F(1, 3), F(2) ** 200, F(1, 10**30), F(-7, 2**600)]
 
 KINKED = [
@@ -103,7 +134,9 @@ def networks(
     if frozen and draw(st.integers(0, 3)) == 0:
         keep = [n for n in names if draw(st.booleans())]
         if hypothesis_h:
-            keep = sorted(set(keep) | {f"{i}.bias" for i in range(n_layers) if kinked[i]}, key=names.index)
+            keep = sorted(
+                set(keep) | {f"{i}.bias" for i in range(n_layers) if kinked[i]}, key=names.index
+            )
         trainable = keep or [names[0]]
     # ties: pairs (head, tail) of trainable weight entries, head before tail
     shapes = {}
@@ -113,17 +146,30 @@ def networks(
         if has_bias[i]:
             shapes[f"{i}.bias"] = (widths[i],)
         width = widths[i]
-    slots = [(n, (u, j)) for n in trainable if n.endswith("weight") for u in range(shapes[n][0])
-             for j in range(shapes[n][1])]
+    slots = [
+        (n, (u, j))
+        for n in trainable
+        if n.endswith("weight")
+        for u in range(shapes[n][0])
+        for j in range(shapes[n][1])
+    ]
     tie_pairs: list[tuple[tuple[str, tuple[int, ...]], tuple[str, tuple[int, ...]], int]] = []
     if ties and len(slots) >= 2 and draw(st.integers(0, 3)) == 0:
-        a, b = sorted(draw(st.lists(st.integers(0, len(slots) - 1), min_size=2, max_size=2, unique=True)))
+        a, b = sorted(
+            draw(st.lists(st.integers(0, len(slots) - 1), min_size=2, max_size=2, unique=True))
+        )
         tie_pairs.append((slots[a], slots[b], draw(st.sampled_from([1, -1]))))
     if ties and not hypothesis_h and draw(st.integers(0, 5)) == 0:
-        cand = [i for i in range(n_layers) if has_bias[i] and widths[i] >= 2 and f"{i}.bias" in trainable]
+        cand = [
+            i
+            for i in range(n_layers)
+            if has_bias[i] and widths[i] >= 2 and f"{i}.bias" in trainable
+        ]
         if cand:
             i = draw(st.sampled_from(cand))
-            tie_pairs.append(((f"{i}.bias", (0,)), (f"{i}.bias", (1,)), draw(st.sampled_from([1, -1]))))
+            tie_pairs.append(
+                ((f"{i}.bias", (0,)), (f"{i}.bias", (1,)), draw(st.sampled_from([1, -1])))
+            )
     tied_entries = {p[0] for p in tie_pairs} | {p[1] for p in tie_pairs}
     tail_of = {t: (h, s) for h, t, s in tie_pairs}
 
@@ -192,20 +238,27 @@ def networks(
             act = _act_of(spec)
             if act.kinks and draw(st.integers(0, 2)) == 0:
                 base = {"name": spec} if isinstance(spec, str) else dict(spec)
-                per_kink = st.lists(st.sampled_from(["0", "1", "1/2", "-1"]), min_size=len(act.kinks),
-                                    max_size=len(act.kinks))
-                base["proxy"] = draw(st.one_of(
-                    st.sampled_from(["0", "1", "1/2", "right", "left"]),
-                    per_kink,
-                    st.lists(per_kink, min_size=widths[i], max_size=widths[i]),
-                ))
+                per_kink = st.lists(
+                    st.sampled_from(["0", "1", "1/2", "-1"]),
+                    min_size=len(act.kinks),
+                    max_size=len(act.kinks),
+                )
+                base["proxy"] = draw(
+                    st.one_of(
+                        st.sampled_from(["0", "1", "1/2", "right", "left"]),
+                        per_kink,
+                        st.lists(per_kink, min_size=widths[i], max_size=widths[i]),
+                    )
+                )
                 specs[i] = base
     doc: dict[str, Any] = {
         "format": "formal-net/1",
         "numbers": fmt_name,
         "inputs": [[_text(v) for v in x] for x in X],
-        "layers": [{"type": "dense", "units": widths[i], "bias": has_bias[i], "activation": specs[i]}
-                   for i in range(n_layers)],
+        "layers": [
+            {"type": "dense", "units": widths[i], "bias": has_bias[i], "activation": specs[i]}
+            for i in range(n_layers)
+        ],
         "params": {},
     }
     for i in range(n_layers):
@@ -221,9 +274,13 @@ def networks(
         if kind == "sum":
             doc["objective"] = {"type": "sum"}
         elif kind == "weighted":
-            doc["objective"] = {"type": "weighted_sum",
-                                "weights": [[draw(st.sampled_from([1, -1, 2, 0])) for _ in range(widths[-1])]
-                                            for _ in range(B)]}
+            doc["objective"] = {
+                "type": "weighted_sum",
+                "weights": [
+                    [draw(st.sampled_from([1, -1, 2, 0])) for _ in range(widths[-1])]
+                    for _ in range(B)
+                ],
+            }
     return doc
 
 
@@ -241,7 +298,17 @@ def bias_free_networks(**kw: Any) -> st.SearchStrategy[dict[str, Any]]:
     return networks(bias="none", **kw)
 
 
-__all__ = ["WIDE_GRID", "WIDE_INPUTS", "networks", "h_networks", "bias_free_networks", "GRID", "KINKED", "ACTIVATIONS", "PL_KINKED"]
+__all__ = [
+    "WIDE_GRID",
+    "WIDE_INPUTS",
+    "networks",
+    "h_networks",
+    "bias_free_networks",
+    "GRID",
+    "KINKED",
+    "ACTIVATIONS",
+    "PL_KINKED",
+]
 
 
 @st.composite
@@ -257,40 +324,84 @@ def image_networks(draw: st.DrawFn, *, formats: list[str] | None = None) -> dict
     B = draw(st.integers(1, 2))
     C = draw(st.integers(1, 2))
     H, Wd = draw(st.integers(2, 4)), draw(st.integers(2, 4))
-    vals = draw(st.lists(st.sampled_from([F(0), F(1), F(-1), F(2), F(1, 2)]), min_size=2, max_size=3, unique=True))
+    vals = draw(
+        st.lists(
+            st.sampled_from([F(0), F(1), F(-1), F(2), F(1, 2)]), min_size=2, max_size=3, unique=True
+        )
+    )
     X = [[draw(st.sampled_from(vals)) for _ in range(C * H * Wd)] for _ in range(B)]
     grid = [F(0), F(0), F(1), F(-1), F(1, 2), F(2), F(-3, 2)]
     CO = draw(st.integers(1, 2))
     residual = C == CO and draw(st.integers(0, 3)) == 0
     k = 1 if residual else draw(st.integers(1, 2))
     pad = 0 if residual or k == 1 else draw(st.integers(0, 1))
-    act0 = draw(st.sampled_from(["relu", "abs", "hardtanh", {"name": "leaky_relu", "slope": "1/4"}, "identity"]))
+    act0 = draw(
+        st.sampled_from(
+            ["relu", "abs", "hardtanh", {"name": "leaky_relu", "slope": "1/4"}, "identity"]
+        )
+    )
     has_bias = draw(st.booleans())
-    W = [[[[draw(st.sampled_from(grid)) for _ in range(k)] for _ in range(k)] for _ in range(C)] for _ in range(CO)]
+    W = [
+        [[[draw(st.sampled_from(grid)) for _ in range(k)] for _ in range(k)] for _ in range(C)]
+        for _ in range(CO)
+    ]
     bias = [F(0)] * CO
     oh, ow = H + 2 * pad - k + 1, Wd + 2 * pad - k + 1
     act = make_act(act0)[0]
-    if has_bias and act.kinks:  # solve the bias of channel co so position (r, c) of sample b is a kink
-        co, r, c, b = draw(st.integers(0, CO - 1)), draw(st.integers(0, oh - 1)), draw(st.integers(0, ow - 1)), draw(st.integers(0, B - 1))
-        img = [[[X[b][(ch * H + i) * Wd + j] for j in range(Wd)] for i in range(H)] for ch in range(C)]
-        s = sum((W[co][ch][p][q] * img[ch][r - pad + p][c - pad + q] for ch in range(C) for p in range(k) for q in range(k)
-                 if 0 <= r - pad + p < H and 0 <= c - pad + q < Wd), F(0))
+    if (
+        has_bias and act.kinks
+    ):  # solve the bias of channel co so position (r, c) of sample b is a kink
+        co, r, c, b = (
+            draw(st.integers(0, CO - 1)),
+            draw(st.integers(0, oh - 1)),
+            draw(st.integers(0, ow - 1)),
+            draw(st.integers(0, B - 1)),
+        )
+        img = [
+            [[X[b][(ch * H + i) * Wd + j] for j in range(Wd)] for i in range(H)] for ch in range(C)
+        ]
+        s = sum(
+            (
+                W[co][ch][p][q] * img[ch][r - pad + p][c - pad + q]
+                for ch in range(C)
+                for p in range(k)
+                for q in range(k)
+                if 0 <= r - pad + p < H and 0 <= c - pad + q < Wd
+            ),
+            F(0),
+        )
         v = draw(st.sampled_from(act.kinks)) - s
         if fmt.contains(v):
             bias[co] = v
-    layers: list[dict[str, Any]] = [{"type": "conv2d", "out_channels": CO, "kernel_size": k, "padding": pad,
-                                     "bias": has_bias, "activation": act0}]
-    params: dict[str, Any] = {"0.weight": [[[[_text(v) for v in row] for row in ch] for ch in out] for out in W]}
+    layers: list[dict[str, Any]] = [
+        {
+            "type": "conv2d",
+            "out_channels": CO,
+            "kernel_size": k,
+            "padding": pad,
+            "bias": has_bias,
+            "activation": act0,
+        }
+    ]
+    params: dict[str, Any] = {
+        "0.weight": [[[[_text(v) for v in row] for row in ch] for ch in out] for out in W]
+    }
     if has_bias:
         params["0.bias"] = [_text(v) for v in bias]
     if residual:
         layers.append({"type": "add", "from": "input"})
     pk = draw(st.integers(1, 2)) if min(oh, ow) >= 2 else 1
-    pool: dict[str, Any] = {"type": "maxpool2d", "kernel_size": pk, "stride": draw(st.integers(1, pk))}
+    pool: dict[str, Any] = {
+        "type": "maxpool2d",
+        "kernel_size": pk,
+        "stride": draw(st.integers(1, pk)),
+    }
     if pk == 2 and draw(st.booleans()):
         pool["padding"] = 1
     if draw(st.integers(0, 2)) == 0:
-        pool["tie"] = draw(st.sampled_from(["first", "last", ["first", "last"], ["last", "first", "first"]]))
+        pool["tie"] = draw(
+            st.sampled_from(["first", "last", ["first", "last"], ["last", "first", "first"]])
+        )
     if draw(st.booleans()):
         pool["activation"] = draw(st.sampled_from(["relu", "abs", "identity"]))
     layers.append(pool)
@@ -305,13 +416,27 @@ def image_networks(draw: st.DrawFn, *, formats: list[str] | None = None) -> dict
     units = draw(st.integers(1, 2))
     dense_bias = draw(st.booleans())
     i = len(layers)
-    layers.append({"type": "dense", "units": units, "bias": dense_bias,
-                   "activation": draw(st.sampled_from(["relu", "identity", "hardtanh"]))})
-    params[f"{i}.weight"] = [[_text(draw(st.sampled_from(grid))) for _ in range(n)] for _ in range(units)]
+    layers.append(
+        {
+            "type": "dense",
+            "units": units,
+            "bias": dense_bias,
+            "activation": draw(st.sampled_from(["relu", "identity", "hardtanh"])),
+        }
+    )
+    params[f"{i}.weight"] = [
+        [_text(draw(st.sampled_from(grid))) for _ in range(n)] for _ in range(units)
+    ]
     if dense_bias:
         params[f"{i}.bias"] = [_text(draw(st.sampled_from(grid))) for _ in range(units)]
-    doc: dict[str, Any] = {"format": "formal-net/1", "numbers": fmt_name, "input_shape": [C, H, Wd],
-                           "inputs": [[_text(v) for v in x] for x in X], "layers": layers, "params": params}
+    doc: dict[str, Any] = {
+        "format": "formal-net/1",
+        "numbers": fmt_name,
+        "input_shape": [C, H, Wd],
+        "inputs": [[_text(v) for v in x] for x in X],
+        "layers": layers,
+        "params": params,
+    }
     if draw(st.integers(0, 3)) == 0:
         doc["trainable"] = [n_ for n_ in params if n_ != "0.weight"] or ["0.weight"]
     if draw(st.booleans()):

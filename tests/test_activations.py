@@ -25,8 +25,8 @@ from formal.core.activations import (
 )
 from formal.core.network import Node
 from formal.core.qarray import QArray
-from formal.engine.forward import ActRule
 from formal.errors import InvalidArgument
+from formal.ops.activation import ActRule
 
 F = Fraction
 
@@ -81,7 +81,16 @@ def test_smooth_activations_have_no_kinks():
         assert act.kinks == () and act.transcendental
         with pytest.raises(InvalidArgument, match="piecewise-polynomial"):
             act.value(F(0))
-    assert {"relu", "relu6", "hardtanh", "clip", "hardsigmoid", "hardswish", "abs", "leaky_relu"} <= set(activation_names())
+    assert {
+        "relu",
+        "relu6",
+        "hardtanh",
+        "clip",
+        "hardsigmoid",
+        "hardswish",
+        "abs",
+        "leaky_relu",
+    } <= set(activation_names())
 
 
 def test_activation_parameter_errors():
@@ -99,59 +108,108 @@ def test_activation_parameter_errors():
 H = F(1, 2)
 PROXY_ROWS = [
     # pytorch (>= 2.7, >= 2.14)
-    ("pytorch", "relu", {}, 0, 0), ("pytorch", "leaky_relu", {"slope": "1/4"}, 0, F(1, 4)),
-    ("pytorch", "relu6", {}, 0, 0), ("pytorch", "relu6", {}, 6, 0),
-    ("pytorch", "hardtanh", {}, -1, 0), ("pytorch", "hardtanh", {}, 1, 0),
-    ("pytorch", "hardtanh", {"min": "-1/2", "max": "2"}, F(-1, 2), 0), ("pytorch", "hardtanh", {"min": "-1/2", "max": "2"}, 2, 0),
-    ("pytorch", "hardsigmoid", {}, -3, 0), ("pytorch", "hardsigmoid", {}, 3, 0),
-    ("pytorch", "hardswish", {}, -3, 0), ("pytorch", "hardswish", {}, 3, 1),
-    ("pytorch", "abs", {}, 0, 0), ("pytorch", "clip", {"min": "0", "max": "1"}, 0, 0), ("pytorch", "clip", {"min": "0", "max": "1"}, 1, 0),
+    ("pytorch", "relu", {}, 0, 0),
+    ("pytorch", "leaky_relu", {"slope": "1/4"}, 0, F(1, 4)),
+    ("pytorch", "relu6", {}, 0, 0),
+    ("pytorch", "relu6", {}, 6, 0),
+    ("pytorch", "hardtanh", {}, -1, 0),
+    ("pytorch", "hardtanh", {}, 1, 0),
+    ("pytorch", "hardtanh", {"min": "-1/2", "max": "2"}, F(-1, 2), 0),
+    ("pytorch", "hardtanh", {"min": "-1/2", "max": "2"}, 2, 0),
+    ("pytorch", "hardsigmoid", {}, -3, 0),
+    ("pytorch", "hardsigmoid", {}, 3, 0),
+    ("pytorch", "hardswish", {}, -3, 0),
+    ("pytorch", "hardswish", {}, 3, 1),
+    ("pytorch", "abs", {}, 0, 0),
+    ("pytorch", "clip", {"min": "0", "max": "1"}, 0, 0),
+    ("pytorch", "clip", {"min": "0", "max": "1"}, 1, 0),
     # pytorch before 2.7: hardswish -1/2, 3/2; up to 2.13: clamp passes 1
-    ("pytorch-2.6", "hardswish", {}, -3, F(-1, 2)), ("pytorch-2.6", "hardswish", {}, 3, F(3, 2)),
-    ("pytorch-2.6", "relu", {}, 0, 0), ("pytorch-2.6", "clip", {}, -1, 0),
-    ("pytorch-2.13", "clip", {}, -1, 1), ("pytorch-2.13", "clip", {}, 1, 1),
-    ("pytorch-2.13", "hardswish", {}, -3, 0), ("pytorch-2.13", "hardswish", {}, 3, 1),
+    ("pytorch-2.6", "hardswish", {}, -3, F(-1, 2)),
+    ("pytorch-2.6", "hardswish", {}, 3, F(3, 2)),
+    ("pytorch-2.6", "relu", {}, 0, 0),
+    ("pytorch-2.6", "clip", {}, -1, 0),
+    ("pytorch-2.13", "clip", {}, -1, 1),
+    ("pytorch-2.13", "clip", {}, 1, 1),
+    ("pytorch-2.13", "hardswish", {}, -3, 0),
+    ("pytorch-2.13", "hardswish", {}, 3, 1),
     # jax
-    ("jax", "relu", {}, 0, 0), ("jax", "leaky_relu", {"slope": "1/4"}, 0, 1),
-    ("jax", "relu6", {}, 0, 0), ("jax", "relu6", {}, 6, 0),
-    ("jax", "hardtanh", {}, -1, 1), ("jax", "hardtanh", {}, 1, 1),
-    ("jax", "hardsigmoid", {}, -3, 0), ("jax", "hardsigmoid", {}, 3, 0),
-    ("jax", "hardswish", {}, -3, 0), ("jax", "hardswish", {}, 3, 1),
-    ("jax", "abs", {}, 0, 1), ("jax", "clip", {}, -1, H), ("jax", "clip", {}, 1, H),
+    ("jax", "relu", {}, 0, 0),
+    ("jax", "leaky_relu", {"slope": "1/4"}, 0, 1),
+    ("jax", "relu6", {}, 0, 0),
+    ("jax", "relu6", {}, 6, 0),
+    ("jax", "hardtanh", {}, -1, 1),
+    ("jax", "hardtanh", {}, 1, 1),
+    ("jax", "hardsigmoid", {}, -3, 0),
+    ("jax", "hardsigmoid", {}, 3, 0),
+    ("jax", "hardswish", {}, -3, 0),
+    ("jax", "hardswish", {}, 3, 1),
+    ("jax", "abs", {}, 0, 1),
+    ("jax", "clip", {}, -1, H),
+    ("jax", "clip", {}, 1, H),
     # tensorflow
-    ("tensorflow", "relu", {}, 0, 0), ("tensorflow", "leaky_relu", {"slope": "1/4"}, 0, F(1, 4)),
-    ("tensorflow", "relu6", {}, 0, 0), ("tensorflow", "relu6", {}, 6, 0),
-    ("tensorflow", "hardsigmoid", {}, -3, 0), ("tensorflow", "hardsigmoid", {}, 3, 0),
-    ("tensorflow", "hardswish", {}, -3, 0), ("tensorflow", "hardswish", {}, 3, 1),
-    ("tensorflow", "abs", {}, 0, 0), ("tensorflow", "clip", {}, -1, 1), ("tensorflow", "clip", {}, 1, 1),
+    ("tensorflow", "relu", {}, 0, 0),
+    ("tensorflow", "leaky_relu", {"slope": "1/4"}, 0, F(1, 4)),
+    ("tensorflow", "relu6", {}, 0, 0),
+    ("tensorflow", "relu6", {}, 6, 0),
+    ("tensorflow", "hardsigmoid", {}, -3, 0),
+    ("tensorflow", "hardsigmoid", {}, 3, 0),
+    ("tensorflow", "hardswish", {}, -3, 0),
+    ("tensorflow", "hardswish", {}, 3, 1),
+    ("tensorflow", "abs", {}, 0, 0),
+    ("tensorflow", "clip", {}, -1, 1),
+    ("tensorflow", "clip", {}, 1, 1),
     # left / right / lambda / value, on a few activations
-    ("left", "hardswish", {}, -3, 0), ("left", "hardswish", {}, 3, F(3, 2)), ("left", "abs", {}, 0, -1),
-    ("right", "hardswish", {}, -3, F(-1, 2)), ("right", "hardswish", {}, 3, 1), ("right", "abs", {}, 0, 1),
-    ("right", "leaky_relu", {"slope": "1/4"}, 0, 1), ("left", "leaky_relu", {"slope": "1/4"}, 0, F(1, 4)),
-    ("lambda=1/2", "relu", {}, 0, H), ("lambda=1/2", "abs", {}, 0, 0), ("lambda=1/4", "relu", {}, 0, F(3, 4)),
-    ("lambda=1/4", "hardsigmoid", {}, 3, F(1, 24)), ("lambda=2", "relu", {}, 0, -1),
+    ("left", "hardswish", {}, -3, 0),
+    ("left", "hardswish", {}, 3, F(3, 2)),
+    ("left", "abs", {}, 0, -1),
+    ("right", "hardswish", {}, -3, F(-1, 2)),
+    ("right", "hardswish", {}, 3, 1),
+    ("right", "abs", {}, 0, 1),
+    ("right", "leaky_relu", {"slope": "1/4"}, 0, 1),
+    ("left", "leaky_relu", {"slope": "1/4"}, 0, F(1, 4)),
+    ("lambda=1/2", "relu", {}, 0, H),
+    ("lambda=1/2", "abs", {}, 0, 0),
+    ("lambda=1/4", "relu", {}, 0, F(3, 4)),
+    ("lambda=1/4", "hardsigmoid", {}, 3, F(1, 24)),
+    ("lambda=2", "relu", {}, 0, -1),
     ("lambda=1/3", "hardswish", {}, 3, F(1, 2) + F(2, 3)),
-    ("value=7/3", "relu", {}, 0, F(7, 3)), ("value=-1", "hardtanh", {}, 1, -1),
-    ("pytorch,tie=last", "relu6", {}, 6, 0), ("jax,tie=last", "abs", {}, 0, 1),
+    ("value=7/3", "relu", {}, 0, F(7, 3)),
+    ("value=-1", "hardtanh", {}, 1, -1),
+    ("pytorch,tie=last", "relu6", {}, 6, 0),
+    ("jax,tie=last", "abs", {}, 0, 1),
 ]
 
 
-@pytest.mark.parametrize(("preset", "name", "params", "kink", "proxy"), PROXY_ROWS,
-                         ids=[f"{r[0]}-{r[1]}-{r[3]}" for r in PROXY_ROWS])
+@pytest.mark.parametrize(
+    ("preset", "name", "params", "kink", "proxy"),
+    PROXY_ROWS,
+    ids=[f"{r[0]}-{r[1]}-{r[3]}" for r in PROXY_ROWS],
+)
 def test_preset_proxy_at_kink(preset, name, params, kink, proxy):
     act = get_activation(name, **params)
     assert parse_preset(preset).proxy(act, kink) == F(proxy)
 
 
-@pytest.mark.parametrize(("preset", "name", "params", "kink", "proxy"), PROXY_ROWS,
-                         ids=[f"{r[0]}-{r[1]}-{r[3]}" for r in PROXY_ROWS])
+@pytest.mark.parametrize(
+    ("preset", "name", "params", "kink", "proxy"),
+    PROXY_ROWS,
+    ids=[f"{r[0]}-{r[1]}-{r[3]}" for r in PROXY_ROWS],
+)
 def test_proxy_kind(preset, name, params, kink, proxy):
     """Preset.kind classifies the proxy against [D-, D+]."""
     act = get_activation(name, **params)
     lo, hi = act.d_minus(F(kink)), act.d_plus(F(kink))
     kind = parse_preset(preset).kind(act, kink)
     p = F(proxy)
-    expected = "left" if p == lo else "right" if p == hi else "between" if min(lo, hi) <= p <= max(lo, hi) else "outside"
+    expected = (
+        "left"
+        if p == lo
+        else "right"
+        if p == hi
+        else "between"
+        if min(lo, hi) <= p <= max(lo, hi)
+        else "outside"
+    )
     assert kind == expected
 
 
@@ -184,8 +242,11 @@ rationals = st.fractions(min_value=-12, max_value=12, max_denominator=64)
 
 
 def _formal(spec):
-    return get_activation(spec) if isinstance(spec, str) else get_activation(
-        spec["name"], **{k: v for k, v in spec.items() if k != "name"})
+    return (
+        get_activation(spec)
+        if isinstance(spec, str)
+        else get_activation(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
+    )
 
 
 @settings(max_examples=40)
@@ -204,8 +265,11 @@ def test_exact_apply_matches_sympy_formula(spec, xs):
 
 
 @settings(max_examples=60)
-@given(st.sampled_from(ALL), st.lists(st.floats(-20, 20, allow_nan=False, allow_subnormal=True), min_size=1, max_size=8),
-       st.sampled_from([0.0, 1e-12, 1e-3]))
+@given(
+    st.sampled_from(ALL),
+    st.lists(st.floats(-20, 20, allow_nan=False, allow_subnormal=True), min_size=1, max_size=8),
+    st.sampled_from([0.0, 1e-12, 1e-3]),
+)
 def test_float_activation_within_its_error_bound(spec, ys, e):
     """ActRule's float filter: |z - rho(y')| <= err for every exact y' with |y' - y| <= e (e = input error),
     and an exact kink within e of y is always flagged as suspect."""

@@ -12,8 +12,19 @@ from formal.cli.main import main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "formal" / "examples"
 CONTRACT_KEYS = {
-    "differentiable", "ad_correct", "in_ndf", "in_inc", "bouligand", "clarke", "kink_neurons",
-    "parameters", "method", "witness", "numbers", "proxy", "seconds",
+    "differentiable",
+    "ad_correct",
+    "in_ndf",
+    "in_inc",
+    "bouligand",
+    "clarke",
+    "kink_neurons",
+    "parameters",
+    "method",
+    "witness",
+    "numbers",
+    "proxy",
+    "seconds",
 }
 
 
@@ -34,7 +45,9 @@ def base_doc() -> dict:
 
 
 def test_check_json_contract_e1_right(capsys):
-    code, out, err = run_cli(capsys, "check", str(EXAMPLES / "e1.json"), "--proxy", "right", "--json")
+    code, out, err = run_cli(
+        capsys, "check", str(EXAMPLES / "e1.json"), "--proxy", "right", "--json"
+    )
     assert code == 0 and err == ""
     doc = json.loads(out)
     assert CONTRACT_KEYS <= set(doc)
@@ -55,7 +68,9 @@ def test_check_table_for_people(capsys):
 
 
 def test_check_gradient_flag(capsys):
-    code, out, _ = run_cli(capsys, "check", str(EXAMPLES / "lemma3.json"), "--proxy", "left", "--json", "--gradient")
+    code, out, _ = run_cli(
+        capsys, "check", str(EXAMPLES / "lemma3.json"), "--proxy", "left", "--json", "--gradient"
+    )
     assert code == 0
     doc = json.loads(out)
     assert doc["gradient"] == [["1/6"]] and doc["ad_correct"] is True
@@ -71,7 +86,15 @@ def test_output_file_written_whole(tmp_path, capsys):
 def test_params_npz(tmp_path, capsys):
     doc = base_doc()
     params = doc.pop("params")
-    arrays = {k: np.array([[float(eval(str(v).replace("0x1p-3", "0.125"))) for v in row] for row in val] if isinstance(val[0], list) else [float(v) for v in val], dtype=np.float32) for k, val in params.items()}
+    arrays = {
+        k: np.array(
+            [[float(eval(str(v).replace("0x1p-3", "0.125"))) for v in row] for row in val]
+            if isinstance(val[0], list)
+            else [float(v) for v in val],
+            dtype=np.float32,
+        )
+        for k, val in params.items()
+    }
     np.savez(tmp_path / "p.npz", **arrays)
     net = write_net(tmp_path, doc)
     code, out, err = run_cli(capsys, "check", net, "--params", str(tmp_path / "p.npz"), "--json")
@@ -80,7 +103,13 @@ def test_params_npz(tmp_path, capsys):
     # wrong dtype: float64 arrays for a binary32 network
     np.savez(tmp_path / "p64.npz", **{k: v.astype(np.float64) for k, v in arrays.items()})
     code, out, err = run_cli(capsys, "check", net, "--params", str(tmp_path / "p64.npz"))
-    assert code == 2 and out == "" and err.startswith("error: ") and "float32" in err and "0.weight" in err
+    assert (
+        code == 2
+        and out == ""
+        and err.startswith("error: ")
+        and "float32" in err
+        and "0.weight" in err
+    )
 
 
 # -- bad input: one line "error: ...", exit 2, nothing on stdout, never a traceback -------------

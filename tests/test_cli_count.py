@@ -19,7 +19,16 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_exact_json_e1_e4m3(capsys):
-    code, out, err = run_cli(capsys, "count", str(EXAMPLES / "e1.json"), "--numbers", "e4m3", "--proxy", "right", "--json")
+    code, out, err = run_cli(
+        capsys,
+        "count",
+        str(EXAMPLES / "e1.json"),
+        "--numbers",
+        "e4m3",
+        "--proxy",
+        "right",
+        "--json",
+    )
     assert code == 0
     doc = json.loads(out)
     assert KEYS <= set(doc)
@@ -32,20 +41,38 @@ def test_exact_json_e1_e4m3(capsys):
 
 
 def test_exact_h_net_has_bound_and_zero_inc(capsys, tmp_path):
-    doc = {"format": "formal-net/1", "numbers": "binary32", "inputs": [["1"]],
-           "layers": [{"type": "dense", "units": 2, "bias": True, "activation": "relu"},
-                      {"type": "dense", "units": 1, "bias": False, "activation": "identity"}],
-           "params": {"0.weight": [[1], [2]], "0.bias": [0, "0.5"], "1.weight": [[1, -1]]}}
+    doc = {
+        "format": "formal-net/1",
+        "numbers": "binary32",
+        "inputs": [["1"]],
+        "layers": [
+            {"type": "dense", "units": 2, "bias": True, "activation": "relu"},
+            {"type": "dense", "units": 1, "bias": False, "activation": "identity"},
+        ],
+        "params": {"0.weight": [[1], [2]], "0.bias": [0, "0.5"], "1.weight": [[1, -1]]},
+    }
     path = tmp_path / "h.json"
     path.write_text(json.dumps(doc))
     code, out, _ = run_cli(capsys, "count", str(path), "--numbers", "fp(2,1)", "--json")
     res = json.loads(out)
     assert code == 0 and res["inc"] == "0" and res["bound"] == "2/11"
     assert Fraction(res["density_ndf"]) <= Fraction(res["bound"])
-    code, out, _ = run_cli(capsys, "count", str(path), "--numbers", "fp(2,1)", "--method", "conditional", "--json")
+    code, out, _ = run_cli(
+        capsys, "count", str(path), "--numbers", "fp(2,1)", "--method", "conditional", "--json"
+    )
     cond = json.loads(out)
     assert cond["ndf"] == res["ndf"] and cond["space"] == "omega"
-    code, out, _ = run_cli(capsys, "count", str(path), "--numbers", "e4m3", "--method", "conditional", "--slice", "--json")
+    code, out, _ = run_cli(
+        capsys,
+        "count",
+        str(path),
+        "--numbers",
+        "e4m3",
+        "--method",
+        "conditional",
+        "--slice",
+        "--json",
+    )
     sl = json.loads(out)
     assert sl["space"] == "bias-slice" and sl["omega"] == str(253**2)
     # weights 1, 2 and x = 1: both -w x are members, both output weights non-zero
@@ -53,8 +80,18 @@ def test_exact_h_net_has_bound_and_zero_inc(capsys, tmp_path):
 
 
 def test_sample_json(capsys):
-    code, out, _ = run_cli(capsys, "count", "tiny-mlp", "--numbers", "binary16", "--method", "sample",
-                           "--samples", "50", "--json")
+    code, out, _ = run_cli(
+        capsys,
+        "count",
+        "tiny-mlp",
+        "--numbers",
+        "binary16",
+        "--method",
+        "sample",
+        "--samples",
+        "50",
+        "--json",
+    )
     doc = json.loads(out)
     assert code == 0 and doc["method"] == "sample" and doc["samples"] == 50
     lo, hi = doc["ci"]["density_ndf"]
@@ -69,7 +106,13 @@ def test_human_output(capsys):
 
 def test_bad_inputs_exit_2(capsys, tmp_path):
     code, out, err = run_cli(capsys, "count", "tiny-mlp", "--numbers", "fp(2,1)")
-    assert code == 2 and out == "" and err.startswith("error: ") and "0.weight[1,0]" in err and err.count("\n") == 1
+    assert (
+        code == 2
+        and out == ""
+        and err.startswith("error: ")
+        and "0.weight[1,0]" in err
+        and err.count("\n") == 1
+    )
     code, _, err = run_cli(capsys, "count", "e1", "--method", "conditional")
     assert code == 2 and "hypothesis H" in err
     code, _, err = run_cli(capsys, "count", "tiny-mlp", "--numbers", "e4m3")

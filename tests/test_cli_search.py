@@ -17,7 +17,18 @@ from formal.examples import load_example
 from formal.search.export import solve_text
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "formal" / "examples"
-KEYS = {"status", "reason", "params", "bits", "verdict", "seconds", "method", "space", "numbers", "proxy"}
+KEYS = {
+    "status",
+    "reason",
+    "params",
+    "bits",
+    "verdict",
+    "seconds",
+    "method",
+    "space",
+    "numbers",
+    "proxy",
+}
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -48,7 +59,18 @@ def _flatten(v):
 
 
 def test_search_json_inc_witness(capsys):
-    code, out, err = run_cli(capsys, "search", str(EXAMPLES / "e1.json"), "--find", "inc", "--proxy", "right", "--stages", "smt", "--json")
+    code, out, err = run_cli(
+        capsys,
+        "search",
+        str(EXAMPLES / "e1.json"),
+        "--find",
+        "inc",
+        "--proxy",
+        "right",
+        "--stages",
+        "smt",
+        "--json",
+    )
     assert code == 0 and err == ""
     doc = json.loads(out)
     assert KEYS <= set(doc)
@@ -76,22 +98,46 @@ def test_search_json_spurious_touch_reports_both_values(capsys):
 def test_search_exhausted_and_unknown(capsys):
     code, out, _ = run_cli(capsys, "search", "rounding-trap", "--find", "kink", "--json")
     doc = json.loads(out)
-    assert code == 0 and doc["status"] == "exhausted" and doc["params"] is None and doc["verdict"] is None
+    assert (
+        code == 0
+        and doc["status"] == "exhausted"
+        and doc["params"] is None
+        and doc["verdict"] is None
+    )
     assert "closed form" in doc["reason"]
-    code, out, _ = run_cli(capsys, "search", "axis-trap", "--find", "inc", "--timeout", "0.0001", "--json")
+    code, out, _ = run_cli(
+        capsys, "search", "axis-trap", "--find", "inc", "--timeout", "0.0001", "--json"
+    )
     doc = json.loads(out)
     assert code == 0 and doc["status"] == "unknown" and "time" in doc["reason"]
 
 
 def test_search_text_output(capsys):
-    code, out, _ = run_cli(capsys, "search", "tiny-mlp", "--find", "ndf", "--free", "0.bias", "--stages", "closed-form")
+    code, out, _ = run_cli(
+        capsys, "search", "tiny-mlp", "--find", "ndf", "--free", "0.bias", "--stages", "closed-form"
+    )
     assert code == 0
     assert out.startswith("found: ndf in binary32")
     assert "0.bias = " in out and "in_ndf=true" in out
 
 
 def test_search_fix_and_range(capsys):
-    code, out, _ = run_cli(capsys, "search", "e1", "--find", "inc", "--proxy", "right", "--fix", "1.weight=-3", "--range", "1/4:8", "--stages", "smt", "--json")
+    code, out, _ = run_cli(
+        capsys,
+        "search",
+        "e1",
+        "--find",
+        "inc",
+        "--proxy",
+        "right",
+        "--fix",
+        "1.weight=-3",
+        "--range",
+        "1/4:8",
+        "--stages",
+        "smt",
+        "--json",
+    )
     doc = json.loads(out)
     assert code == 0 and doc["status"] == "found"
     assert doc["params"]["1.weight"] == [["-3"]]
@@ -111,7 +157,10 @@ def test_search_fix_and_range(capsys):
         (["search", "e1", "--find", "inc", "--numbers", "fp(99,1)"], "fp(e,m)"),
         (["search", "e1", "--find", "inc", "--timeout", "-1"], "positive --timeout"),
         (["search", "e1", "--find", "inc", "--stages", "magic"], "--stages"),
-        (["search", "e1", "--find", "inc", "--numbers", "e5m2", "--search-format", "e4m3"], "search format"),
+        (
+            ["search", "e1", "--find", "inc", "--numbers", "e5m2", "--search-format", "e4m3"],
+            "search format",
+        ),
         (["search", "nope.json", "--find", "inc"], "no such file"),
     ],
 )
@@ -123,13 +172,31 @@ def test_bad_input_is_one_line_exit_2(capsys, argv, fragment):
 
 def test_export_smt_writes_a_confirmed_benchmark(capsys, tmp_path):
     path = tmp_path / "missed.smt2"
-    code, out, err = run_cli(capsys, "export-smt", "rounding-trap", "--query", "missed-kink", "-o", str(path))
+    code, out, err = run_cli(
+        capsys, "export-smt", "rounding-trap", "--query", "missed-kink", "-o", str(path)
+    )
     assert code == 0 and "status unsat" in err
     text = path.read_text()
-    assert "(set-info :status unsat)" in text and "(check-sat)" in text and "(set-logic QF_BVFP)" in text
+    assert (
+        "(set-info :status unsat)" in text
+        and "(check-sat)" in text
+        and "(set-logic QF_BVFP)" in text
+    )
     assert solve_text(text)[0] == "unsat"  # z3 re-parses the file and agrees
     path2 = tmp_path / "f1.smt2"
-    code, _, err = run_cli(capsys, "export-smt", "f1", "--query", "ndf", "--search-format", "binary32", "--after-search", "10", "-o", str(path2))
+    code, _, err = run_cli(
+        capsys,
+        "export-smt",
+        "f1",
+        "--query",
+        "ndf",
+        "--search-format",
+        "binary32",
+        "--after-search",
+        "10",
+        "-o",
+        str(path2),
+    )
     assert code == 0 and "status unsat" in err  # an exhausted search exports an UNSAT query
     s = z3.Solver()
     s.from_string(path2.read_text())

@@ -61,7 +61,20 @@ def naive_conv(x: np.ndarray, w: np.ndarray, stride, pad, dil, groups) -> np.nda
     return out
 
 
-def conv_net(rng: random.Random, *, C=2, H=5, W=4, CO=4, k=(2, 3), stride=(1, 2), pad=(1, 0, 0, 1), dil=(1, 1), groups=2, B=2) -> Network:
+def conv_net(
+    rng: random.Random,
+    *,
+    C=2,
+    H=5,
+    W=4,
+    CO=4,
+    k=(2, 3),
+    stride=(1, 2),
+    pad=(1, 0, 0, 1),
+    dil=(1, 1),
+    groups=2,
+    B=2,
+) -> Network:
     x = rand_q(rng, (B, C, H, W))
     w = rand_q(rng, (CO, C // groups, *k))
     bias = rand_q(rng, (CO,))
@@ -76,7 +89,9 @@ def conv_net(rng: random.Random, *, C=2, H=5, W=4, CO=4, k=(2, 3), stride=(1, 2)
         Node("bv", "view", ("p:b",), (CO, 1, 1)),
         Node("y", "add", ("conv", "bv"), (CO, oh, ow)),
     )
-    return Network(nodes, "y", x, {"w": w, "b": bias}, parse_format("binary32"), ("w", "b"), ("w", "b"))
+    return Network(
+        nodes, "y", x, {"w": w, "b": bias}, parse_format("binary32"), ("w", "b"), ("w", "b")
+    )
 
 
 @pytest.mark.parametrize(
@@ -93,7 +108,14 @@ def test_conv2d_matches_the_definition(cfg):
     net = conv_net(rng, **cfg)
     fwd = exact_forward(net, PRESET)
     got = fwd.values["conv"].to_fractions()
-    want = naive_conv(net.inputs.to_fractions(), net.params["w"].to_fractions(), net.node("conv").attr("strides"), net.node("conv").attr("pads"), net.node("conv").attr("dilations"), net.node("conv").attr("groups"))
+    want = naive_conv(
+        net.inputs.to_fractions(),
+        net.params["w"].to_fractions(),
+        net.node("conv").attr("strides"),
+        net.node("conv").attr("pads"),
+        net.node("conv").attr("dilations"),
+        net.node("conv").attr("groups"),
+    )
     assert got.shape == want.shape
     assert (got == want).all()
 
@@ -123,20 +145,43 @@ def test_conv_jvp_vjp_duality_exact():
 def pool_net(op: str, rng: random.Random, **attrs) -> Network:
     x = rand_q(rng, (2, 3, 5, 6))
     w = rand_q(rng, (3, 1, 1, 1))
-    a = dict(kernel=(2, 3), strides=(2, 2), pads=(1, 1, 1, 1), dilations=(1, 1), ceil_mode=False, count_include_pad=False)
+    a = dict(
+        kernel=(2, 3),
+        strides=(2, 2),
+        pads=(1, 1, 1, 1),
+        dilations=(1, 1),
+        ceil_mode=False,
+        count_include_pad=False,
+    )
     a.update(attrs)
-    idx, oh, ow = window_index(3, 5, 6, a["kernel"], a["strides"], a["pads"], a["dilations"], a["ceil_mode"])
+    idx, oh, ow = window_index(
+        3, 5, 6, a["kernel"], a["strides"], a["pads"], a["dilations"], a["ceil_mode"]
+    )
     nodes = (
         Node("x", "input", (), (3, 5, 6)),
         Node("p:w", "param", (), (3, 1, 1, 1), (("name", "w"),)),
-        Node("c", "conv2d", ("x", "p:w"), (3, 5, 6), (("strides", (1, 1)), ("pads", (0, 0, 0, 0)), ("dilations", (1, 1)), ("groups", 3))),
+        Node(
+            "c",
+            "conv2d",
+            ("x", "p:w"),
+            (3, 5, 6),
+            (("strides", (1, 1)), ("pads", (0, 0, 0, 0)), ("dilations", (1, 1)), ("groups", 3)),
+        ),
         Node("pool", op, ("c",), (3, oh, ow), tuple(a.items())),
         Node("flat", "reshape", ("pool",), (3 * oh * ow,)),
     )
     return Network(nodes, "flat", x, {"w": w}, parse_format("binary32"), ("w",), ("w",))
 
 
-@pytest.mark.parametrize("attrs", [dict(), dict(count_include_pad=True), dict(ceil_mode=True, count_include_pad=True), dict(pads=(0, 0, 0, 0), strides=(1, 1))])
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        dict(),
+        dict(count_include_pad=True),
+        dict(ceil_mode=True, count_include_pad=True),
+        dict(pads=(0, 0, 0, 0), strides=(1, 1)),
+    ],
+)
 def test_avgpool_divisors_and_values(attrs):
     rng = random.Random(11)
     net = pool_net("avgpool2d", rng, **attrs)
@@ -192,7 +237,15 @@ def test_matmul_mul_view_transpose_pad_duality():
         Node("t", "transpose", ("sq",), (5, 3), (("perm", (1, 0)),)),
         Node("pd", "pad", ("t",), (6, 5), (("pads", ((0, 1), (1, 1))), ("value", Fraction(1, 3)))),
     )
-    net = Network(nodes, "pd", x, {"W": rand_q(rng, (4, 5)), "g": rand_q(rng, (5,))}, parse_format("binary32"), ("W", "g"), ("W", "g"))
+    net = Network(
+        nodes,
+        "pd",
+        x,
+        {"W": rand_q(rng, (4, 5)), "g": rand_q(rng, (5,))},
+        parse_format("binary32"),
+        ("W", "g"),
+        ("W", "g"),
+    )
     fwd = exact_forward(net, PRESET)
     mm = np.einsum("bij,jk->bik", x.to_fractions(), net.params["W"].to_fractions())
     want = (mm * net.params["g"].to_fractions()) ** 2
@@ -210,11 +263,30 @@ def test_float_rules_bound_their_error():
     relu = get_activation("relu")
     nodes = net.nodes + (
         Node("r", "act", ("y",), net.node("y").shape, (("activation", relu),)),
-        Node("ap", "avgpool2d", ("r",), (4, 2, 1), (("kernel", (2, 2)), ("strides", (2, 2)), ("pads", (0, 0, 0, 0)), ("count_include_pad", False))),
-        Node("mp", "maxpool2d", ("y",), (4, 2, 1), (("kernel", (2, 2)), ("strides", (2, 2)), ("pads", (0, 0, 0, 0)))),
+        Node(
+            "ap",
+            "avgpool2d",
+            ("r",),
+            (4, 2, 1),
+            (
+                ("kernel", (2, 2)),
+                ("strides", (2, 2)),
+                ("pads", (0, 0, 0, 0)),
+                ("count_include_pad", False),
+            ),
+        ),
+        Node(
+            "mp",
+            "maxpool2d",
+            ("y",),
+            (4, 2, 1),
+            (("kernel", (2, 2)), ("strides", (2, 2)), ("pads", (0, 0, 0, 0))),
+        ),
         Node("s", "add", ("ap", "mp"), (4, 2, 1)),
     )
-    x = QArray.from_fractions(np.vectorize(lambda v: v / 7, otypes=[object])(net.inputs.to_fractions()))
+    x = QArray.from_fractions(
+        np.vectorize(lambda v: v / 7, otypes=[object])(net.inputs.to_fractions())
+    )
     net = Network(nodes, "s", x, net.params, net.numbers, net.param_order, net.trainable)
     fwd = exact_forward(net, PRESET)
     vals, errs = {}, {}
@@ -224,12 +296,18 @@ def test_float_rules_bound_their_error():
         elif node.op == "param":
             vals[node.name], errs[node.name] = float_values(net, node.attr("name"))
         elif node.op in KINK_RULES:
-            vals[node.name], errs[node.name], _ = KINK_RULES[node.op].float_filter(node, [vals[i] for i in node.inputs], [errs[i] for i in node.inputs], net)
+            vals[node.name], errs[node.name], _ = KINK_RULES[node.op].float_filter(
+                node, [vals[i] for i in node.inputs], [errs[i] for i in node.inputs], net
+            )
         else:
-            vals[node.name], errs[node.name] = FLOAT[node.op](node, [vals[i] for i in node.inputs], [errs[i] for i in node.inputs], net)
+            vals[node.name], errs[node.name] = FLOAT[node.op](
+                node, [vals[i] for i in node.inputs], [errs[i] for i in node.inputs], net
+            )
         exact = fwd.values[node.name].to_fractions()
         for idx in np.ndindex(*exact.shape):
-            assert abs(Fraction(float(vals[node.name][idx])) - exact[idx]) <= Fraction(float(errs[node.name][idx])), node.name
+            assert abs(Fraction(float(vals[node.name][idx])) - exact[idx]) <= Fraction(
+                float(errs[node.name][idx])
+            ), node.name
 
 
 def conv_doc() -> dict:
@@ -244,7 +322,12 @@ def conv_doc() -> dict:
             {"type": "flatten"},
             {"type": "dense", "units": 1},
         ],
-        "params": {"0.weight": [[[[1, 0], [0, -1]]], [[[0, 1], [1, 0]]]], "0.bias": [4, -6], "3.weight": [[1, 1]], "3.bias": [0]},
+        "params": {
+            "0.weight": [[[[1, 0], [0, -1]]], [[[0, 1], [1, 0]]]],
+            "0.bias": [4, -6],
+            "3.weight": [[1, 1]],
+            "3.bias": [0],
+        },
     }
 
 

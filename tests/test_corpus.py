@@ -95,9 +95,15 @@ def corpus_file(corpus: Path, rel: str) -> Path:
     return corpus / V / rel
 
 
-@pytest.mark.parametrize("name, prop", [("ACASXU_run2a_1_1_batch_2000", "prop_1"), ("ACASXU_run2a_2_7_batch_2000", "prop_3")])
+@pytest.mark.parametrize(
+    "name, prop",
+    [("ACASXU_run2a_1_1_batch_2000", "prop_1"), ("ACASXU_run2a_2_7_batch_2000", "prop_3")],
+)
 def test_acasxu(corpus, name, prop):
-    path, spec = corpus_file(corpus, f"acasxu/{name}.onnx"), corpus_file(corpus, f"acasxu/{prop}.vnnlib")
+    path, spec = (
+        corpus_file(corpus, f"acasxu/{name}.onnx"),
+        corpus_file(corpus, f"acasxu/{prop}.vnnlib"),
+    )
     net, v = center_verdict(path, spec)
     assert relu_margin(path, float_input(net)) > 1e-4
     assert v.method == "no-kinks" and v.differentiable is True and v.hypothesis_h is True
@@ -161,7 +167,9 @@ def test_convnet_avgpool(corpus):
 def test_resnet_2b(corpus, tmp_path):
     path = corpus_file(corpus, "cifar10_resnet/onnx/resnet_2b.onnx")
     image = tmp_path / "image.npy"  # no VNN-LIB box for this net in the corpus: a fixed image
-    np.save(image, np.random.default_rng(2021).uniform(0, 1, size=(1, 3, 32, 32)).astype(np.float32))
+    np.save(
+        image, np.random.default_rng(2021).uniform(0, 1, size=(1, 3, 32, 32)).astype(np.float32)
+    )
     net, v = center_verdict(path, None, input=str(image))
     assert relu_margin(path, float_input(net)) > 1e-5
     assert v.method == "no-kinks" and v.parameters == 112_006
@@ -201,7 +209,9 @@ def test_toy_nano(corpus):
     assert v.differentiable is True and v.ad_correct is True and v.hypothesis_h is False
     one = load(path, input=np.ones(1, np.float32))
     assert check(one).method == "no-kinks"
-    w0 = with_values(one, {"Ma_MatMulcst": one.params["Ma_MatMulcst"].scale(Fraction(0))})  # weight solved: w x = 0
+    w0 = with_values(
+        one, {"Ma_MatMulcst": one.params["Ma_MatMulcst"].scale(Fraction(0))}
+    )  # weight solved: w x = 0
     v = check(w0)  # f(w) = relu(w): not differentiable at 0; AD's ReLU'(0) = 0 is D- (Bouligand)
     assert v.differentiable is False and v.method == "kink-graph-lra" and v.bouligand is True
 
@@ -218,4 +228,6 @@ def test_toy_small(corpus):
     net, v = center_verdict(path, None)
     assert v.method == "no-kinks"
     moved, chosen, v = perturbed(net, expect_h=True)
-    assert len(chosen) == 2 and moved.inputs.to_fractions().tolist() == [[0]]  # biases alone suffice
+    assert len(chosen) == 2 and moved.inputs.to_fractions().tolist() == [
+        [0]
+    ]  # biases alone suffice

@@ -35,7 +35,15 @@ from formal.io.formalnet import from_dict
 from formal.theorems.evidence import mlp
 
 PRESETS = ("pytorch", "left", "right", "lambda=1/2", "value=3")
-ACTS = ["relu", "abs", {"name": "leaky_relu", "slope": "1/100"}, "relu6", "hardtanh", "hardsigmoid", "hardswish"]
+ACTS = [
+    "relu",
+    "abs",
+    {"name": "leaky_relu", "slope": "1/100"},
+    "relu6",
+    "hardtanh",
+    "hardsigmoid",
+    "hardswish",
+]
 
 
 # ---------------------------------------------------------------------------
@@ -47,7 +55,11 @@ def test_rank_and_open_counts_match_enumeration(name):
     fmt = parse_format(name)
     members = fmt.enumerate()
     rng = random.Random(1)
-    probes = members + [m + Fraction(1, 1000) for m in members] + [Fraction(rng.randint(-10**6, 10**6), 997) for _ in range(200)]
+    probes = (
+        members
+        + [m + Fraction(1, 1000) for m in members]
+        + [Fraction(rng.randint(-(10**6), 10**6), 997) for _ in range(200)]
+    )
     probes += [fmt.max_value * 2, -fmt.max_value * 2, Fraction(0)]
     for x in probes:
         assert rank_le(fmt, x) == sum(1 for m in members if m <= x), x
@@ -102,7 +114,13 @@ def _random_net(rng: random.Random, fmt: str):
             params[f"{i}.bias"] = [0] * u
         width = u
     xs = [[rng.choice(["0", "1", "-1", "1/2", "3", "-3/2"]) for _ in range(n_in)] for _ in range(B)]
-    doc = {"format": "formal-net/1", "numbers": fmt, "inputs": xs, "layers": layers, "params": params}
+    doc = {
+        "format": "formal-net/1",
+        "numbers": fmt,
+        "inputs": xs,
+        "layers": layers,
+        "params": params,
+    }
     if B > 1 or rng.random() < 0.3:
         doc["objective"] = {"type": "sum"}
     return from_dict(doc)
@@ -119,7 +137,11 @@ def _agree(net, points, q):
         for j, p in enumerate(presets):
             v = check(n2, p)
             assert v.in_ndf is not None
-            assert (v.in_ndf, v.in_inc) == (bool(bv.ndf[i]), bool(bv.inc[i, j])), (pt, p.name, net.source)
+            assert (v.in_ndf, v.in_inc) == (bool(bv.ndf[i]), bool(bv.inc[i, j])), (
+                pt,
+                p.name,
+                net.source,
+            )
         n += int(bv.kinks[i] > 0)
     return n
 
@@ -153,8 +175,12 @@ def test_pattern_method_on_examples(name):
 
 
 def test_explain_e1():
-    rep = explain(dense_chain(load_example("e1")), np.array([0, -1]), 1,
-                  [parse_preset(p) for p in ("pytorch", "right", "lambda=1/2")])
+    rep = explain(
+        dense_chain(load_example("e1")),
+        np.array([0, -1]),
+        1,
+        [parse_preset(p) for p in ("pytorch", "right", "lambda=1/2")],
+    )
     assert rep.differentiable
     assert rep.feasible == {(-1, 1), (1, -1)}
     assert set(rep.bouligand) == {((Fraction(0), Fraction(0)),)}
@@ -166,9 +192,16 @@ def test_explain_e1():
 # exact counts
 
 
-@pytest.mark.parametrize("act,x,hidden,out_bias", [
-    ("relu", "1", [2], False), ("hardtanh", "3", [1], True), ("hardswish", "1/2", [1], True),
-    ("relu6", "1", [1, 1], False), ("abs", "3/2", [1], True)])
+@pytest.mark.parametrize(
+    "act,x,hidden,out_bias",
+    [
+        ("relu", "1", [2], False),
+        ("hardtanh", "3", [1], True),
+        ("hardswish", "1/2", [1], True),
+        ("relu6", "1", [1, 1], False),
+        ("abs", "3/2", [1], True),
+    ],
+)
 def test_conditional_equals_enumeration(act, x, hidden, out_bias):
     net = mlp("fp(2,1)", [[x]], hidden, act, out_bias=out_bias)
     ex = exhaustive(net, ("pytorch", "right"), cross_check=4)
@@ -181,8 +214,12 @@ def test_conditional_equals_enumeration(act, x, hidden, out_bias):
 def test_t2_criterion_vectorized_matches_pattern_method():
     net = mlp("fp(2,1)", [["1"]], [1, 1], "relu")
     vals, q = members_scaled(net.numbers)
-    ex = exhaustive(net, ("pytorch",), cross_check=0,
-                    hooks=[lambda ch, w, q, bv: {"mis": int(np.sum(t2_criterion(ch, w, q) != bv.ndf))}])
+    ex = exhaustive(
+        net,
+        ("pytorch",),
+        cross_check=0,
+        hooks=[lambda ch, w, q, bv: {"mis": int(np.sum(t2_criterion(ch, w, q) != bv.ndf))}],
+    )
     assert ex.extra["mis"] == 0 and ex.ndf > 0
 
 

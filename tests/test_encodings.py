@@ -33,7 +33,13 @@ def regenerated(tmp_path_factory):
     """Regenerate in a fresh interpreter: z3's printer names shared terms by internal ids,
     so the text is reproducible per process, not after other z3 work in this one."""
     out = tmp_path_factory.mktemp("encodings")
-    proc = subprocess.run([sys.executable, "-m", "formal.search.export", str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT.parent)
+    proc = subprocess.run(
+        [sys.executable, "-m", "formal.search.export", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT.parent,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return {p.name: p.read_text() for p in sorted(out.glob("*.smt2"))}
 

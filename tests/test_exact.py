@@ -80,13 +80,19 @@ def _b64_values() -> st.SearchStrategy[Fraction]:
     """Binary64 members: small dyadics, huge and subnormal powers of two, 1 + ulp."""
     small = st.sampled_from([F(0), F(1), F(-1), F(1, 2), F(-3, 4), F(3), F(1, 1024)])
     pow2 = st.builds(lambda k, s: s * F(2) ** k, st.integers(-1074, 600), st.sampled_from([1, -1]))
-    near1 = st.builds(lambda k, s: s * (1 + F(1, 2**52)) * F(2) ** k, st.integers(-60, 60), st.sampled_from([1, -1]))
+    near1 = st.builds(
+        lambda k, s: s * (1 + F(1, 2**52)) * F(2) ** k,
+        st.integers(-60, 60),
+        st.sampled_from([1, -1]),
+    )
     return st.one_of(small, pow2, near1)
 
 
 def _inputs() -> st.SearchStrategy[Fraction]:
     return st.one_of(
-        st.sampled_from([F(0), F(1), F(1, 3), F(1, 10), F(-2, 7), F(10**20 + 1), F(1, 3 * 2**1000)]),
+        st.sampled_from(
+            [F(0), F(1), F(1, 3), F(1, 10), F(-2, 7), F(10**20 + 1), F(1, 3 * 2**1000)]
+        ),
         st.fractions(min_value=-100, max_value=100, max_denominator=1000),
     )
 
@@ -94,25 +100,46 @@ def _inputs() -> st.SearchStrategy[Fraction]:
 @st.composite
 def b64_kinked(draw) -> dict[str, Any]:
     """A binary64 network whose first-layer unit 0 sits exactly on a kink through a frozen bias."""
-    act_spec = draw(st.sampled_from(["relu", "hardtanh", "relu6", "hardsigmoid", "abs",
-                                     {"name": "hardtanh", "min": "1/3", "max": "7"}]))
+    act_spec = draw(
+        st.sampled_from(
+            [
+                "relu",
+                "hardtanh",
+                "relu6",
+                "hardsigmoid",
+                "abs",
+                {"name": "hardtanh", "min": "1/3", "max": "7"},
+            ]
+        )
+    )
     act = make_act(act_spec)[0]
     n_in = draw(st.integers(1, 3))
     units = draw(st.integers(1, 2))
     X = [draw(_inputs()) for _ in range(n_in)]
     W = [[draw(_b64_values()) for _ in range(n_in)] for _ in range(units)]
     c = draw(st.sampled_from(act.kinks))
-    bias = [c - sum((w * x for w, x in zip(W[0], X)), F(0))] + [draw(_inputs()) for _ in range(units - 1)]
-    doc = {"format": "formal-net/1", "numbers": "binary64", "inputs": [[str(x) for x in X]],
-           "layers": [{"type": "dense", "units": units, "bias": True, "activation": act_spec}],
-           "params": {"0.weight": [[str(w) for w in row] for row in W], "0.bias": [str(b) for b in bias]},
-           "trainable": ["0.weight"]}
+    bias = [c - sum((w * x for w, x in zip(W[0], X)), F(0))] + [
+        draw(_inputs()) for _ in range(units - 1)
+    ]
+    doc = {
+        "format": "formal-net/1",
+        "numbers": "binary64",
+        "inputs": [[str(x) for x in X]],
+        "layers": [{"type": "dense", "units": units, "bias": True, "activation": act_spec}],
+        "params": {
+            "0.weight": [[str(w) for w in row] for row in W],
+            "0.bias": [str(b) for b in bias],
+        },
+        "trainable": ["0.weight"],
+    }
     if draw(st.booleans()):  # a second layer whose input carries the first layer's float error
         doc["layers"].append({"type": "dense", "units": 1, "bias": True, "activation": "relu"})
         w2 = [draw(_b64_values()) for _ in range(units)]
         z = [act.value(sum((w * x for w, x in zip(W[u], X)), F(0)) + bias[u]) for u in range(units)]
         doc["params"]["1.weight"] = [[str(w) for w in w2]]
-        doc["params"]["1.bias"] = [str(-sum((w * v for w, v in zip(w2, z)), F(0)))]  # second kink at 0
+        doc["params"]["1.bias"] = [
+            str(-sum((w * v for w, v in zip(w2, z)), F(0)))
+        ]  # second kink at 0
     return doc
 
 
@@ -163,7 +190,9 @@ def test_kink_adjoints_match_oracle(doc):
     """The adjoint of each kink unit's output (AD with the preset's proxies), per objective row."""
     net = from_dict(doc)
     o = Oracle(doc)
-    assert list(output_value(exact_forward(net, parse_preset("pytorch"))).to_fractions()) == o.value()
+    assert (
+        list(output_value(exact_forward(net, parse_preset("pytorch"))).to_fractions()) == o.value()
+    )
     for preset in ["pytorch", "right", "lambda=1/2"]:
         fwd = exact_forward(net, parse_preset(preset))
         _, kadj = o.ad(preset)
@@ -175,7 +204,9 @@ def test_kink_adjoints_match_oracle(doc):
             layer = int(k.node.split(".")[0])
             assert list(full[:, i]) == kadj[(layer, k.sample, k.index)]
         v = check(net, preset)
-        assert [list(r.adjoint) for r in v.kinks] == [list(full[:, i]) for i in range(len(fwd.kinks))]
+        assert [list(r.adjoint) for r in v.kinks] == [
+            list(full[:, i]) for i in range(len(fwd.kinks))
+        ]
 
 
 def test_kink_node_maps():
@@ -189,10 +220,14 @@ def test_float_filter_overflow_falls_back_quietly():
     """Regression: float64 overflow in the filter (2^200 * 2^1000) used to emit a numpy
     RuntimeWarning (an error under pytest's filterwarnings); it must just fall back to exact."""
     big = str(2**1000)
-    doc = {"format": "formal-net/1", "numbers": "binary64", "inputs": [[str(2**200), 0]],
-           "layers": [{"type": "dense", "units": 1, "bias": True, "activation": "relu"}],
-           "params": {"0.weight": [[big, 0]], "0.bias": [str(-(2**1200))]},  # frozen: need not be in M
-           "trainable": ["0.weight"]}
+    doc = {
+        "format": "formal-net/1",
+        "numbers": "binary64",
+        "inputs": [[str(2**200), 0]],
+        "layers": [{"type": "dense", "units": 1, "bias": True, "activation": "relu"}],
+        "params": {"0.weight": [[big, 0]], "0.bias": [str(-(2**1200))]},  # frozen: need not be in M
+        "trainable": ["0.weight"],
+    }
     net = from_dict(doc)
     assert float_filter(net) is False
     v = check(net, "pytorch", gradient=True)

@@ -19,10 +19,16 @@ from formal.examples import example_names, load_example
 from formal.io.formalnet import from_dict, load
 
 F = Fraction
-BASE = {"format": "formal-net/1", "numbers": "binary32", "inputs": [[1, "1/2"]],
-        "layers": [{"type": "dense", "units": 2, "bias": True, "activation": "relu"},
-                   {"type": "dense", "units": 1, "bias": False}],
-        "params": {"0.weight": [[1, 2], [3, 4]], "0.bias": [0, 0], "1.weight": [[1, 1]]}}
+BASE = {
+    "format": "formal-net/1",
+    "numbers": "binary32",
+    "inputs": [[1, "1/2"]],
+    "layers": [
+        {"type": "dense", "units": 2, "bias": True, "activation": "relu"},
+        {"type": "dense", "units": 1, "bias": False},
+    ],
+    "params": {"0.weight": [[1, 2], [3, 4]], "0.bias": [0, 0], "1.weight": [[1, 1]]},
+}
 
 
 DELETE = object()
@@ -42,6 +48,7 @@ def mod(**changes) -> dict:
             tgt[last] = value
     return doc
 
+
 # (document, field named in the message, text in the message)
 BAD = {
     "format": (mod(format="formal-net/2"), "format", "expected 'formal-net/1'"),
@@ -58,34 +65,88 @@ BAD = {
     "bias-flag": (mod(layers__0__bias="yes"), "layers[0].bias", "true or false"),
     "missing-weight": (mod(**{"params__0.weight": DELETE}), "params.0.weight", "missing"),
     "missing-bias": (mod(**{"params__0.bias": DELETE}), "params.0.bias", "missing"),
-    "shape": (mod(**{"params__0.weight": [[1, 2, 3], [3, 4, 5]]}), "params.0.weight", "expected shape (2, 2)"),
+    "shape": (
+        mod(**{"params__0.weight": [[1, 2, 3], [3, 4, 5]]}),
+        "params.0.weight",
+        "expected shape (2, 2)",
+    ),
     "extra-param": (mod(**{"params__5.weight": [[1]]}), "params.5.weight", "unknown name"),
     "no-params": (mod(params=DELETE), "params", "--params FILE.npz"),
-    "not-member": (mod(**{"params__0.bias": ["0.1", 0]}), "params.0.bias[0]",
-                   "expected a member of binary32, got 1/10 (nearest members: 0x1.999998p-4 = 3355443/33554432 and "
-                   "0x1.99999ap-4 = 13421773/134217728)"),
-    "not-member-e4m3": (mod(numbers="e4m3", **{"params__0.bias": [1000, 0]}), "params.0.bias[0]", "0x1.cp+8 = 448"),
+    "not-member": (
+        mod(**{"params__0.bias": ["0.1", 0]}),
+        "params.0.bias[0]",
+        "expected a member of binary32, got 1/10 (nearest members: 0x1.999998p-4 = 3355443/33554432 and "
+        "0x1.99999ap-4 = 13421773/134217728)",
+    ),
+    "not-member-e4m3": (
+        mod(numbers="e4m3", **{"params__0.bias": [1000, 0]}),
+        "params.0.bias[0]",
+        "0x1.cp+8 = 448",
+    ),
     "subnormal-below": (mod(**{"params__0.bias": ["0x1p-150", 0]}), "params.0.bias[0]", "0x1p-149"),
     "trainable-type": (mod(trainable="0.weight"), "trainable", "list of parameter names"),
     "trainable-name": (mod(trainable=["9.bias"]), "trainable", "got '9.bias'"),
     "tied-type": (mod(tied=5), "tied", "list of tie groups"),
     "tied-short": (mod(tied=[["0.weight[0,0]"]]), "tied[0]", "at least two entries"),
-    "tied-name": (mod(tied=[["7.weight[0,0]", "0.weight[1,1]"]]), "tied[0]", "expected a parameter name"),
-    "tied-index": (mod(tied=[["0.weight[0,2]", "0.weight[1,1]"]]), "tied[0]", "expected an index of 0.weight"),
+    "tied-name": (
+        mod(tied=[["7.weight[0,0]", "0.weight[1,1]"]]),
+        "tied[0]",
+        "expected a parameter name",
+    ),
+    "tied-index": (
+        mod(tied=[["0.weight[0,2]", "0.weight[1,1]"]]),
+        "tied[0]",
+        "expected an index of 0.weight",
+    ),
     "tied-values": (mod(tied=[["0.weight[0,0]", "0.weight[1,1]"]]), "tied[0]", "equal values"),
-    "tied-frozen": (mod(tied=[["0.weight[0,0]", "1.weight[0,0]"]], trainable=["0.weight"]), "tied[0]", "frozen '1.weight'"),
+    "tied-frozen": (
+        mod(tied=[["0.weight[0,0]", "1.weight[0,0]"]], trainable=["0.weight"]),
+        "tied[0]",
+        "frozen '1.weight'",
+    ),
     "objective-type": (mod(objective={"type": "mean"}), "objective.type", "got 'mean'"),
     "objective-form": (mod(objective="sum"), "objective", "with a 'type'"),
-    "objective-shape": (mod(objective={"type": "weighted_sum", "weights": [[1, 2]]}), "objective.weights", "(1, 1)"),
-    "activation-name": (mod(layers__0__activation="gelu"), "layers[0].activation", "got activation='gelu'"),
-    "activation-param": (mod(layers__0__activation={"name": "relu", "slope": "1/2"}), "layers[0].activation", "'slope'"),
-    "activation-object": (mod(layers__0__activation={"slope": "1/2"}), "layers[0].activation", "with a 'name'"),
+    "objective-shape": (
+        mod(objective={"type": "weighted_sum", "weights": [[1, 2]]}),
+        "objective.weights",
+        "(1, 1)",
+    ),
+    "activation-name": (
+        mod(layers__0__activation="gelu"),
+        "layers[0].activation",
+        "got activation='gelu'",
+    ),
+    "activation-param": (
+        mod(layers__0__activation={"name": "relu", "slope": "1/2"}),
+        "layers[0].activation",
+        "'slope'",
+    ),
+    "activation-object": (
+        mod(layers__0__activation={"slope": "1/2"}),
+        "layers[0].activation",
+        "with a 'name'",
+    ),
     "activation-type": (mod(layers__0__activation=3), "layers[0].activation", "name or object"),
-    "hardtanh-bounds": (mod(layers__0__activation={"name": "hardtanh", "min": 1, "max": -1}), "layers[0].activation", "min < max"),
-    "proxy-per-kink": (mod(layers__0__activation={"name": "relu6", "proxy": ["0"]}), "layers[0].activation", "one per kink"),
-    "proxy-per-unit": (mod(layers__0__activation={"name": "relu", "proxy": [["0"], ["1"], ["1"]]}),
-                       "layers[0].activation.proxy", "one proxy per unit (2)"),
-    "proxy-preset": (mod(layers__0__activation={"name": "relu", "proxy": "torch"}), "layers[0].activation", "proxy='torch'"),
+    "hardtanh-bounds": (
+        mod(layers__0__activation={"name": "hardtanh", "min": 1, "max": -1}),
+        "layers[0].activation",
+        "min < max",
+    ),
+    "proxy-per-kink": (
+        mod(layers__0__activation={"name": "relu6", "proxy": ["0"]}),
+        "layers[0].activation",
+        "one per kink",
+    ),
+    "proxy-per-unit": (
+        mod(layers__0__activation={"name": "relu", "proxy": [["0"], ["1"], ["1"]]}),
+        "layers[0].activation.proxy",
+        "one proxy per unit (2)",
+    ),
+    "proxy-preset": (
+        mod(layers__0__activation={"name": "relu", "proxy": "torch"}),
+        "layers[0].activation",
+        "proxy='torch'",
+    ),
     "layer-object": (mod(layers__0="dense"), "layers[0]", "layer object"),
     "number-text": (mod(**{"params__0.bias": ["abc", 0]}), "params.0.bias[0]", "hex float"),
     "number-null": (mod(**{"params__0.bias": [None, 0]}), "params.0.bias[0]", "got null"),
@@ -148,29 +209,53 @@ def test_params_from_npz(tmp_path):
     path = tmp_path / "net.json"
     path.write_text(json.dumps(doc))
     npz = tmp_path / "p.npz"
-    np.savez(npz, **{"0.weight": np.array([[1, 2], [3, 0.1]], dtype=np.float32), "0.bias": np.zeros(2, np.float32),
-                     "1.weight": np.ones((1, 2), np.float32)})
+    np.savez(
+        npz,
+        **{
+            "0.weight": np.array([[1, 2], [3, 0.1]], dtype=np.float32),
+            "0.bias": np.zeros(2, np.float32),
+            "1.weight": np.ones((1, 2), np.float32),
+        },
+    )
     net = load(path, params=npz)
-    assert net.params["0.weight"].item((1, 1)) == F(np.float32(0.1).item())  # the float32 value, exactly
+    assert net.params["0.weight"].item((1, 1)) == F(
+        np.float32(0.1).item()
+    )  # the float32 value, exactly
     wrong = tmp_path / "w.npz"
-    np.savez(wrong, **{"0.weight": np.zeros((2, 2)), "0.bias": np.zeros(2), "1.weight": np.ones((1, 2))})
+    np.savez(
+        wrong, **{"0.weight": np.zeros((2, 2)), "0.bias": np.zeros(2), "1.weight": np.ones((1, 2))}
+    )
     with pytest.raises(InvalidArgument, match="expected dtype float32"):
         load(path, params=wrong)
     with pytest.raises(InputFileError, match="cannot read as .npz"):
         load(path, params=tmp_path / "nope.npz")
     nan = tmp_path / "nan.npz"
-    np.savez(nan, **{"0.weight": np.array([[1, 2], [3, np.nan]], dtype=np.float32), "0.bias": np.zeros(2, np.float32),
-                     "1.weight": np.ones((1, 2), np.float32)})
+    np.savez(
+        nan,
+        **{
+            "0.weight": np.array([[1, 2], [3, np.nan]], dtype=np.float32),
+            "0.bias": np.zeros(2, np.float32),
+            "1.weight": np.ones((1, 2), np.float32),
+        },
+    )
     with pytest.raises(FormalError):
         load(path, params=nan)
     e4 = tmp_path / "e4.npz"
     doc8 = dict(doc, numbers="e4m3")
     (tmp_path / "n8.json").write_text(json.dumps(doc8))
-    np.savez(e4, **{"0.weight": np.array([[1, 2], [3, 448]], dtype=ml_dtypes.float8_e4m3fn),
-                    "0.bias": np.zeros(2, ml_dtypes.float8_e4m3fn), "1.weight": np.ones((1, 2), ml_dtypes.float8_e4m3fn)})
+    np.savez(
+        e4,
+        **{
+            "0.weight": np.array([[1, 2], [3, 448]], dtype=ml_dtypes.float8_e4m3fn),
+            "0.bias": np.zeros(2, ml_dtypes.float8_e4m3fn),
+            "1.weight": np.ones((1, 2), ml_dtypes.float8_e4m3fn),
+        },
+    )
     try:
         net8 = load(tmp_path / "n8.json", params=e4)
-    except InvalidArgument as exc:  # npz cannot always store ml_dtypes; then the loader must say so cleanly
+    except (
+        InvalidArgument
+    ) as exc:  # npz cannot always store ml_dtypes; then the loader must say so cleanly
         assert "dtype" in str(exc)
     else:
         assert net8.params["0.weight"].item((1, 1)) == 448
@@ -179,7 +264,9 @@ def test_params_from_npz(tmp_path):
 def test_tied_entries_must_be_consistent_at_first_use():
     doc = mod(tied=[["0.weight[0,0]", "-0.weight[0,0]"]], **{"params__0.weight": [[0, 2], [3, 4]]})
     net = from_dict(doc)  # values agree (0 = -0) ...
-    with pytest.raises(InvalidArgument, match="tie signs"):  # ... but w = -w leaves no free parameter
+    with pytest.raises(
+        InvalidArgument, match="tie signs"
+    ):  # ... but w = -w leaves no free parameter
         net.parameterization()
 
 

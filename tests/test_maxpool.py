@@ -44,7 +44,9 @@ def lemma7_model(u: float = 0.0, b: float = 0.0) -> onnx.ModelProto:
         helper.make_node("MatMul", ["ub", "PT"], ["y"], name="mix"),
         const("shape", np.array([1, 1, 2, 2], dtype=np.int64)),
         helper.make_node("Reshape", ["y", "shape"], ["img"], name="img"),
-        helper.make_node("MaxPool", ["img"], ["m"], name="pool", kernel_shape=[1, 2], strides=[1, 2]),
+        helper.make_node(
+            "MaxPool", ["img"], ["m"], name="pool", kernel_shape=[1, 2], strides=[1, 2]
+        ),
         helper.make_node("Flatten", ["m"], ["mf"], name="flat"),
         const("D", np.array([[1], [-1]], dtype=np.float32)),
         helper.make_node("MatMul", ["mf", "D"], ["Y"], name="diff"),
@@ -57,7 +59,10 @@ def lemma7(tie=None) -> Network:
     net = from_model(lemma7_model(), input=np.ones((1, 1), dtype=np.float32))
     if tie is None:
         return net
-    nodes = tuple(dataclasses.replace(n, attrs=n.attrs + (("tie", tie),)) if n.op == "maxpool2d" else n for n in net.nodes)
+    nodes = tuple(
+        dataclasses.replace(n, attrs=n.attrs + (("tie", tie),)) if n.op == "maxpool2d" else n
+        for n in net.nodes
+    )
     return dataclasses.replace(net, nodes=nodes, cache={})
 
 
@@ -108,7 +113,13 @@ def single_window(values: list, *, relu: bool = False, w: int = 1) -> Network:
         Node("x", "input", (), (1, 1, n)),
         Node("p:w", "param", (), w.shape, (("name", "w"),)),
         Node("p:b", "param", (), (1,), (("name", "b"),)),
-        Node("c", "conv2d", ("x", "p:w"), (1, 1, n), (("strides", (1, 1)), ("pads", (0, 0, 0, 0)), ("dilations", (1, 1)), ("groups", 1))),
+        Node(
+            "c",
+            "conv2d",
+            ("x", "p:w"),
+            (1, 1, n),
+            (("strides", (1, 1)), ("pads", (0, 0, 0, 0)), ("dilations", (1, 1)), ("groups", 1)),
+        ),
         Node("bv", "view", ("p:b",), (1, 1, 1)),
         Node("y", "add", ("c", "bv"), (1, 1, n)),
     ]
@@ -116,8 +127,18 @@ def single_window(values: list, *, relu: bool = False, w: int = 1) -> Network:
     if relu:
         nodes.append(Node("r", "act", ("y",), (1, 1, n), (("activation", get_activation("relu")),)))
         last = "r"
-    nodes.append(Node("m", "maxpool2d", (last,), (1, 1, 1), (("kernel", (1, n)), ("strides", (1, n)), ("pads", (0, 0, 0, 0)))))
-    return Network(tuple(nodes), "m", x, {"w": w, "b": b}, parse_format("binary32"), ("w", "b"), ("w", "b"))
+    nodes.append(
+        Node(
+            "m",
+            "maxpool2d",
+            (last,),
+            (1, 1, 1),
+            (("kernel", (1, n)), ("strides", (1, n)), ("pads", (0, 0, 0, 0))),
+        )
+    )
+    return Network(
+        tuple(nodes), "m", x, {"w": w, "b": b}, parse_format("binary32"), ("w", "b"), ("w", "b")
+    )
 
 
 def test_identical_entries_are_not_a_tie():
@@ -154,12 +175,17 @@ def test_dead_relus_tie_only_with_a_live_kink():
     kinks = exact_forward(net, parse_preset("pytorch")).kinks
     assert sorted(k.kind for k in kinks) == ["act", "tie"]
     tie = next(k for k in kinks if k.kind == "tie")
-    assert tie.inputs == (0, 1) and tie.choice == 0  # dead group first (AD's first index), live unit
+    assert (
+        tie.inputs == (0, 1) and tie.choice == 0
+    )  # dead group first (AD's first index), live unit
     v = check(net)
     assert v.differentiable is False and v.witness is not None
 
 
-@given(st.lists(st.integers(-2, 2), min_size=4, max_size=4), st.lists(st.integers(-2, 2), min_size=2, max_size=2))
+@given(
+    st.lists(st.integers(-2, 2), min_size=4, max_size=4),
+    st.lists(st.integers(-2, 2), min_size=2, max_size=2),
+)
 def test_float_filter_never_misses_a_tie(xs, ws):
     """Soundness: whenever the exact pass finds a kink node, the float filter is suspicious."""
     w = np.array([[[[F(ws[0]), F(ws[1])]]]], dtype=object)
@@ -167,11 +193,25 @@ def test_float_filter_never_misses_a_tie(xs, ws):
     nodes = (
         Node("x", "input", (), (1, 1, 4)),
         Node("p:w", "param", (), (1, 1, 1, 2), (("name", "w"),)),
-        Node("c", "conv2d", ("x", "p:w"), (1, 1, 3), (("strides", (1, 1)), ("pads", (0, 0, 0, 0)), ("dilations", (1, 1)), ("groups", 1))),
+        Node(
+            "c",
+            "conv2d",
+            ("x", "p:w"),
+            (1, 1, 3),
+            (("strides", (1, 1)), ("pads", (0, 0, 0, 0)), ("dilations", (1, 1)), ("groups", 1)),
+        ),
         Node("r", "act", ("c",), (1, 1, 3), (("activation", get_activation("relu")),)),
-        Node("m", "maxpool2d", ("r",), (1, 1, 2), (("kernel", (1, 2)), ("strides", (1, 1)), ("pads", (0, 0, 0, 0)))),
+        Node(
+            "m",
+            "maxpool2d",
+            ("r",),
+            (1, 1, 2),
+            (("kernel", (1, 2)), ("strides", (1, 1)), ("pads", (0, 0, 0, 0))),
+        ),
     )
-    net = Network(nodes, "m", x, {"w": QArray.from_fractions(w)}, parse_format("binary32"), ("w",), ("w",))
+    net = Network(
+        nodes, "m", x, {"w": QArray.from_fractions(w)}, parse_format("binary32"), ("w",), ("w",)
+    )
     kinks = exact_forward(net, parse_preset("pytorch")).kinks
     if kinks:
         assert float_filter(net) is False
@@ -190,9 +230,18 @@ def test_padding_is_never_merged_with_a_constant_piece():
         Node("c", "conv2d", ("h", "p:w"), (1, 1, 2), conv),
         Node("bv", "view", ("p:b",), (1, 1, 1)),
         Node("y", "add", ("c", "bv"), (1, 1, 2)),
-        Node("m", "maxpool2d", ("y",), (1, 1, 1), (("kernel", (1, 2)), ("strides", (1, 2)), ("pads", (0, 0, 0, 0)))),
+        Node(
+            "m",
+            "maxpool2d",
+            ("y",),
+            (1, 1, 1),
+            (("kernel", (1, 2)), ("strides", (1, 2)), ("pads", (0, 0, 0, 0))),
+        ),
     )
-    params = {"w": QArray.from_fractions(np.zeros((1, 1, 1, 1), dtype=object)), "b": QArray.from_fractions([F(0)])}
+    params = {
+        "w": QArray.from_fractions(np.zeros((1, 1, 1, 1), dtype=object)),
+        "b": QArray.from_fractions([F(0)]),
+    }
     net = Network(nodes, "m", x, params, parse_format("binary32"), ("w", "b"), ("w", "b"))
     v = check(net)
     assert v.kink_neurons == 1 and v.kinks[0].kind == "tie"

@@ -22,10 +22,26 @@ F = Fraction
 
 
 def two_layer(**kw) -> dict:
-    doc = {"format": "formal-net/1", "numbers": "binary32", "inputs": kw.pop("inputs", [[1, 2]]),
-           "layers": [{"type": "dense", "units": 2, "bias": kw.pop("bias0", True), "activation": kw.pop("act0", "relu")},
-                      {"type": "dense", "units": 1, "bias": kw.pop("bias1", False), "activation": "identity"}],
-           "params": {"0.weight": [[1, 2], [3, 4]], "0.bias": [5, 6], "1.weight": [[7, 8]], "1.bias": [9]}}
+    doc = {
+        "format": "formal-net/1",
+        "numbers": "binary32",
+        "inputs": kw.pop("inputs", [[1, 2]]),
+        "layers": [
+            {
+                "type": "dense",
+                "units": 2,
+                "bias": kw.pop("bias0", True),
+                "activation": kw.pop("act0", "relu"),
+            },
+            {"type": "dense", "units": 1, "bias": kw.pop("bias1", False), "activation": "identity"},
+        ],
+        "params": {
+            "0.weight": [[1, 2], [3, 4]],
+            "0.bias": [5, 6],
+            "1.weight": [[7, 8]],
+            "1.bias": [9],
+        },
+    }
     if not doc["layers"][0]["bias"]:
         del doc["params"]["0.bias"]
     if not doc["layers"][1]["bias"]:
@@ -40,8 +56,16 @@ def two_layer(**kw) -> dict:
 
 def test_labels_and_groups_all_trainable():
     par = from_dict(two_layer()).parameterization()
-    assert par.labels == ["0.weight[0,0]", "0.weight[0,1]", "0.weight[1,0]", "0.weight[1,1]", "0.bias[0]", "0.bias[1]",
-                          "1.weight[0,0]", "1.weight[0,1]"]
+    assert par.labels == [
+        "0.weight[0,0]",
+        "0.weight[0,1]",
+        "0.weight[1,0]",
+        "0.weight[1,1]",
+        "0.bias[0]",
+        "0.bias[1]",
+        "1.weight[0,0]",
+        "1.weight[0,1]",
+    ]
     assert par.size == 8
     assert par.groups["0.bias"].tolist() == [4, 5] and par.signs["1.weight"].tolist() == [[1, 1]]
 
@@ -61,9 +85,17 @@ def test_ties_with_signs_merge_into_the_first_entry():
     doc["params"]["0.bias"] = [5, -5]
     par = from_dict(doc).parameterization()
     # 0.weight[0,1] comes first in parameter order: it names the group; 1.weight[0,0] = -that
-    assert par.labels == ["0.weight[0,0]", "0.weight[0,1]", "0.weight[1,0]", "0.weight[1,1]", "0.bias[0]",
-                          "1.weight[0,1]"]
-    assert par.groups["1.weight"].tolist() == [[1, 5]] and par.signs["1.weight"].tolist() == [[-1, 1]]
+    assert par.labels == [
+        "0.weight[0,0]",
+        "0.weight[0,1]",
+        "0.weight[1,0]",
+        "0.weight[1,1]",
+        "0.bias[0]",
+        "1.weight[0,1]",
+    ]
+    assert par.groups["1.weight"].tolist() == [[1, 5]] and par.signs["1.weight"].tolist() == [
+        [-1, 1]
+    ]
     assert par.groups["0.bias"].tolist() == [4, 4] and par.signs["0.bias"].tolist() == [1, -1]
     assert par.entries(1) == [("0.weight", 1, 1), ("1.weight", 0, -1)]
     assert par.entries(4) == [("0.bias", 0, 1), ("0.bias", 1, -1)]
@@ -72,15 +104,22 @@ def test_ties_with_signs_merge_into_the_first_entry():
     assert tans["0.weight"].to_fractions().tolist() == [[[0, 2], [0, 0]]]
     assert tans["1.weight"].to_fractions().tolist() == [[[-2, 0]]]
     assert tans["0.bias"].to_fractions().tolist() == [[3, -3]]
-    adj = {"0.weight": QArray.from_fractions([[[1, 10], [100, 1000]]]), "0.bias": QArray.from_fractions([[F(1, 2), 7]]),
-           "1.weight": QArray.from_fractions([[[5, 6]]])}
+    adj = {
+        "0.weight": QArray.from_fractions([[[1, 10], [100, 1000]]]),
+        "0.bias": QArray.from_fractions([[F(1, 2), 7]]),
+        "1.weight": QArray.from_fractions([[[5, 6]]]),
+    }
     assert par.collect(adj, 1).to_fractions().tolist() == [[1, 10 - 5, 100, 1000, F(1, 2) - 7, 6]]
 
 
 def test_chained_ties_form_one_group():
     doc = two_layer(bias0=False)
     doc["params"]["0.weight"] = [[1, -1], [1, 1]]
-    doc["tied"] = [["0.weight[0,0]", "-0.weight[0,1]"], ["0.weight[0,1]", "-0.weight[1,0]"], ["0.weight[1,1]", "0.weight[1,0]"]]
+    doc["tied"] = [
+        ["0.weight[0,0]", "-0.weight[0,1]"],
+        ["0.weight[0,1]", "-0.weight[1,0]"],
+        ["0.weight[1,1]", "0.weight[1,0]"],
+    ]
     par = from_dict(doc).parameterization()
     assert par.labels == ["0.weight[0,0]", "1.weight[0,0]", "1.weight[0,1]"]
     assert par.groups["0.weight"].tolist() == [[0, 0], [0, 0]]
@@ -89,8 +128,10 @@ def test_chained_ties_form_one_group():
 
 def test_contradictory_tie_signs_are_an_error():
     """Regression: w tied to -w (directly or around a cycle) forces w = 0; it used to be a free parameter."""
-    for tied in ([["0.weight[0,0]", "-0.weight[0,0]"]],
-                 [["0.weight[0,0]", "0.weight[1,0]"], ["0.weight[1,0]", "-0.weight[0,0]"]]):
+    for tied in (
+        [["0.weight[0,0]", "-0.weight[0,0]"]],
+        [["0.weight[0,0]", "0.weight[1,0]"], ["0.weight[1,0]", "-0.weight[0,0]"]],
+    ):
         doc = two_layer(bias0=False)
         doc["params"]["0.weight"] = [[0, 1], [0, 1]]
         doc["tied"] = tied
@@ -159,25 +200,42 @@ def _ir(nodes, params, trainable=None, inputs=None):
     inputs = inputs if inputs is not None else ((F(1), F(2)),)
     q = {k: QArray.from_fractions(v) for k, v in params.items()}
     order = tuple(params)
-    return Network(tuple(nodes), nodes[-1].name, QArray.from_fractions(list(map(list, inputs))), q, BINARY32,
-                   order, tuple(trainable if trainable is not None else order))
+    return Network(
+        tuple(nodes),
+        nodes[-1].name,
+        QArray.from_fractions(list(map(list, inputs))),
+        q,
+        BINARY32,
+        order,
+        tuple(trainable if trainable is not None else order),
+    )
 
 
 RELU = (("activation", get_activation("relu")),)
 
 
 def test_h_fails_for_a_broadcast_bias():
-    nodes = [Node("x", "input", (), (2,)), Node("W", "param", (), (2, 2), (("name", "W"),)),
-             Node("lin", "linear", ("x", "W"), (2,)), Node("b", "param", (), (1,), (("name", "b"),)),
-             Node("add", "add", ("lin", "b"), (2,)), Node("act", "act", ("add",), (2,), RELU)]
+    nodes = [
+        Node("x", "input", (), (2,)),
+        Node("W", "param", (), (2, 2), (("name", "W"),)),
+        Node("lin", "linear", ("x", "W"), (2,)),
+        Node("b", "param", (), (1,), (("name", "b"),)),
+        Node("add", "add", ("lin", "b"), (2,)),
+        Node("act", "act", ("add",), (2,), RELU),
+    ]
     h = bias_structure(_ir(nodes, {"W": [[1, 0], [0, 1]], "b": [0]}))
     assert not h.holds and "shared by broadcasting" in h.reason
 
 
 def test_h_fails_when_the_pre_activation_or_bias_is_reused():
-    base = [Node("x", "input", (), (2,)), Node("W", "param", (), (2, 2), (("name", "W"),)),
-            Node("lin", "linear", ("x", "W"), (2,)), Node("b", "param", (), (2,), (("name", "b"),)),
-            Node("add", "add", ("lin", "b"), (2,)), Node("act", "act", ("add",), (2,), RELU)]
+    base = [
+        Node("x", "input", (), (2,)),
+        Node("W", "param", (), (2, 2), (("name", "W"),)),
+        Node("lin", "linear", ("x", "W"), (2,)),
+        Node("b", "param", (), (2,), (("name", "b"),)),
+        Node("add", "add", ("lin", "b"), (2,)),
+        Node("act", "act", ("add",), (2,), RELU),
+    ]
     reuse_pre = base + [Node("out", "add", ("act", "add"), (2,))]
     h = bias_structure(_ir(reuse_pre, {"W": [[1, 0], [0, 1]], "b": [0, 0]}))
     assert not h.holds and "pre-activation is used elsewhere" in h.reason
@@ -187,8 +245,12 @@ def test_h_fails_when_the_pre_activation_or_bias_is_reused():
 
 
 def test_h_fails_with_a_max_node():
-    nodes = [Node("x", "input", (), (2,)), Node("W", "param", (), (2, 2), (("name", "W"),)),
-             Node("lin", "linear", ("x", "W"), (2,)), Node("m", "max", ("lin",), (1,))]
+    nodes = [
+        Node("x", "input", (), (2,)),
+        Node("W", "param", (), (2, 2), (("name", "W"),)),
+        Node("lin", "linear", ("x", "W"), (2,)),
+        Node("m", "max", ("lin",), (1,)),
+    ]
     h = bias_structure(_ir(nodes, {"W": [[1, 0], [0, 1]]}))
     assert not h.holds and "max" in h.reason
 
@@ -203,9 +265,15 @@ def test_check_well_formed_names_the_bad_node():
     ok = [x, W, Node("lin", "linear", ("x", "W"), (1,))]
     check_well_formed(_ir(ok, {"W": [[1]]}, inputs=((F(1),),)))
     cases = [
-        ([x, Node("lin", "linear", ("x", "W"), (1,)), W], "reads 'W', which is not defined before it"),
+        (
+            [x, Node("lin", "linear", ("x", "W"), (1,)), W],
+            "reads 'W', which is not defined before it",
+        ),
         ([x, W, W], "defined twice"),
-        ([x, Node("V", "param", (), (1, 1), (("name", "V"),))], "parameter 'V', which has no value"),
+        (
+            [x, Node("V", "param", (), (1, 1), (("name", "V"),))],
+            "parameter 'V', which has no value",
+        ),
     ]
     for nodes, msg in cases:
         with pytest.raises(InvalidArgument, match=msg):

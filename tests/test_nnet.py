@@ -49,7 +49,9 @@ def test_structure_and_exact_values():
 
 
 def test_normalization_of_input_and_output():
-    net = parse(TOY, input=[[F(30), F(-1)]], normalize=True)  # x0 clipped to 10: (10 - 1)/2, (-1 - 2)/4
+    net = parse(
+        TOY, input=[[F(30), F(-1)]], normalize=True
+    )  # x0 clipped to 10: (10 - 1)/2, (-1 - 2)/4
     x = net.inputs.to_fractions().reshape(-1).tolist()
     assert x == [F(9, 2), F(-3, 4)]
     h = [max(F(0), x[0] - x[1]), max(F(0), F(1, 2) * x[0] + F(1, 4) * x[1] - F(1, 8))]
@@ -83,7 +85,15 @@ def onnx_to_nnet(net_onnx) -> tuple[str, list[Fraction]]:
     ws = [p[f"Operation_{i}_MatMul_W"].T for i in range(1, 7)] + [p["linear_7_MatMul_W"].T]
     bs = [p[f"Operation_{i}_Add_B"] for i in range(1, 7)] + [p["linear_7_Add_B"]]
     sizes = [5] + [w.shape[0] for w in ws]
-    lines = [f"{len(ws)},5,5,50,", ",".join(map(str, sizes)) + ",", "0,", "-9,-9,-9,-9,-9,", "9,9,9,9,9,", "0,0,0,0,0,0,", "1,1,1,1,1,1,"]
+    lines = [
+        f"{len(ws)},5,5,50,",
+        ",".join(map(str, sizes)) + ",",
+        "0,",
+        "-9,-9,-9,-9,-9,",
+        "9,9,9,9,9,",
+        "0,0,0,0,0,0,",
+        "1,1,1,1,1,1,",
+    ]
 
     def text(v: Fraction) -> str:
         return repr(float(v))  # shortest round-trip text of the double holding the float32 value
@@ -107,8 +117,17 @@ def test_acasxu_nnet_agrees_with_onnx(corpus, tmp_path, capsys):
     path.write_text(text)
     spec = tmp_path / "box.vnnlib"
     point = [a - b for a, b in zip(x, offset)]  # exact rationals, written "p/q"
-    spec.write_text("".join(f"(declare-const X_{i} Real)(assert (<= X_{i} {v}))(assert (>= X_{i} {v}))" for i, v in enumerate(point)))
+    spec.write_text(
+        "".join(
+            f"(declare-const X_{i} Real)(assert (<= X_{i} {v}))(assert (>= X_{i} {v}))"
+            for i, v in enumerate(point)
+        )
+    )
     assert main(["check", str(path), "--spec", str(spec), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["method"] == "no-kinks" and doc["numbers"] == "binary64" and doc["parameters"] == 13_305
-    assert load(path, spec=spec).inputs.to_fractions().tolist() == net.inputs.to_fractions().tolist()
+    assert (
+        doc["method"] == "no-kinks" and doc["numbers"] == "binary64" and doc["parameters"] == 13_305
+    )
+    assert (
+        load(path, spec=spec).inputs.to_fractions().tolist() == net.inputs.to_fractions().tolist()
+    )

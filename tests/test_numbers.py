@@ -30,11 +30,21 @@ from formal.errors import InvalidArgument, NotInFormat
 
 FP43 = parse_format("fp(4,3)")
 FP52 = Format("fp(5,2)", 5, 2)  # built directly: parse_format maps fp(5,2) to E5M2
-SMALL = [BINARY16, BFLOAT16, E4M3, E5M2, FP43, FP52, parse_format("fp(2,1)"),
-         parse_format("fp(3,4)"), parse_format("fp(6,9)")]
+SMALL = [
+    BINARY16,
+    BFLOAT16,
+    E4M3,
+    E5M2,
+    FP43,
+    FP52,
+    parse_format("fp(2,1)"),
+    parse_format("fp(3,4)"),
+    parse_format("fp(6,9)"),
+]
 
 
 # ---- sizes and constants -----------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("fmt", "size"),
@@ -98,6 +108,7 @@ def test_e4m3_top_exponent() -> None:
 
 # ---- enumeration vs. bit patterns ------------------------------------------
 
+
 @pytest.mark.parametrize("fmt", SMALL, ids=str)
 def test_enumerate_matches_from_bits(fmt: Format) -> None:
     members = fmt.enumerate()
@@ -150,6 +161,7 @@ def test_e5m2_equals_fp52() -> None:
 
 # ---- bits round trip, membership -------------------------------------------
 
+
 @given(st.floats(width=32, allow_nan=False, allow_infinity=False))
 def test_binary32_roundtrip(x: float) -> None:
     q = Fraction(x)
@@ -191,11 +203,42 @@ def test_contains_float_array(xs: list[float]) -> None:
 
 
 def test_contains_float_array_edges() -> None:
-    xs = [1.0, 1 + 2**-10, 1 + 2**-11, 65504.0, 65520.0, 2.0**-24, 2.0**-25, 3 * 2.0**-24,
-          np.nan, np.inf, 0.0, -0.0, -65504.0]
+    xs = [
+        1.0,
+        1 + 2**-10,
+        1 + 2**-11,
+        65504.0,
+        65520.0,
+        2.0**-24,
+        2.0**-25,
+        3 * 2.0**-24,
+        np.nan,
+        np.inf,
+        0.0,
+        -0.0,
+        -65504.0,
+    ]
     got = BINARY16.contains_float_array(np.array(xs)).tolist()
-    assert got == [True, True, False, True, False, True, False, True, False, False, True, True, True]
-    assert E4M3.contains_float_array(np.array([448.0, 480.0, 2.0**-9])).tolist() == [True, False, True]
+    assert got == [
+        True,
+        True,
+        False,
+        True,
+        False,
+        True,
+        False,
+        True,
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]
+    assert E4M3.contains_float_array(np.array([448.0, 480.0, 2.0**-9])).tolist() == [
+        True,
+        False,
+        True,
+    ]
     with pytest.raises(InvalidArgument):
         BINARY16.contains_float_array(np.array([1, 2]))
 
@@ -216,6 +259,7 @@ def test_to_bits_not_in_format() -> None:
 
 
 # ---- rounding ----------------------------------------------------------------
+
 
 def _ties(fmt: Format) -> st.SearchStrategy[float]:
     """Midpoints of adjacent members (and nudges around them), exact in float32."""
@@ -242,15 +286,26 @@ def _check_round(fmt: Format, x: float, cast: float) -> None:
         assert got is None, (x, cast, got)
 
 
-@given(st.one_of(st.floats(allow_nan=False, allow_infinity=False), _ties(BINARY32),
-                 st.floats(min_value=-(2.0**-120), max_value=2.0**-120)))
+@given(
+    st.one_of(
+        st.floats(allow_nan=False, allow_infinity=False),
+        _ties(BINARY32),
+        st.floats(min_value=-(2.0**-120), max_value=2.0**-120),
+    )
+)
 def test_round_binary32(x: float) -> None:
     with np.errstate(over="ignore"):
         _check_round(BINARY32, x, float(np.float64(x).astype(np.float32)))
 
 
-@given(st.one_of(st.floats(allow_nan=False, allow_infinity=False), _ties(BINARY16),
-                 st.floats(min_value=-1e-4, max_value=1e-4), st.floats(-7e4, 7e4)))
+@given(
+    st.one_of(
+        st.floats(allow_nan=False, allow_infinity=False),
+        _ties(BINARY16),
+        st.floats(min_value=-1e-4, max_value=1e-4),
+        st.floats(-7e4, 7e4),
+    )
+)
 def test_round_binary16(x: float) -> None:
     with np.errstate(over="ignore"):
         _check_round(BINARY16, x, float(np.float64(x).astype(np.float16)))
@@ -261,9 +316,14 @@ def test_round_binary16(x: float) -> None:
 @given(data=st.data())
 def test_round_ml_dtypes(fmt: Format, data: st.DataObject) -> None:
     # ml_dtypes casts float64 via float32, so use float32-exact inputs (no double rounding)
-    x = data.draw(st.one_of(st.floats(width=32, allow_nan=False, allow_infinity=False),
-                            _ties(fmt), st.floats(-600.0, 600.0, width=32),
-                            st.floats(-(2.0**-5), 2.0**-5, width=32)))
+    x = data.draw(
+        st.one_of(
+            st.floats(width=32, allow_nan=False, allow_infinity=False),
+            _ties(fmt),
+            st.floats(-600.0, 600.0, width=32),
+            st.floats(-(2.0**-5), 2.0**-5, width=32),
+        )
+    )
     assert float(np.float32(x)) == x
     if fmt is E4M3 and abs(x) == 464:
         # tie at the overflow boundary: ml_dtypes keeps 448, the spec says not representable
@@ -294,6 +354,7 @@ def test_round_examples() -> None:
 
 
 # ---- neighbours and ulp ----------------------------------------------------
+
 
 @pytest.mark.parametrize("fmt", [E4M3, E5M2, FP43, BINARY16], ids=str)
 @given(q=st.fractions(max_denominator=2**30).filter(lambda q: abs(q) < 2**18))
@@ -334,13 +395,13 @@ def test_ulp() -> None:
 
 # ---- numpy interop -----------------------------------------------------------
 
+
 def test_numpy_dtypes_and_from_numpy() -> None:
     assert BINARY64.numpy_dtype() == np.float64 and E4M3.numpy_dtype() == ml_dtypes.float8_e4m3fn
     assert FP43.numpy_dtype() is None
     arr = np.array([[0.1, -2.5], [448.0, -0.0]]).astype(ml_dtypes.float8_e4m3fn)
     assert E4M3.from_numpy(arr) == [Fraction(13, 128), Fraction(-5, 2), Fraction(448), 0]
-    assert BINARY32.from_numpy(np.array([0.1], dtype=np.float32)) == [
-        Fraction(13421773, 134217728)]
+    assert BINARY32.from_numpy(np.array([0.1], dtype=np.float32)) == [Fraction(13421773, 134217728)]
     with pytest.raises(InvalidArgument, match="dtype"):
         BINARY32.from_numpy(np.array([1.0]))
     with pytest.raises(InvalidArgument, match=r"arr\[\(1, 0\)\]"):
@@ -349,13 +410,16 @@ def test_numpy_dtypes_and_from_numpy() -> None:
 
 # ---- parsing and printing ------------------------------------------------------
 
+
 def test_parse_format() -> None:
-    for names, fmt in [(("binary64", "float64", "double"), BINARY64),
-                       (("binary32", "float32", "single"), BINARY32),
-                       (("binary16", "Float16", "half"), BINARY16),
-                       (("bfloat16",), BFLOAT16),
-                       (("e4m3", "fp8_e4m3", "float8_e4m3fn"), E4M3),
-                       (("e5m2", "fp8_e5m2", "float8_e5m2"), E5M2)]:
+    for names, fmt in [
+        (("binary64", "float64", "double"), BINARY64),
+        (("binary32", "float32", "single"), BINARY32),
+        (("binary16", "Float16", "half"), BINARY16),
+        (("bfloat16",), BFLOAT16),
+        (("e4m3", "fp8_e4m3", "float8_e4m3fn"), E4M3),
+        (("e5m2", "fp8_e5m2", "float8_e5m2"), E5M2),
+    ]:
         for n in names:
             assert parse_format(n) is fmt
     assert parse_format(" fp( 4 , 3 ) ") == Format("fp(4,3)", 4, 3)
@@ -393,15 +457,18 @@ def test_parse_exact(text: object, value: Fraction) -> None:
     assert got == value and isinstance(got, Fraction)
 
 
-@pytest.mark.parametrize("text", ["nan", "NaN", "-inf", "Infinity", "+INF", Decimal("NaN"),
-                                  Decimal("-Infinity")])
+@pytest.mark.parametrize(
+    "text", ["nan", "NaN", "-inf", "Infinity", "+INF", Decimal("NaN"), Decimal("-Infinity")]
+)
 def test_parse_exact_rejects_nonreal(text: object) -> None:
     with pytest.raises(InvalidArgument, match="NaN/inf|real number"):
         parse_exact(text)
 
 
-@pytest.mark.parametrize("text", ["", "abc", "1/0", "0x", "1e", "0x1.8q3", "1..2", "0.1f",
-                                  "١٢", 0.5, None, [1], "1e99999999"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "abc", "1/0", "0x", "1e", "0x1.8q3", "1..2", "0.1f", "١٢", 0.5, None, [1], "1e99999999"],
+)
 def test_parse_exact_rejects_garbage(text: object) -> None:
     with pytest.raises(InvalidArgument):
         parse_exact(text)

@@ -100,7 +100,11 @@ def test_matmul_orientations_and_elementwise_constants():
     model = make(nodes, [2, 3], [init("W", W.T.copy()), init("b", B), init("g", x32(4))])
     agree(model, x32(2, 3))
     # a rank-1 graph (no batch axis): W @ x as in VNN-COMP's test networks
-    model = make([helper.make_node("MatMul", ["W", "X"], ["h"]), helper.make_node("Relu", ["h"], ["Y"])], [3], [init("W", W)])
+    model = make(
+        [helper.make_node("MatMul", ["W", "X"], ["h"]), helper.make_node("Relu", ["h"], ["Y"])],
+        [3],
+        [init("W", W)],
+    )
     agree(model, x32(3))
 
 
@@ -119,9 +123,13 @@ def test_activations_against_reference():
         nodes.append(a)
         prev = a.output[0]
         if k < len(acts) - 1:
-            nodes.append(helper.make_node("Gemm", [prev, f"W{k}", f"B{k}"], [a.output[0] + "0"], transB=1))
+            nodes.append(
+                helper.make_node("Gemm", [prev, f"W{k}", f"B{k}"], [a.output[0] + "0"], transB=1)
+            )
             prev = a.output[0] + "0"
-    inits = [init(f"W{k}", 3 * x32(6, 6)) for k in range(5)] + [init(f"B{k}", x32(6)) for k in range(5)]
+    inits = [init(f"W{k}", 3 * x32(6, 6)) for k in range(5)] + [
+        init(f"B{k}", x32(6)) for k in range(5)
+    ]
     inits += [init("lo", np.float32(-0.5)), init("hi", np.float32(0.75))]
     agree(make(nodes, [4, 6], inits, opset=14), 3 * x32(4, 6))
 
@@ -141,7 +149,9 @@ def test_sigmoid_tanh_values_and_verdict():
         helper.make_node("Gemm", ["s", "W2", "B2"], ["t"], transB=1),
         helper.make_node("Tanh", ["t"], ["Y"]),
     ]
-    model = make(nodes, [1, 3], [init("W", W), init("B", B), init("W2", x32(2, 4)), init("B2", x32(2))])
+    model = make(
+        nodes, [1, 3], [init("W", W), init("B", B), init("W2", x32(2, 4)), init("B2", x32(2))]
+    )
     agree(model, x32(1, 3), exact=False)
     net = from_model(model, input=x32(1, 3))
     v = check(net)
@@ -149,7 +159,9 @@ def test_sigmoid_tanh_values_and_verdict():
 
 
 def test_hardsigmoid_kinks_are_the_float32_attributes():
-    model = make([helper.make_node("HardSigmoid", ["X"], ["Y"])], [1, 1])  # default alpha 0.2, beta 0.5
+    model = make(
+        [helper.make_node("HardSigmoid", ["X"], ["Y"])], [1, 1]
+    )  # default alpha 0.2, beta 0.5
     net = from_model(model, input=np.zeros((1, 1), dtype=np.float32))
     act = next(n for n in net.nodes if n.op == "act").attr("activation")
     alpha = F(float(np.float32(0.2)))
@@ -160,19 +172,41 @@ def test_hardsigmoid_kinks_are_the_float32_attributes():
 
 def test_conv_pool_pad_reshape_transpose_against_reference():
     nodes = [
-        helper.make_node("Conv", ["X", "W", "B"], ["c"], name="conv", strides=[2, 1], pads=[1, 0, 1, 2], dilations=[1, 2], group=2),
+        helper.make_node(
+            "Conv",
+            ["X", "W", "B"],
+            ["c"],
+            name="conv",
+            strides=[2, 1],
+            pads=[1, 0, 1, 2],
+            dilations=[1, 2],
+            group=2,
+        ),
         helper.make_node("Relu", ["c"], ["r"]),
         helper.make_node("Pad", ["r", "pads"], ["p"], name="pad", mode="constant"),
-        helper.make_node("MaxPool", ["p"], ["m"], kernel_shape=[2, 2], strides=[1, 2], pads=[1, 1, 0, 0], ceil_mode=1),
-        helper.make_node("AveragePool", ["m"], ["a"], kernel_shape=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1),
+        helper.make_node(
+            "MaxPool",
+            ["p"],
+            ["m"],
+            kernel_shape=[2, 2],
+            strides=[1, 2],
+            pads=[1, 1, 0, 0],
+            ceil_mode=1,
+        ),
+        helper.make_node(
+            "AveragePool", ["m"], ["a"], kernel_shape=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1
+        ),
         helper.make_node("Transpose", ["a"], ["t"], perm=[0, 1, 3, 2]),
         helper.make_node("Conv", ["t", "W2"], ["c2"], auto_pad="SAME_UPPER", kernel_shape=[3, 3]),
         helper.make_node("GlobalAveragePool", ["c2"], ["g"]),
         helper.make_node("Reshape", ["g", "shape"], ["Y"]),
     ]
     inits = [
-        init("W", x32(4, 2, 3, 2)), init("B", x32(4)), init("W2", x32(3, 4, 3, 3)),
-        init("pads", np.array([0, 0, 1, 0, 0, 0, 0, 2], dtype=np.int64)), init("shape", np.array([1, -1], dtype=np.int64)),
+        init("W", x32(4, 2, 3, 2)),
+        init("B", x32(4)),
+        init("W2", x32(3, 4, 3, 3)),
+        init("pads", np.array([0, 0, 1, 0, 0, 0, 0, 2], dtype=np.int64)),
+        init("shape", np.array([1, -1], dtype=np.int64)),
     ]
     agree(make(nodes, [1, 4, 7, 8], inits), x32(1, 4, 7, 8))
 
@@ -184,8 +218,16 @@ def test_batchnorm_flatten_and_ops_on_parameters():
         helper.make_node("Transpose", ["W"], ["Wt"]),
         helper.make_node("MatMul", ["f", "Wt"], ["Y"]),
     ]
-    inits = [init("s", x32(2)), init("b", x32(2)), init("mean", x32(2)), init("var", np.array([0.25, 4.0], np.float32)), init("W", x32(3, 8))]
-    model = make(nodes, [1, 2, 2, 2], inits, opset=14)  # (onnx's reference BatchNormalization_9 is not the inference formula)
+    inits = [
+        init("s", x32(2)),
+        init("b", x32(2)),
+        init("mean", x32(2)),
+        init("var", np.array([0.25, 4.0], np.float32)),
+        init("W", x32(3, 8)),
+    ]
+    model = make(
+        nodes, [1, 2, 2, 2], inits, opset=14
+    )  # (onnx's reference BatchNormalization_9 is not the inference formula)
     agree(model, x32(1, 2, 2, 2))
     net = from_model(model, input=x32(1, 2, 2, 2))
     assert set(net.param_order) == {"s", "b", "W"}  # running statistics are constants
@@ -193,13 +235,23 @@ def test_batchnorm_flatten_and_ops_on_parameters():
 
 
 def test_batchnorm_with_irrational_scale_uses_enclosures():
-    nodes = [helper.make_node("BatchNormalization", ["X", "s", "b", "mean", "var"], ["n"]), helper.make_node("Relu", ["n"], ["Y"])]
-    inits = [init("s", np.ones(1, np.float32)), init("b", np.zeros(1, np.float32)), init("mean", np.zeros(1, np.float32)), init("var", np.full(1, 2.0, np.float32))]
+    nodes = [
+        helper.make_node("BatchNormalization", ["X", "s", "b", "mean", "var"], ["n"]),
+        helper.make_node("Relu", ["n"], ["Y"]),
+    ]
+    inits = [
+        init("s", np.ones(1, np.float32)),
+        init("b", np.zeros(1, np.float32)),
+        init("mean", np.zeros(1, np.float32)),
+        init("var", np.full(1, 2.0, np.float32)),
+    ]
     model = make(nodes, [1, 1, 1, 2], inits, opset=14)
     agree(model, x32(1, 1, 1, 2), exact=False)
     generic = from_model(model, input=np.array([[[[0.5, -0.25]]]], np.float32))
     assert check(generic).method == "no-kinks"
-    at_kink = from_model(model, input=np.array([[[[0.0, 1.0]]]], np.float32))  # x = mean: pre-activation 0 * k
+    at_kink = from_model(
+        model, input=np.array([[[[0.0, 1.0]]]], np.float32)
+    )  # x = mean: pre-activation 0 * k
     v = check(at_kink)
     assert v.method == "unknown" and v.differentiable is None and "irrational" in v.reason
 
@@ -208,7 +260,11 @@ def sigmoid_relu_model(c: float, *, twin: bool) -> onnx.ModelProto:
     """relu(sigmoid(w x) - c) (binary64), or relu(sigmoid(w x) - sigmoid(w x)) with ``twin``."""
     nodes = [helper.make_node("Mul", ["X", "w"], ["h"]), helper.make_node("Sigmoid", ["h"], ["s"])]
     if twin:
-        nodes += [helper.make_node("Mul", ["X", "w"], ["h2"]), helper.make_node("Sigmoid", ["h2"], ["s2"]), helper.make_node("Sub", ["s", "s2"], ["d"])]
+        nodes += [
+            helper.make_node("Mul", ["X", "w"], ["h2"]),
+            helper.make_node("Sigmoid", ["h2"], ["s2"]),
+            helper.make_node("Sub", ["s", "s2"], ["d"]),
+        ]
     else:
         nodes += [helper.make_node("Sub", ["s", "c"], ["d"])]
     nodes += [helper.make_node("Relu", ["d"], ["Y"])]
@@ -232,12 +288,25 @@ def test_kink_downstream_of_sigmoid_is_decided_by_enclosures():
 def test_numbers_follow_the_initializers():
     for dtype, name in [(np.float16, "binary16"), (np.float64, "binary64")]:
         elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
-        model = make([helper.make_node("MatMul", ["X", "W"], ["Y"])], [1, 3], [init("W", W.T.astype(dtype))], elem=elem)
+        model = make(
+            [helper.make_node("MatMul", ["X", "W"], ["Y"])],
+            [1, 3],
+            [init("W", W.T.astype(dtype))],
+            elem=elem,
+        )
         assert from_model(model, input=np.zeros((1, 3), dtype)).numbers.name == name
-    mixed = make([helper.make_node("MatMul", ["X", "W"], ["h"]), helper.make_node("Add", ["h", "b"], ["Y"])], [1, 3], [init("W", W.T.copy()), init("b", B.astype(np.float16))])
+    mixed = make(
+        [helper.make_node("MatMul", ["X", "W"], ["h"]), helper.make_node("Add", ["h", "b"], ["Y"])],
+        [1, 3],
+        [init("W", W.T.copy()), init("b", B.astype(np.float16))],
+    )
     with pytest.raises(InvalidArgument, match="W as float32 and b as float16"):
         from_model(mixed)
-    bad = make([helper.make_node("MatMul", ["X", "W"], ["Y"])], [1, 3], [init("W", np.full((3, 4), np.nan, np.float32))])
+    bad = make(
+        [helper.make_node("MatMul", ["X", "W"], ["Y"])],
+        [1, 3],
+        [init("W", np.full((3, 4), np.nan, np.float32))],
+    )
     with pytest.raises(InvalidArgument, match=r"initializer W"):
         from_model(bad)
     model = make([helper.make_node("MatMul", ["X", "W"], ["Y"])], [1, 3], [init("W", W.T.copy())])
@@ -248,9 +317,18 @@ def test_numbers_follow_the_initializers():
 @pytest.mark.parametrize(
     "node, what",
     [
-        (helper.make_node("Softmax", ["X"], ["Y"], name="sm"), "node 'sm' (Softmax): op Softmax is not supported"),
-        (helper.make_node("LeakyRelu", ["X"], ["Y"], name="lr", gamma=2.0), "node 'lr' (LeakyRelu): attribute gamma = 2.0"),
-        (helper.make_node("Flatten", ["X"], ["Y"], name="fl", axis=7), "node 'fl' (Flatten): attribute axis = 7"),
+        (
+            helper.make_node("Softmax", ["X"], ["Y"], name="sm"),
+            "node 'sm' (Softmax): op Softmax is not supported",
+        ),
+        (
+            helper.make_node("LeakyRelu", ["X"], ["Y"], name="lr", gamma=2.0),
+            "node 'lr' (LeakyRelu): attribute gamma = 2.0",
+        ),
+        (
+            helper.make_node("Flatten", ["X"], ["Y"], name="fl", axis=7),
+            "node 'fl' (Flatten): attribute axis = 7",
+        ),
     ],
 )
 def test_unsupported_op_or_attribute_names_it(node, what):
@@ -259,7 +337,11 @@ def test_unsupported_op_or_attribute_names_it(node, what):
 
 
 def test_unsupported_pad_mode_and_cli_exit_code(tmp_path, capsys):
-    model = make([helper.make_node("Pad", ["X", "pads"], ["Y"], name="padder", mode="reflect")], [1, 1, 2, 2], [init("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))])
+    model = make(
+        [helper.make_node("Pad", ["X", "pads"], ["Y"], name="padder", mode="reflect")],
+        [1, 1, 2, 2],
+        [init("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))],
+    )
     with pytest.raises(UnsupportedOp, match=r"node 'padder' \(Pad\): attribute mode = 'reflect'"):
         from_model(model)
     path = tmp_path / "pad.onnx"
@@ -274,13 +356,17 @@ def test_inputs_from_box_npy_and_defaults(tmp_path):
     path = tmp_path / "m.onnx"
     onnx.save(model, str(path))
     spec = tmp_path / "box.vnnlib"
-    spec.write_text("(declare-const X_0 Real)(declare-const X_1 Real)(declare-const X_2 Real)\n"
-                    "(assert (<= X_0 0.1))(assert (>= X_0 0.0))(assert (<= X_1 1))(assert (>= X_1 -1))(assert (and (<= X_2 3) (>= X_2 2)))")
+    spec.write_text(
+        "(declare-const X_0 Real)(declare-const X_1 Real)(declare-const X_2 Real)\n"
+        "(assert (<= X_0 0.1))(assert (>= X_0 0.0))(assert (<= X_1 1))(assert (>= X_1 -1))(assert (and (<= X_2 3) (>= X_2 2)))"
+    )
     center = load(path, spec=spec)
     tenth = F(float(np.float32(0.1)))  # box points are rounded to the input's float32
     assert center.inputs.to_fractions().tolist() == [[F(float(np.float32(0.05))), F(0), F(5, 2)]]
     assert load(path, spec=spec, input="hi").inputs.to_fractions().tolist() == [[tenth, F(1), F(3)]]
-    assert load(path, spec=spec, input="center", exact_input=True).inputs.to_fractions().tolist() == [[F(1, 20), F(0), F(5, 2)]]
+    assert load(
+        path, spec=spec, input="center", exact_input=True
+    ).inputs.to_fractions().tolist() == [[F(1, 20), F(0), F(5, 2)]]
     assert load(path).inputs.to_fractions().tolist() == [[0, 0, 0]]
     npy = tmp_path / "x.npy"
     np.save(npy, np.array([[0.5, -1, 2], [1, 1, 1]], np.float32))
@@ -325,5 +411,11 @@ def test_pytorch_style_dynamic_flatten_is_folded():
     model = make(nodes, [1, 3, 2, 2], inits)
     agree(model, x32(1, 3, 2, 2))
     net = from_model(model, input=x32(1, 3, 2, 2))
-    assert [n.op for n in net.nodes if n.op not in ("param", "input")] == ["reshape", "reshape", "reshape", "linear", "add"]
+    assert [n.op for n in net.nodes if n.op not in ("param", "input")] == [
+        "reshape",
+        "reshape",
+        "reshape",
+        "linear",
+        "add",
+    ]
     assert check(net).hypothesis_h is True

@@ -67,7 +67,9 @@ def assert_matches_oracle(doc, o: Oracle, preset: str, *, count_kinks: bool = Tr
     v = check(net, preset, gradient=True)
     dec = o.decide()
     oad, _ = o.ad(preset)
-    ad = tuple(tuple(r) for r in gradient_ad(exact_forward(net, parse_preset(preset))).to_fractions())
+    ad = tuple(
+        tuple(r) for r in gradient_ad(exact_forward(net, parse_preset(preset))).to_fractions()
+    )
     assert ad == oad, f"AD with {preset}"
     assert v.differentiable is dec.differentiable, (v.method, v.reason)
     assert v.in_ndf is (not dec.differentiable)
@@ -172,7 +174,12 @@ def test_directional_derivatives_match_definition(doc, rnd):
     for j in range(W):
         dirs += [{j: F(1)}, {j: F(-1)}]
     for _ in range(4):
-        dirs.append({j: F(rnd.randint(-4, 4), rnd.choice([1, 2, 4])) for j in rnd.sample(range(W), min(W, 3))})
+        dirs.append(
+            {
+                j: F(rnd.randint(-4, 4), rnd.choice([1, 2, 4]))
+                for j in rnd.sample(range(W), min(W, 3))
+            }
+        )
     got = directional(fwd, dirs)
     for d, row in zip(dirs, got):
         assert row == o.directional(d), d
@@ -193,11 +200,15 @@ def test_oracle_decision_is_consistent_with_lemma_d(doc, rnd):
     W = o.W
     axes = axis_directions(W)
     rand = [[F(rnd.randint(-3, 3), rnd.choice([1, 2])) for _ in range(W)] for _ in range(4)]
-    pairs = [(e, [-x for x in e]) for e in axes] + [(rand[i], rand[j]) for i in range(4) for j in range(i + 1, 4)]
+    pairs = [(e, [-x for x in e]) for e in axes] + [
+        (rand[i], rand[j]) for i in range(4) for j in range(i + 1, 4)
+    ]
     cell_maps = {L for L in dec.piece_gradients()}
     for d in rand + axes:
         g = o.directional(d)
-        assert any(g == [sum((a * x for a, x in zip(row, d)), F(0)) for row in L] for L in cell_maps)
+        assert any(
+            g == [sum((a * x for a, x in zip(row, d)), F(0)) for row in L] for L in cell_maps
+        )
     if dec.differentiable:
         assert o.additivity_violations(pairs) == []
         for j, e in enumerate(axes):
@@ -212,7 +223,9 @@ def test_oracle_lp_certificates():
     assert strictly_feasible([(F(1), F(0)), (F(0), F(1))])
     assert strictly_feasible([(F(-1), F(0))])  # d = (-1, 0)
     assert not strictly_feasible([(F(1), F(0)), (F(-1), F(0))])
-    assert not strictly_feasible([(F(1), F(1)), (F(1), F(-1)), (F(-1), F(0))])  # sum of first two = -2 * third
+    assert not strictly_feasible(
+        [(F(1), F(1)), (F(1), F(-1)), (F(-1), F(0))]
+    )  # sum of first two = -2 * third
     assert strictly_feasible([(F(1), F(1)), (F(1), F(-1)), (F(1), F(0))])
     assert strictly_feasible([(F(0), F(0))])  # zero forms are dropped
     assert in_convex_hull(e, [[F(0), F(0)], [F(2), F(0)]])
@@ -241,9 +254,13 @@ def test_random_near_kink_inputs_are_not_kinks(seed):
     for act in ["relu", "relu6", "hardtanh", "hardsigmoid", "abs"]:
         c = {"relu": 0, "relu6": 6, "hardtanh": 1, "hardsigmoid": 3, "abs": 0}[act]
         delta = rnd.choice([ulp, -ulp]) * (max(1, abs(c)))
-        doc = {"format": "formal-net/1", "numbers": "binary16", "inputs": [[1]],
-               "layers": [{"type": "dense", "units": 1, "bias": True, "activation": act}],
-               "params": {"0.weight": [[str(F(c) + delta)]], "0.bias": ["0"]}}
+        doc = {
+            "format": "formal-net/1",
+            "numbers": "binary16",
+            "inputs": [[1]],
+            "layers": [{"type": "dense", "units": 1, "bias": True, "activation": act}],
+            "params": {"0.weight": [[str(F(c) + delta)]], "0.bias": ["0"]},
+        }
         o = Oracle(doc)
         v = check(from_dict(doc), "pytorch", gradient=True)
         assert o.kink_units() == [] and v.kink_neurons == 0 and v.method == "no-kinks"

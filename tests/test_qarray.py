@@ -13,7 +13,7 @@ import formal.core.qarray as qa
 from formal.core.qarray import FlintMatrix, QArray, int_matmul, qmatmul
 
 F = Fraction
-fractions = st.fractions(min_value=-10**6, max_value=10**6, max_denominator=10**4)
+fractions = st.fractions(min_value=-(10**6), max_value=10**6, max_denominator=10**4)
 big_ints = st.integers(min_value=-(2**130), max_value=2**130)
 
 
@@ -22,7 +22,10 @@ def _matrix(draw, rows: int, cols: int, elems) -> list[list[Fraction]]:
 
 
 def _loop_matmul(a: list[list[Fraction]], b: list[list[Fraction]]) -> list[list[Fraction]]:
-    return [[sum((a[i][k] * b[k][j] for k in range(len(b))), F(0)) for j in range(len(b[0]))] for i in range(len(a))]
+    return [
+        [sum((a[i][k] * b[k][j] for k in range(len(b))), F(0)) for j in range(len(b[0]))]
+        for i in range(len(a))
+    ]
 
 
 @st.composite
@@ -70,11 +73,18 @@ def test_int_matmul_empty_shapes():
     b = np.zeros((0, 3), dtype=object)
     out = int_matmul(a, b)
     assert out.shape == (2, 3) and all(v == 0 for v in out.ravel())
-    assert int_matmul(np.zeros((0, 2), dtype=object), np.zeros((2, 3), dtype=object)).shape == (0, 3)
+    assert int_matmul(np.zeros((0, 2), dtype=object), np.zeros((2, 3), dtype=object)).shape == (
+        0,
+        3,
+    )
 
 
 @settings(max_examples=60)
-@given(st.lists(fractions, min_size=1, max_size=8), st.lists(fractions, min_size=1, max_size=8), fractions)
+@given(
+    st.lists(fractions, min_size=1, max_size=8),
+    st.lists(fractions, min_size=1, max_size=8),
+    fractions,
+)
 def test_elementwise_ops(xs, ys, q):
     n = min(len(xs), len(ys))
     xs, ys = xs[:n], ys[:n]
@@ -109,5 +119,8 @@ def test_common_denominators_and_normalization():
 def test_broadcasting_add_mul():
     a = QArray.from_fractions([[F(1, 2)], [F(1, 3)]])  # (2, 1)
     b = QArray.from_fractions([F(1), F(2), F(3)])  # (3,)
-    assert (a + b).to_fractions().tolist() == [[F(3, 2), F(5, 2), F(7, 2)], [F(4, 3), F(7, 3), F(10, 3)]]
+    assert (a + b).to_fractions().tolist() == [
+        [F(3, 2), F(5, 2), F(7, 2)],
+        [F(4, 3), F(7, 3), F(10, 3)],
+    ]
     assert a.mul(b).to_fractions().tolist() == [[F(1, 2), F(1), F(3, 2)], [F(1, 3), F(2, 3), F(1)]]

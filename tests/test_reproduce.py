@@ -40,7 +40,12 @@ def test_open_question(quick):
     found = {(e["activation"], e["preset"]): e for e in oq["evidence"] if "activation" in e}
     assert len(found) == 7 * 4
     # T5: zero-side proxies give no inc; E1-type witnesses for the right / lambda presets
-    for key in (("relu", "pytorch"), ("relu", "left"), ("relu6", "pytorch"), ("hardsigmoid", "pytorch")):
+    for key in (
+        ("relu", "pytorch"),
+        ("relu", "left"),
+        ("relu6", "pytorch"),
+        ("hardsigmoid", "pytorch"),
+    ):
         assert found[key]["inc"] == "0"
     for key in (("relu", "right"), ("relu", "lambda=1/2"), ("leaky_relu", "pytorch")):
         assert int(found[key]["inc"]) > 0 and found[key]["witness"]
@@ -52,7 +57,9 @@ def test_failure_exits_1(monkeypatch, capsys):
     def bad(rec, budget):
         rec.expect(False, "deliberately false")
 
-    monkeypatch.setattr(th, "catalogue", lambda: [th.Theorem("Broken", "b", "s", "h", "p", "t", bad)])
+    monkeypatch.setattr(
+        th, "catalogue", lambda: [th.Theorem("Broken", "b", "s", "h", "p", "t", bad)]
+    )
     code = main(["reproduce"])
     out, _ = capsys.readouterr()
     assert code == 1 and "FAIL" in out and "deliberately false" in out
@@ -61,4 +68,10 @@ def test_failure_exits_1(monkeypatch, capsys):
 def test_text_table(capsys):
     code = main(["reproduce", "--only", "Lemma 2", "--only", "f1"])
     out, _ = capsys.readouterr()
-    assert code == 0 and "result" in out and "hypotheses" in out and "PASS" in out and "2 passed, 0 failed" in out
+    assert (
+        code == 0
+        and "result" in out
+        and "hypotheses" in out
+        and "PASS" in out
+        and "2 passed, 0 failed" in out
+    )

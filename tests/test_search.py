@@ -48,7 +48,17 @@ def witness_point(res):
     return tuple(vals[g] for g in range(len(vals)))
 
 
-CASES = [("e1", "pytorch"), ("e1", "right"), ("axis-trap", "pytorch"), ("lemma2", "pytorch"), ("lemma2", "lambda=1/2"), ("f2", "pytorch"), ("f3", "right"), ("lemma3", "pytorch"), ("lemma3", "right")]
+CASES = [
+    ("e1", "pytorch"),
+    ("e1", "right"),
+    ("axis-trap", "pytorch"),
+    ("lemma2", "pytorch"),
+    ("lemma2", "lambda=1/2"),
+    ("f2", "pytorch"),
+    ("f3", "right"),
+    ("lemma3", "pytorch"),
+    ("lemma3", "right"),
+]
 
 
 @pytest.mark.parametrize("name,proxy", CASES)
@@ -57,14 +67,26 @@ def test_search_agrees_with_enumeration_on_a_tiny_format(name, proxy):
     net = load_example(name)
     sets = enumerate_sets(net, TINY, proxy)
     for find in ("kink", "ndf", "inc"):
-        res = search(net, SearchOptions(find=find, proxy=proxy, numbers="fp(2,1)", subnormals=True, stages=NO_GIVEN, timeout=60))
+        res = search(
+            net,
+            SearchOptions(
+                find=find,
+                proxy=proxy,
+                numbers="fp(2,1)",
+                subnormals=True,
+                stages=NO_GIVEN,
+                timeout=60,
+            ),
+        )
         assert res.status in ("found", "exhausted"), (find, res.reason)
         if res.status == "found":
             point = witness_point(res)
             assert point in sets[find], (find, point)
             assert all(TINY.contains(v) for v in point)
             again = check(res.network, proxy)
-            assert {"kink": again.kink_neurons > 0, "ndf": again.in_ndf, "inc": again.in_inc}[find] is True
+            assert {"kink": again.kink_neurons > 0, "ndf": again.in_ndf, "inc": again.in_inc}[
+                find
+            ] is True
         else:
             assert sets[find] == set(), (find, res.reason)
 
@@ -76,9 +98,15 @@ def test_e1_inc_pytorch_is_exhausted_in_fp32_but_found_with_right():
     fmt = parse_format("fp(3,2)")
     sets = enumerate_sets(net, fmt, "pytorch", subnormals=False)
     assert sets["inc"] == set()
-    res = search(net, SearchOptions(find="inc", proxy="pytorch", numbers="fp(3,2)", stages=NO_GIVEN, timeout=60))
+    res = search(
+        net,
+        SearchOptions(find="inc", proxy="pytorch", numbers="fp(3,2)", stages=NO_GIVEN, timeout=60),
+    )
     assert res.status == "exhausted", res.reason
-    res = search(net, SearchOptions(find="inc", proxy="right", numbers="fp(3,2)", stages=NO_GIVEN, timeout=60))
+    res = search(
+        net,
+        SearchOptions(find="inc", proxy="right", numbers="fp(3,2)", stages=NO_GIVEN, timeout=60),
+    )
     assert res.status == "found" and check(res.network, "right").in_inc is True
 
 
@@ -124,7 +152,9 @@ def test_theorem_t1_under_hypothesis_h():
 
 def test_bias_kink_by_closed_form_is_verified():
     net = load_example("tiny-mlp")
-    res = search(net, SearchOptions(find="ndf", free=("0.bias",), stages=("closed-form",), timeout=30))
+    res = search(
+        net, SearchOptions(find="ndf", free=("0.bias",), stages=("closed-form",), timeout=30)
+    )
     assert res.status == "found" and res.method == "closed-form"
     assert res.verdict.in_ndf is True
     # only a bias changed, and it is a binary32 member
@@ -136,10 +166,18 @@ def test_bias_kink_by_closed_form_is_verified():
 
 def test_fix_and_free_are_respected():
     net = load_example("e1")
-    res = search(net, SearchOptions(find="inc", proxy="right", fix=("1.weight=-2",), stages=("smt",), timeout=30))
+    res = search(
+        net,
+        SearchOptions(find="inc", proxy="right", fix=("1.weight=-2",), stages=("smt",), timeout=30),
+    )
     assert res.status == "found"
     assert group_values(res.network)[1] == -2
-    res = search(net, SearchOptions(find="kink", free=("1.weight",), fix=("0.weight=1",), stages=NO_GIVEN, timeout=30))
+    res = search(
+        net,
+        SearchOptions(
+            find="kink", free=("1.weight",), fix=("0.weight=1",), stages=NO_GIVEN, timeout=30
+        ),
+    )
     assert res.status == "found" and group_values(res.network)[0] == 1
     with pytest.raises(NotInFormat, match=r"0\.weight\[0,0\].*1/10"):
         search(net, SearchOptions(find="inc", fix=("0.weight[0,0]=1/10",)))
@@ -151,7 +189,9 @@ def test_timeouts_give_unknown_never_a_boolean():
     res = search(load_example("axis-trap"), SearchOptions(find="inc", timeout=1e-4))
     assert res.status == "unknown" and "time" in res.reason
     assert res.verdict is None and res.network is None
-    res = search(load_example("tiny-mlp"), SearchOptions(find="missed-kink", stages=("smt",), timeout=1.0))
+    res = search(
+        load_example("tiny-mlp"), SearchOptions(find="missed-kink", stages=("smt",), timeout=1.0)
+    )
     assert res.status == "unknown", res.reason
     assert res.to_json()["params"] is None
 
@@ -164,7 +204,15 @@ def _unit(x, w, fmt="binary32", bias=None, act="relu"):
     params = {"0.weight": [[str(v) for v in w]]}
     if bias is not None:
         params["0.bias"] = [str(bias)]
-    return from_dict({"format": "formal-net/1", "numbers": fmt, "inputs": [[str(v) for v in x]], "layers": [layer], "params": params})
+    return from_dict(
+        {
+            "format": "formal-net/1",
+            "numbers": fmt,
+            "inputs": [[str(v) for v in x]],
+            "layers": [layer],
+            "params": params,
+        }
+    )
 
 
 def _by_hand(net, dtype):
@@ -194,7 +242,10 @@ def test_spurious_touch_of_the_rounding_trap():
 
 def test_spurious_touch_by_smt_verified_by_numpy():
     net = _unit(["0.7", "-1.3", "0.45"], ["0.5", "0.25", "-1"])  # inputs are rounded to binary32
-    res = search(net, SearchOptions(find="spurious-kink", stages=("smt",), lo=F(1, 256), hi=F(256), timeout=60))
+    res = search(
+        net,
+        SearchOptions(find="spurious-kink", stages=("smt",), lo=F(1, 256), hi=F(256), timeout=60),
+    )
     assert res.status == "found", res.reason
     w = [F(v) for v in res.network.params["0.weight"].to_fractions()[0]]
     assert all(v == 0 or F(1, 256) <= abs(v) <= 256 for v in w)
@@ -228,8 +279,12 @@ def test_summation_order_is_part_of_the_semantics():
     seq = reference_preactivations(net, BINARY32, "sequential")["0.act"][0]
     pair = reference_preactivations(net, BINARY32, "pairwise")["0.act"][0]
     assert (seq[1], seq[2], pair[1], pair[2]) == (-1, -1, 0, 0)  # exact-RNE and numpy agree
-    r_seq = search(net, SearchOptions(find="missed-kink", stages=("given",), order="sequential", timeout=10))
-    r_pair = search(net, SearchOptions(find="missed-kink", stages=("given",), order="pairwise", timeout=10))
+    r_seq = search(
+        net, SearchOptions(find="missed-kink", stages=("given",), order="sequential", timeout=10)
+    )
+    r_pair = search(
+        net, SearchOptions(find="missed-kink", stages=("given",), order="pairwise", timeout=10)
+    )
     assert r_seq.status == "found" and r_seq.touch["order"] == "sequential"
     assert (r_seq.touch["float_value"], r_seq.touch["exact_value"]) == ("-1", "0")
     assert r_pair.status != "found"

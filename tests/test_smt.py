@@ -57,13 +57,23 @@ def test_fp_value_lifts_back_exactly(fmt):
     """Every format has a z3 sort; numerals of extreme and ordinary members lift back exactly."""
     sort = fp_sort(fmt)
     assert sort.ebits() >= fmt.ebits and sort.sbits() >= fmt.mbits + 1
-    for v in {fmt.max_value, -fmt.max_value, fmt.min_subnormal, fmt.min_normal, F(1), F(-3, 4), F(0)}:
+    for v in {
+        fmt.max_value,
+        -fmt.max_value,
+        fmt.min_subnormal,
+        fmt.min_normal,
+        F(1),
+        F(-3, 4),
+        F(0),
+    }:
         if fmt.contains(v):
             assert lift_fp(fp_value(v, fmt), fmt) == v
 
 
 @pytest.mark.parametrize("fmt", SMALL, ids=lambda f: f.name)
-@pytest.mark.parametrize("lo,hi,sub", [(F(0), None, False), (F(0), None, True), (F(1, 4), F(8), False)])
+@pytest.mark.parametrize(
+    "lo,hi,sub", [(F(0), None, False), (F(0), None, True), (F(1, 4), F(8), False)]
+)
 def test_fpvar_enumerates_the_domain_with_exact_views(fmt, lo, hi, sub):
     """The solver's models of a searched variable are exactly the domain's members, and
     the exact view K / den and the FP view both equal the lifted bit pattern."""
@@ -181,7 +191,9 @@ def test_closed_form_bias_candidates_equal_enumeration():
 def test_closed_form_finds_nothing_when_the_solution_is_not_a_member():
     """rounding-trap: w * 10 = +-1 needs w = +-1/10, not in binary32; the closed form says so."""
     net = load_example("rounding-trap")
-    cands, examined, complete = closed_form.candidates(net, parse_preset("pytorch"), Domain(BINARY32), [0])
+    cands, examined, complete = closed_form.candidates(
+        net, parse_preset("pytorch"), Domain(BINARY32), [0]
+    )
     assert (cands, examined, complete) == ([], 1, True)
     ok, why = closed_form.slots_complete(net, [0], parse_preset("pytorch"))
     assert ok, why
@@ -245,5 +257,9 @@ def test_rounding_interval_members_by_enumeration():
         brute = sorted(v for v in members if fmt.round_nearest_even(acc + v) == c)
         assert brute and sorted(rounding_interval_members(fmt, dom, acc, c, limit=4096)) == brute
         x = F(3, 4)
-        brute_w = sorted(v for v in members if fmt.round_nearest_even(x * v) == fmt.round_nearest_even(acc))
-        assert sorted(product_members(fmt, dom, x, fmt.round_nearest_even(acc), limit=4096)) == brute_w
+        brute_w = sorted(
+            v for v in members if fmt.round_nearest_even(x * v) == fmt.round_nearest_even(acc)
+        )
+        assert (
+            sorted(product_members(fmt, dom, x, fmt.round_nearest_even(acc), limit=4096)) == brute_w
+        )

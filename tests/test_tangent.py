@@ -67,7 +67,7 @@ def test_pivots_are_a_basis_of_the_column_space(rows, modular):
 
 def test_modular_path_detects_dependent_rows():
     rng = np.random.default_rng(3)
-    A = rng.integers(-2**40, 2**40, size=(12, 400)).astype(object)
+    A = rng.integers(-(2**40), 2**40, size=(12, 400)).astype(object)
     A[7] = 3 * A[2] - 5 * A[9]
     old = tangent._SMALL
     tangent._SMALL = 0
@@ -89,7 +89,11 @@ def test_left_null_space():
 
 @pytest.mark.parametrize(
     "name, proxy, grad",
-    [("lemma2", "pytorch", [Fraction(1)]), ("lemma3", "pytorch", [Fraction(1, 6)]), ("e1", "right", [Fraction(0), Fraction(0)])],
+    [
+        ("lemma2", "pytorch", [Fraction(1)]),
+        ("lemma3", "pytorch", [Fraction(1, 6)]),
+        ("e1", "right", [Fraction(0), Fraction(0)]),
+    ],
 )
 def test_gradient_from_graph(name, proxy, grad):
     net = load_example(name)

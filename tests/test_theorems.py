@@ -28,14 +28,31 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_catalogue_names_proofs_and_tests():
     names = [t.name for t in catalogue()]
-    for want in ("Lemma D", "Lemma Z", "T1", "T2", "T3", "T3 tightness", "T4", "Bias-free bound", "E1", "Lemma 2",
-                 "Lemma 3", "Lemma 7", "f1-f3", "T5", "Open question"):
+    for want in (
+        "Lemma D",
+        "Lemma Z",
+        "T1",
+        "T2",
+        "T3",
+        "T3 tightness",
+        "T4",
+        "Bias-free bound",
+        "E1",
+        "Lemma 2",
+        "Lemma 3",
+        "Lemma 7",
+        "f1-f3",
+        "T5",
+        "Open question",
+    ):
         assert want in names
     for t in catalogue():
         proof = ROOT / t.proof
         assert proof.is_file(), t.proof
         text = proof.read_text()
-        assert "**Check.**" in text and t.test in text, t.proof  # each proof names its check and its test
+        assert "**Check.**" in text and t.test in text, (
+            t.proof
+        )  # each proof names its check and its test
         assert t.statement and t.hypotheses
 
 
@@ -80,8 +97,16 @@ def test_lemma_d():
 
     net = load_example("axis-trap")
     fwd = exact_forward(net, parse_preset("pytorch"))
-    d = directional(fwd, [{0: Fraction(1)}, {0: Fraction(-1)}, {1: Fraction(1)}, {1: Fraction(-1)},
-                          {0: Fraction(1), 1: Fraction(-1)}])
+    d = directional(
+        fwd,
+        [
+            {0: Fraction(1)},
+            {0: Fraction(-1)},
+            {1: Fraction(1)},
+            {1: Fraction(-1)},
+            {0: Fraction(1), 1: Fraction(-1)},
+        ],
+    )
     assert [row[0] for row in d] == [0, 0, 0, 0, -2]
     rep = explain(dense_chain(net), np.array([0, 0]), 1, [parse_preset("pytorch")])
     assert not rep.differentiable and check(net).in_ndf is True
@@ -135,8 +160,14 @@ def test_t4():
     labels = net.parameterization().labels
     vals, q = members_scaled(net.numbers)
     # both hidden units on the kink: b_i = -w_i
-    w = {"0.weight[0,0]": 3 * q // 2, "0.weight[1,0]": -q, "0.bias[0]": -3 * q // 2, "0.bias[1]": q,
-         "1.weight[0,0]": 2 * q, "1.weight[0,1]": -q // 4}
+    w = {
+        "0.weight[0,0]": 3 * q // 2,
+        "0.weight[1,0]": -q,
+        "0.bias[0]": -3 * q // 2,
+        "0.bias[1]": q,
+        "1.weight[0,0]": 2 * q,
+        "1.weight[0,1]": -q // 4,
+    }
     row = np.array([w[lab] for lab in labels], dtype=np.int64)
     presets = [parse_preset(p) for p in ("pytorch", "left", "right", "lambda=1/2")]
     rep = explain(dense_chain(net), row, q, presets)
@@ -165,8 +196,12 @@ def test_named_cases():
 
 
 def test_t5():
-    for act, preset, zero in (("relu", "pytorch", True), ("relu6", "pytorch", True), ("hardsigmoid", "pytorch", True),
-                              ("relu", "right", False)):
+    for act, preset, zero in (
+        ("relu", "pytorch", True),
+        ("relu6", "pytorch", True),
+        ("hardsigmoid", "pytorch", True),
+        ("relu", "right", False),
+    ):
         total = 0
         for arch in ((1,), (1, 1), (2,)):
             net = bias_free_net("fp(2,1)", "1", arch, act, act)

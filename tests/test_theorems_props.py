@@ -24,8 +24,20 @@ from strategies import KINKED, bias_free_networks, h_networks, networks
 from formal.engine.verdict import check
 from formal.io.formalnet import from_dict
 
-H_PRESETS = ["pytorch", "pytorch-2.6", "pytorch-2.13", "jax", "left", "right", "lambda=1/2", "lambda=2", "value=3"]
-NO_HARDTANH = [a for a in KINKED if (a if isinstance(a, str) else a["name"]) != "hardtanh"] + ["identity"]
+H_PRESETS = [
+    "pytorch",
+    "pytorch-2.6",
+    "pytorch-2.13",
+    "jax",
+    "left",
+    "right",
+    "lambda=1/2",
+    "lambda=2",
+    "value=3",
+]
+NO_HARDTANH = [a for a in KINKED if (a if isinstance(a, str) else a["name"]) != "hardtanh"] + [
+    "identity"
+]
 
 
 def _nonzero_adjoint(v) -> bool:

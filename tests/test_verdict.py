@@ -52,7 +52,9 @@ def test_catalogue_verdict(case, preset):
     assert ad == exp.ad
     if v.ad_gradient is not None:
         assert v.ad_gradient == exp.ad
-    assert tuple(output_value(exact_forward(net, parse_preset(preset))).to_fractions()) == case.value
+    assert (
+        tuple(output_value(exact_forward(net, parse_preset(preset))).to_fractions()) == case.value
+    )
     _claim(v.bouligand, exp.bouligand, "bouligand")
     _claim(v.clarke, exp.clarke, "clarke")
     if v.bouligand is True:
@@ -115,7 +117,9 @@ def test_axis_trap_axes_alone_look_linear():
     net = from_dict(by_name("axis-trap").doc)
     fwd = exact_forward(net, parse_preset("pytorch"))
     F = Fraction
-    vals = directional(fwd, [{0: F(1)}, {0: F(-1)}, {1: F(1)}, {1: F(-1)}, {0: F(1), 1: F(1)}, {0: F(1), 1: F(-1)}])
+    vals = directional(
+        fwd, [{0: F(1)}, {0: F(-1)}, {1: F(1)}, {1: F(-1)}, {0: F(1), 1: F(1)}, {0: F(1), 1: F(-1)}]
+    )
     assert vals == [[0], [0], [0], [0], [0], [-2]]
 
 
@@ -130,7 +134,9 @@ def test_rounding_trap_is_real_in_float32():
     assert v.kink_neurons == 0 and v.method == "no-kinks"
 
 
-@pytest.mark.parametrize("p", [Fraction(0), Fraction(1, 4), Fraction(1, 2), Fraction(1), Fraction(3)])
+@pytest.mark.parametrize(
+    "p", [Fraction(0), Fraction(1, 4), Fraction(1, 2), Fraction(1), Fraction(3)]
+)
 def test_e1_ad_is_minus_p_squared(p):
     v = check(from_dict(by_name("e1").doc), f"value={p}", gradient=True)
     ad = _rows(gradient_ad(exact_forward(from_dict(by_name("e1").doc), parse_preset(f"value={p}"))))

@@ -14,8 +14,11 @@ HEAD = "(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 R
 
 
 def test_bounds_are_exact_and_output_constraints_are_skipped():
-    spec = parse(HEAD + "; a comment (with parens\n(assert (<= X_0 0.029999999329447746))\n(assert (>= X_0 0.0))\n"
-                 "(assert (and (< X_1 1e-3) (> X_1 (- 2.5E-1))))\n(assert (>= Y_0 3.99))\n")
+    spec = parse(
+        HEAD
+        + "; a comment (with parens\n(assert (<= X_0 0.029999999329447746))\n(assert (>= X_0 0.0))\n"
+        "(assert (and (< X_1 1e-3) (> X_1 (- 2.5E-1))))\n(assert (>= Y_0 3.99))\n"
+    )
     assert spec.n_inputs == 2 and spec.n_outputs == 1 and len(spec.boxes) == 1
     box = spec.boxes[0]
     assert box.lo == (F(0), F(-1, 4)) and box.hi == (F(29999999329447746, 10**18), F(1, 1000))
@@ -24,13 +27,18 @@ def test_bounds_are_exact_and_output_constraints_are_skipped():
 
 
 def test_reversed_atoms_and_repeated_bounds_intersect():
-    spec = parse(HEAD + "(assert (>= 1 X_0))(assert (<= -1 X_0))(assert (<= X_0 0.5))(assert (<= X_1 2))(assert (>= X_1 2))")
+    spec = parse(
+        HEAD
+        + "(assert (>= 1 X_0))(assert (<= -1 X_0))(assert (<= X_0 0.5))(assert (<= X_1 2))(assert (>= X_1 2))"
+    )
     assert spec.boxes[0].lo == (F(-1), F(2)) and spec.boxes[0].hi == (F(1, 2), F(2))
 
 
 def test_disjunction_gives_a_union_of_boxes():
-    spec = parse(HEAD + "(assert (<= X_1 1))(assert (>= X_1 0))\n"
-                 "(assert (or (and (<= X_0 1) (>= X_0 0)) (and (<= X_0 5) (>= X_0 4) (<= X_1 1/2))))")
+    spec = parse(
+        HEAD + "(assert (<= X_1 1))(assert (>= X_1 0))\n"
+        "(assert (or (and (<= X_0 1) (>= X_0 0)) (and (<= X_0 5) (>= X_0 4) (<= X_1 1/2))))"
+    )
     assert len(spec.boxes) == 2
     assert spec.point("center", box=1) == [F(9, 2), F(1, 4)]
     with pytest.raises(InvalidArgument, match="box index below 2"):
@@ -40,11 +48,17 @@ def test_disjunction_gives_a_union_of_boxes():
 @pytest.mark.parametrize(
     "text, message",
     [
-        (HEAD + "(assert (<= X_0 1))(assert (>= X_0 0))(assert (<= X_1 1))", "X_1 has no lower bound"),
+        (
+            HEAD + "(assert (<= X_0 1))(assert (>= X_0 0))(assert (<= X_1 1))",
+            "X_1 has no lower bound",
+        ),
         (HEAD + "(assert (<= X_0 1)", "unbalanced"),
         (HEAD + "(assert (<= X_0 one))", "expected a numeral"),
         ("(declare-const X_1 Real)(assert (<= X_1 1))", "X_0 is not declared"),
-        (HEAD + "(assert (<= X_0 0))(assert (>= X_0 1))(assert (<= X_1 1))(assert (>= X_1 0))", "empty box"),
+        (
+            HEAD + "(assert (<= X_0 0))(assert (>= X_0 1))(assert (<= X_1 1))(assert (>= X_1 0))",
+            "empty box",
+        ),
         ("(declare-const Y_0 Real)", "found none"),
     ],
 )

@@ -16,8 +16,11 @@ from formal.core.qarray import QArray
 from formal.engine.verdict import check
 
 
-def dense_network(weights: list[Any], biases: list[Any], x: Any, acts: list[str], *, source: str = "<bench>") -> Network:
+def dense_network(
+    weights: list[Any], biases: list[Any], x: Any, acts: list[str], *, source: str = "<bench>"
+) -> Network:
     """A binary32 dense network from float arrays (taken exactly) or QArrays."""
+
     def q(a: Any) -> QArray:
         return a if isinstance(a, QArray) else exact_array(a)
 
@@ -30,18 +33,30 @@ def dense_network(weights: list[Any], biases: list[Any], x: Any, acts: list[str]
         wn = f"{i}.weight"
         params[wn] = q(w)
         order.append(wn)
-        nodes += [Node(f"p:{wn}", "param", (), w.shape, (("name", wn),)), Node(f"{i}.linear", "linear", (prev, f"p:{wn}"), (w.shape[0],))]
+        nodes += [
+            Node(f"p:{wn}", "param", (), w.shape, (("name", wn),)),
+            Node(f"{i}.linear", "linear", (prev, f"p:{wn}"), (w.shape[0],)),
+        ]
         prev = f"{i}.linear"
         if b is not None:
             bn = f"{i}.bias"
             params[bn] = q(b)
             order.append(bn)
-            nodes += [Node(f"p:{bn}", "param", (), b.shape, (("name", bn),)), Node(f"{i}.add", "add", (prev, f"p:{bn}"), (w.shape[0],))]
+            nodes += [
+                Node(f"p:{bn}", "param", (), b.shape, (("name", bn),)),
+                Node(f"{i}.add", "add", (prev, f"p:{bn}"), (w.shape[0],)),
+            ]
             prev = f"{i}.add"
         if a != "identity":
-            nodes.append(Node(f"{i}.act", "act", (prev,), (w.shape[0],), (("activation", get_activation(a)),)))
+            nodes.append(
+                Node(
+                    f"{i}.act", "act", (prev,), (w.shape[0],), (("activation", get_activation(a)),)
+                )
+            )
             prev = f"{i}.act"
-    return Network(tuple(nodes), prev, x, params, BINARY32, tuple(order), tuple(order), source=source)
+    return Network(
+        tuple(nodes), prev, x, params, BINARY32, tuple(order), tuple(order), source=source
+    )
 
 
 def exact_array(a: np.ndarray) -> QArray:
@@ -90,13 +105,18 @@ def numpy_pass(weights, biases, x) -> Any:
 def mnist_mlp(seed: int = 0):
     rng = np.random.default_rng(seed)
     sizes = [784, 256, 256, 10]
-    weights = [(rng.standard_normal((o, i)) / np.sqrt(i)).astype(np.float32) for i, o in zip(sizes, sizes[1:])]
+    weights = [
+        (rng.standard_normal((o, i)) / np.sqrt(i)).astype(np.float32)
+        for i, o in zip(sizes, sizes[1:])
+    ]
     biases = [(rng.standard_normal(o) * 0.1).astype(np.float32) for o in sizes[1:]]
     x = rng.random((1, 784)).astype(np.float32)
     return weights, biases, x
 
 
-def timed_verdict(net: Network, baseline: Any, target: float, proxy: str = "pytorch") -> dict[str, Any]:
+def timed_verdict(
+    net: Network, baseline: Any, target: float, proxy: str = "pytorch"
+) -> dict[str, Any]:
     """Warm verdict time of ``check(net)`` against ``baseline()`` in the same process."""
     base = best_of(baseline)
     t0 = time.perf_counter()
@@ -127,7 +147,9 @@ def bench_no_kinks() -> dict[str, Any]:
     weights, biases, x = mnist_mlp(0)
     net = dense_network(weights, biases, x, ["relu", "relu", "identity"], source="bench:mlp")
     out = _row(net, weights, biases, x, 10)
-    out["detail"] = "784-256-256-10 ReLU, biases, random binary32 parameters and input; " + out.pop("verdict")
+    out["detail"] = "784-256-256-10 ReLU, biases, random binary32 parameters and input; " + out.pop(
+        "verdict"
+    )
     return out
 
 
@@ -165,7 +187,9 @@ def bench_forced_kinks() -> dict[str, Any]:
     weights, biases, x, c1, c2 = forced_kink_mlp()
     net = dense_network(weights, biases, x, ["relu", "relu", "identity"], source="bench:mlp-kinks")
     out = _row(net, weights, biases, x, 10)
-    out["detail"] = f"kinks forced at layer-1 units {c1} and layer-2 units {c2}; " + out.pop("verdict")
+    out["detail"] = f"kinks forced at layer-1 units {c1} and layer-2 units {c2}; " + out.pop(
+        "verdict"
+    )
     return out
 
 
@@ -206,5 +230,12 @@ def bench_lra() -> dict[str, Any]:
     }
 
 
-__all__ = ["dense_network", "timed_verdict", "exact_array", "numpy_pass", "mnist_mlp", "forced_kink_mlp", "bias_free_net"]
-
+__all__ = [
+    "dense_network",
+    "timed_verdict",
+    "exact_array",
+    "numpy_pass",
+    "mnist_mlp",
+    "forced_kink_mlp",
+    "bias_free_net",
+]

@@ -46,7 +46,7 @@ def bench_enumeration() -> dict[str, Any]:
         "ok": secs / base <= 0.01,
         "points_per_second": round(rate),
         "detail": f"{ex.omega} points, {rate:,.0f} points/s; |ndf| = {ex.ndf}; baseline = check per point "
-                  f"({per * 1e3:.2f} ms, measured on 60 points) x |Omega|",
+        f"({per * 1e3:.2f} ms, measured on 60 points) x |Omega|",
     }
 
 
@@ -71,7 +71,7 @@ def bench_enumeration_bias_free() -> dict[str, Any]:
         "ok": secs / base <= 0.05,
         "points_per_second": round(rate),
         "detail": f"{ex.omega} points x 4 presets, {rate:,.0f} points/s, {ex.kink_points} with kinks; baseline = "
-                  "4 checks per point x |Omega|",
+        "4 checks per point x |Omega|",
     }
 
 
@@ -96,7 +96,7 @@ def bench_conditional() -> dict[str, Any]:
         "target": "ratio <= 0.05, same count",
         "ok": same and cond / brute <= 0.05,
         "detail": f"|ndf| = {ex.ndf} of {ex.omega} (brute force) vs {cc.ndf} (conditional: 11^4 weight points x "
-                  f"closed form over 11^2 biases); equal = {same}",
+        f"closed form over 11^2 biases); equal = {same}",
     }
 
 

@@ -33,7 +33,10 @@ def _initializers(path: Path) -> dict[str, np.ndarray]:
     import onnx
     from onnx import numpy_helper
 
-    return {t.name: numpy_helper.to_array(t).astype(np.float64) for t in onnx.load(str(path)).graph.initializer}
+    return {
+        t.name: numpy_helper.to_array(t).astype(np.float64)
+        for t in onnx.load(str(path)).graph.initializer
+    }
 
 
 @bench_row("mnist-net_256x2-box-center", "5")
@@ -54,11 +57,15 @@ def bench_mnist() -> dict[str, Any]:
     biases = [p[f"layers.{i}.bias"] for i in (0, 2, 4)]
     x = net.inputs.to_float().reshape(1, -1)
     out = timed_verdict(net, lambda: numpy_pass(weights, biases, x), 10)
-    out["detail"] = f"784-256-256-10 ReLU, VNN-COMP 2021 mnistfc; load {load_s:.3f}s; " + out.pop("verdict")
+    out["detail"] = f"784-256-256-10 ReLU, VNN-COMP 2021 mnistfc; load {load_s:.3f}s; " + out.pop(
+        "verdict"
+    )
     return out
 
 
-def convnet_pass(w: np.ndarray, b: np.ndarray, wo: np.ndarray, bo: np.ndarray, x: np.ndarray) -> Any:
+def convnet_pass(
+    w: np.ndarray, b: np.ndarray, wo: np.ndarray, bo: np.ndarray, x: np.ndarray
+) -> Any:
     """Float64 conv 2x2 (32 ch) + ReLU + max-pool 4x4/4 + dense 1152->10, forward and backward."""
     img = x.reshape(28, 28)
     patches = np.lib.stride_tricks.sliding_window_view(img, (2, 2)).reshape(729, 4)
@@ -92,9 +99,18 @@ def bench_convnet() -> dict[str, Any]:
     net = load(CORPUS / rel, spec=CORPUS / spec)
     load_s = time.perf_counter() - t0
     p = _initializers(CORPUS / rel)
-    args = (p["conv1.0.weight"], p["conv1.0.bias"], p["out.weight"], p["out.bias"], net.inputs.to_float())
+    args = (
+        p["conv1.0.weight"],
+        p["conv1.0.bias"],
+        p["out.weight"],
+        p["out.bias"],
+        net.inputs.to_float(),
+    )
     out = timed_verdict(net, lambda: convnet_pass(*args), 10)
-    out["detail"] = f"conv 2x2x32 + ReLU + max-pool 4x4, VNN-COMP 2021 verivital; load {load_s:.3f}s; " + out.pop("verdict")
+    out["detail"] = (
+        f"conv 2x2x32 + ReLU + max-pool 4x4, VNN-COMP 2021 verivital; load {load_s:.3f}s; "
+        + out.pop("verdict")
+    )
     return out
 
 

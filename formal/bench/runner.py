@@ -32,7 +32,9 @@ class BenchRow:
 BENCH_ROWS: list[BenchRow] = []
 
 
-def bench_row(name: str, issue: str) -> Callable[[Callable[[], dict[str, Any]]], Callable[[], dict[str, Any]]]:
+def bench_row(
+    name: str, issue: str
+) -> Callable[[Callable[[], dict[str, Any]]], Callable[[], dict[str, Any]]]:
     """Decorator registering a bench row."""
 
     def deco(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:

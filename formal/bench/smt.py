@@ -51,7 +51,9 @@ def _qarray(values: Any) -> QArray:
     arr = np.asarray(values)
     if arr.dtype == object:
         return QArray.from_fractions(arr)
-    flat = [Fraction(float(v)) for v in arr.astype(np.float64).ravel()]  # float32 -> float64 is exact
+    flat = [
+        Fraction(float(v)) for v in arr.astype(np.float64).ravel()
+    ]  # float32 -> float64 is exact
     return QArray.from_fractions(np.array(flat, dtype=object).reshape(arr.shape))
 
 
@@ -62,7 +64,9 @@ def _scaled(k: np.ndarray, den: int) -> QArray:
     return QArray(num, den)
 
 
-def dense_net(x: QArray, weights: list[QArray], biases: list[QArray | None], acts: list[str]) -> Network:
+def dense_net(
+    x: QArray, weights: list[QArray], biases: list[QArray | None], acts: list[str]
+) -> Network:
     """A dense binary32 network built directly (no JSON parsing)."""
     from formal.bench.core import dense_network
 
@@ -75,7 +79,16 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
-def _row(ours: float, status: str, base: float, base_status: str, cap: float, target: float, detail: str, **extra: Any) -> dict[str, Any]:
+def _row(
+    ours: float,
+    status: str,
+    base: float,
+    base_status: str,
+    cap: float,
+    target: float,
+    detail: str,
+    **extra: Any,
+) -> dict[str, Any]:
     capped = base_status != "found"
     return {
         "seconds": ours,
@@ -118,7 +131,9 @@ def mlp_784(seed: int = 0, quantized: bool = True) -> Network:
     ``quantized``: weights and biases k/128 (|k| <= 127), as in an int8-quantized
     model; otherwise random float32 (N(0, 1/fan_in))."""
     rng = np.random.default_rng(seed)
-    x = _scaled(np.where(rng.uniform(size=(1, 784)) < 0.8, 0, rng.integers(1, 256, size=(1, 784))), 256)
+    x = _scaled(
+        np.where(rng.uniform(size=(1, 784)) < 0.8, 0, rng.integers(1, 256, size=(1, 784))), 256
+    )
     ws: list[QArray] = []
     bs: list[QArray | None] = []
     for fan_in, fan_out in ((784, 256), (256, 10)):
@@ -126,7 +141,9 @@ def mlp_784(seed: int = 0, quantized: bool = True) -> Network:
             ws.append(_scaled(rng.integers(-8, 9, size=(fan_out, fan_in)), 128))
             bs.append(_scaled(rng.integers(-127, 128, size=(fan_out,)), 128))
         else:
-            ws.append(_qarray(rng.normal(0, 1 / np.sqrt(fan_in), (fan_out, fan_in)).astype(np.float32)))
+            ws.append(
+                _qarray(rng.normal(0, 1 / np.sqrt(fan_in), (fan_out, fan_in)).astype(np.float32))
+            )
             bs.append(_qarray(rng.normal(0, 0.1, fan_out).astype(np.float32)))
     net = dense_net(x, ws, bs, ["relu", "identity"])
     net.parameterization()  # part of loading, as for `formal check`
@@ -175,7 +192,18 @@ def row_bias_kink() -> dict[str, Any]:
         f"random float32 weights: {res_f.status} in {ours_f:.4f} s; "
         f"naive fp.to_real (one Float32 bias, one unit only): {base_status} after {base:.2f} s"
     )
-    return _row(ours, res.status, max(base, cap) if base_status != "found" else base, base_status, cap, 0.1, detail, cold_seconds=cold, float32_status=res_f.status, float32_seconds=ours_f)
+    return _row(
+        ours,
+        res.status,
+        max(base, cap) if base_status != "found" else base,
+        base_status,
+        cap,
+        0.1,
+        detail,
+        cold_seconds=cold,
+        float32_status=res_f.status,
+        float32_seconds=ours_f,
+    )
 
 
 # -- (ii) inc witness, bias-free 2-layer ReLU net ---------------------------------------
@@ -218,7 +246,10 @@ def naive_inc(net: Network, cap: float) -> tuple[str, float]:
         solver.set("timeout", int(left * 1000))
         r = checked(solver, int(left * 1000))
         if r != z3.sat:
-            return f"{r} ({solver.reason_unknown() if r == z3.unknown else 'no witness'})", time.perf_counter() - t0
+            return (
+                f"{r} ({solver.reason_unknown() if r == z3.unknown else 'no witness'})",
+                time.perf_counter() - t0,
+            )
         m = solver.model()
         values: dict[int, Fraction] = {}
         for g, label in enumerate(par.labels):
@@ -229,7 +260,20 @@ def naive_inc(net: Network, cap: float) -> tuple[str, float]:
         net2 = with_groups(net, values)
         if check(net2, "right").in_inc is True:
             return "found", time.perf_counter() - t0
-        solver.add(z3.Or([z3.Not(z3.fpEQ(W[j][k][0], fp_value(values[par.labels.index(f"0.weight[{j},{k}]")], BINARY32))) for j in range(h) for k in range(n)]))
+        solver.add(
+            z3.Or(
+                [
+                    z3.Not(
+                        z3.fpEQ(
+                            W[j][k][0],
+                            fp_value(values[par.labels.index(f"0.weight[{j},{k}]")], BINARY32),
+                        )
+                    )
+                    for j in range(h)
+                    for k in range(n)
+                ]
+            )
+        )
 
 
 @bench_row("smt-inc-relu2-right-binary32", "4")
@@ -244,7 +288,15 @@ def row_inc() -> dict[str, Any]:
         f"bias-free relu(v . relu(W x)), 4-4-1, binary32 random W, v, x; search formats {res.search_format}: "
         f"{res.status} in {ours:.3f} s after {res.candidates} exact check(s); naive fp.to_real CEGIS: {base_status} after {base:.2f} s"
     )
-    return _row(ours, res.status, max(base, cap) if base_status != "found" else base, base_status, cap, 5.0, detail)
+    return _row(
+        ours,
+        res.status,
+        max(base, cap) if base_status != "found" else base,
+        base_status,
+        cap,
+        5.0,
+        detail,
+    )
 
 
 # -- (iii) spurious kink, dense unit with 8 inputs ---------------------------------------
@@ -269,7 +321,15 @@ def naive_spurious(net: Network, cap: float) -> tuple[str, float]:
     acc = None
     for (w, d), xv in zip(ws, x):
         solver.add(*d)
-        solver.add(z3.Or(z3.fpIsZero(w), z3.And(z3.fpGEQ(z3.fpAbs(w), fp_value(lo, BINARY32)), z3.fpLEQ(z3.fpAbs(w), fp_value(rng.hi_member, BINARY32)))))
+        solver.add(
+            z3.Or(
+                z3.fpIsZero(w),
+                z3.And(
+                    z3.fpGEQ(z3.fpAbs(w), fp_value(lo, BINARY32)),
+                    z3.fpLEQ(z3.fpAbs(w), fp_value(rng.hi_member, BINARY32)),
+                ),
+            )
+        )
         p = z3.fpMul(z3.RNE(), w, fp_value(Fraction(xv), BINARY32))
         acc = p if acc is None else z3.fpAdd(z3.RNE(), acc, p)
     solver.add(z3.fpIsZero(acc))
@@ -286,7 +346,13 @@ def row_spurious() -> dict[str, Any]:
     net = unit8()
     staged = SearchOptions(find="spurious-kink", timeout=60)
     res, ours = _timed(lambda: search(net, staged))
-    smt_only = SearchOptions(find="spurious-kink", timeout=60, stages=("smt",), lo=Fraction(1, 1 << 16), hi=Fraction(1 << 16))
+    smt_only = SearchOptions(
+        find="spurious-kink",
+        timeout=60,
+        stages=("smt",),
+        lo=Fraction(1, 1 << 16),
+        hi=Fraction(1 << 16),
+    )
     res_s, ours_s = _timed(lambda: search(net, smt_only))
     base_status, base = naive_spurious(net, cap)
     detail = (
@@ -294,5 +360,15 @@ def row_spurious() -> dict[str, Any]:
         f"SMT alone (all 8 weights free, fp.mul/fp.add RNE vs exact bit-vectors): {res_s.status} in {ours_s:.2f} s; "
         f"naive (fp.to_real for the exact side): {base_status} after {base:.2f} s"
     )
-    return _row(ours, res.status, max(base, cap) if base_status != "found" else base, base_status, cap, 10.0, detail, smt_only_seconds=ours_s, smt_only_status=res_s.status, smt_only_ratio=ours_s / max(base, cap) if base_status != "found" else ours_s / base)
-
+    return _row(
+        ours,
+        res.status,
+        max(base, cap) if base_status != "found" else base,
+        base_status,
+        cap,
+        10.0,
+        detail,
+        smt_only_seconds=ours_s,
+        smt_only_status=res_s.status,
+        smt_only_ratio=ours_s / max(base, cap) if base_status != "found" else ours_s / base,
+    )

@@ -8,9 +8,16 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("bench", help="measure verdict/search/count speed against same-process baselines")
+    p = sub.add_parser(
+        "bench", help="measure verdict/search/count speed against same-process baselines"
+    )
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    p.add_argument("--only", action="append", default=[], help="run only rows whose name contains this text (repeatable)")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="run only rows whose name contains this text (repeatable)",
+    )
     p.add_argument("--issue", help="run only the rows of this issue number")
     p.add_argument("--list", action="store_true", help="list the rows and exit")
     p.set_defaults(func=run)
@@ -46,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
         base = res.get("baseline_seconds")
         base_s = f"{base:.6f}s" if isinstance(base, (int, float)) else "-"
         ok = {True: "ok", False: "MISS", None: ""}[res.get("ok")]
-        lines.append(f"{res['name']:<40} {res.get('seconds', 0):.6f}s  baseline {base_s:<12} ratio {ratio_s}  target {res.get('target', '-'):<16} {ok}")
+        lines.append(
+            f"{res['name']:<40} {res.get('seconds', 0):.6f}s  baseline {base_s:<12} ratio {ratio_s}  target {res.get('target', '-'):<16} {ok}"
+        )
         if res.get("detail"):
             lines.append(f"    {res['detail']}")
     write_output("\n".join(lines), None)

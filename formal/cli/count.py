@@ -20,20 +20,38 @@ def register(sub: Any) -> None:
     from formal.cli.check import add_network_args
 
     add_network_args(p)
-    p.add_argument("--numbers", help="number format M (binary32, binary16, bfloat16, e4m3, e5m2, fp(e,m)); "
-                   "overrides the file's; the file's trainable values must be members")
-    p.add_argument("--method", default="exact", choices=("exact", "conditional", "sample"),
-                   help="exact: enumerate Omega; conditional: closed form over the biases (needs H); "
-                   "sample: Monte Carlo (conditional under H)")
-    p.add_argument("--samples", type=int, default=1000, help="samples for --method sample (default 1000)")
+    p.add_argument(
+        "--numbers",
+        help="number format M (binary32, binary16, bfloat16, e4m3, e5m2, fp(e,m)); "
+        "overrides the file's; the file's trainable values must be members",
+    )
+    p.add_argument(
+        "--method",
+        default="exact",
+        choices=("exact", "conditional", "sample"),
+        help="exact: enumerate Omega; conditional: closed form over the biases (needs H); "
+        "sample: Monte Carlo (conditional under H)",
+    )
+    p.add_argument(
+        "--samples", type=int, default=1000, help="samples for --method sample (default 1000)"
+    )
     p.add_argument("--proxy", default="pytorch", help="proxy preset for inc (default pytorch)")
     p.add_argument("--seed", type=int, default=0, help="random seed for --method sample")
-    p.add_argument("--max-points", type=int, default=10**9, help="largest |Omega| enumerated by --method exact")
-    p.add_argument("--slice", action="store_true",
-                   help="--method conditional: count the bias slice at the file's other parameters, "
-                   "even when enumerating them is feasible")
-    p.add_argument("--cross-check", type=int, default=16,
-                   help="enumerated points re-decided by the core's check (default 16; 0 = none)")
+    p.add_argument(
+        "--max-points", type=int, default=10**9, help="largest |Omega| enumerated by --method exact"
+    )
+    p.add_argument(
+        "--slice",
+        action="store_true",
+        help="--method conditional: count the bias slice at the file's other parameters, "
+        "even when enumerating them is feasible",
+    )
+    p.add_argument(
+        "--cross-check",
+        type=int,
+        default=16,
+        help="enumerated points re-decided by the core's check (default 16; 0 = none)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("-o", "--output", help="write the output to this file instead of stdout")
     p.set_defaults(func=run)
@@ -62,11 +80,24 @@ def run(args: argparse.Namespace) -> int:
         if args.method == "conditional":
             from formal.count.bias import count_conditional
 
-            res = count_conditional(net, args.proxy, max_points=args.max_points,
-                                    given="net" if args.slice else "auto", progress=progress)
+            res = count_conditional(
+                net,
+                args.proxy,
+                max_points=args.max_points,
+                given="net" if args.slice else "auto",
+                progress=progress,
+            )
         else:
-            res = count(net, args.method, args.proxy, samples=args.samples, seed=args.seed,
-                        max_points=args.max_points, progress=progress, cross_check=args.cross_check)
+            res = count(
+                net,
+                args.method,
+                args.proxy,
+                samples=args.samples,
+                seed=args.seed,
+                max_points=args.max_points,
+                progress=progress,
+                cross_check=args.cross_check,
+            )
     except CrossCheckError as exc:
         print(f"error: internal cross-check failed: {exc}", file=sys.stderr)
         return 1

@@ -38,7 +38,9 @@ class _UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="formal", description="Exact verdicts on AD at machine-representable parameters.")
+    parser = _Parser(
+        prog="formal", description="Exact verdicts on AD at machine-representable parameters."
+    )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for name in COMMAND_MODULES:
         try:

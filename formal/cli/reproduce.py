@@ -15,11 +15,20 @@ def register(sub: Any) -> None:
         description="Runs the check of every result (T1-T5, Lemma D, Lemma Z, the bias-free bound, E1, the "
         "ICLR 2024 cases, the open question).  Exit 1 when any check fails.",
     )
-    p.add_argument("--budget", default="quick", choices=("quick", "full"),
-                   help="quick (CI, < 60 s) or full (larger formats and networks; minutes)")
+    p.add_argument(
+        "--budget",
+        default="quick",
+        choices=("quick", "full"),
+        help="quick (CI, < 60 s) or full (larger formats and networks; minutes)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plots", metavar="DIR", help="write density-vs-units PNG(s) to DIR")
-    p.add_argument("--only", action="append", default=[], help="run only results whose name contains this text (repeatable)")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="run only results whose name contains this text (repeatable)",
+    )
     p.add_argument("-o", "--output", help="write the output to this file instead of stdout")
     p.set_defaults(func=run)
 
@@ -43,15 +52,17 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     failed = [r.name for r in results if not r.passed]
     if args.json:
-        text = dump_json({
-            "budget": args.budget,
-            "results": [r.to_json() for r in results],
-            "passed": len(results) - len(failed),
-            "failed": len(failed),
-            "failed_names": failed,
-            "plots": plots,
-            "seconds": round(seconds, 3),
-        })
+        text = dump_json(
+            {
+                "budget": args.budget,
+                "results": [r.to_json() for r in results],
+                "passed": len(results) - len(failed),
+                "failed": len(failed),
+                "failed_names": failed,
+                "plots": plots,
+                "seconds": round(seconds, 3),
+            }
+        )
     else:
         text = format_reproduce(results, seconds, args.budget)
         if plots:

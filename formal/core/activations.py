@@ -159,7 +159,11 @@ class Activation:
         powers: list[Any] = [None] * (deg + 1)
         for i in range(deg + 1):
             # num^i * den^(deg - i)
-            powers[i] = (y.num**i) * (y.den ** (deg - i)) if i else np.full(y.shape, y.den**deg, dtype=object)
+            powers[i] = (
+                (y.num**i) * (y.den ** (deg - i))
+                if i
+                else np.full(y.shape, y.den**deg, dtype=object)
+            )
         for k, p in enumerate(polys):
             mask = pieces == k
             if not mask.any():
@@ -208,7 +212,11 @@ def leaky_relu(slope: Any = Fraction(1, 100)) -> Activation:
     if a == 1:
         return Activation("leaky_relu", (("slope", a),))
     return Activation(
-        "leaky_relu", (("slope", a),), (Fraction(0),), (_poly(0, a), _poly(0, 1)), max(Fraction(1), abs(a))
+        "leaky_relu",
+        (("slope", a),),
+        (Fraction(0),),
+        (_poly(0, a), _poly(0, 1)),
+        max(Fraction(1), abs(a)),
     )
 
 
@@ -222,7 +230,9 @@ def hardtanh(min: Any = -1, max: Any = 1, name: str = "hardtanh") -> Activation:
     lo, hi = Fraction(min), Fraction(max)
     if not lo < hi:
         raise InvalidArgument(f"expected min < max for {name}, got min={lo}, max={hi}")
-    return Activation(name, (("min", lo), ("max", hi)), (lo, hi), (_poly(lo), _poly(0, 1), _poly(hi)))
+    return Activation(
+        name, (("min", lo), ("max", hi)), (lo, hi), (_poly(lo), _poly(0, 1), _poly(hi))
+    )
 
 
 def clip(min: Any = -1, max: Any = 1) -> Activation:  # noqa: A002
@@ -260,7 +270,10 @@ def abs_() -> Activation:
 def sigmoid() -> Activation:
     """Logistic sigmoid: smooth, no kinks, transcendental values."""
     return Activation(
-        "sigmoid", lipschitz=Fraction(1, 4), transcendental=True, float_fn=lambda y: 1.0 / (1.0 + np.exp(-y))
+        "sigmoid",
+        lipschitz=Fraction(1, 4),
+        transcendental=True,
+        float_fn=lambda y: 1.0 / (1.0 + np.exp(-y)),
     )
 
 
@@ -351,7 +364,10 @@ _PYTORCH = {
     "relu6": ("left", "right"),  # hardtanh_backward with (0, 6): 0 at both bounds
     "hardtanh": ("left", "right"),  # hardtanh_backward: (x <= min || x >= max) ? 0 : grad
     "hardsigmoid": ("left", "right"),  # hardsigmoid_backward: (-3 < x < 3) ? grad / 6 : 0
-    "hardswish": ("left", "right"),  # hardswish_backward (>= 2.7): x < -3 -> 0, x <= 3 -> ..., else 1
+    "hardswish": (
+        "left",
+        "right",
+    ),  # hardswish_backward (>= 2.7): x < -3 -> 0, x <= 3 -> ..., else 1
     "abs": 0,  # abs backward: grad * sgn(x), sgn(0) = 0
     "clip": 0,  # clamp_backward (>= 2.14): 0 at the bounds
 }
@@ -429,7 +445,9 @@ def parse_preset(text: str) -> Preset:
     if rest:
         key, _, val = rest.partition("=")
         if key.strip() != "tie" or val.strip() not in ("first", "last"):
-            raise InvalidArgument(f"expected ',tie=first' or ',tie=last' after the preset, got {rest!r}")
+            raise InvalidArgument(
+                f"expected ',tie=first' or ',tie=last' after the preset, got {rest!r}"
+            )
         tie = val.strip()
     base = base.strip()
     if base in PRESETS:

@@ -87,7 +87,9 @@ class Parameterization:
     signs: dict[str, np.ndarray]
     blocks: list[tuple[str, tuple[int, ...], int]]  # (tensor, shape, first global slot)
     reps: np.ndarray  # global slot of each group's representative entry
-    extra: dict[int, list[tuple[str, int, int]]] | None = None  # tied entries beyond the representative
+    extra: dict[int, list[tuple[str, int, int]]] | None = (
+        None  # tied entries beyond the representative
+    )
     _labels: list[str] | None = None
 
     @property
@@ -309,8 +311,14 @@ def build_parameterization(net: Network) -> Parameterization:
     reps = first[order]
     # representatives have sign +1 by construction (a root is its own group head)
     sign = sign * sign[reps][group_of]
-    groups = {name: group_of[s0 : s0 + int(np.prod(shape, dtype=np.int64))].reshape(shape) for name, shape, s0 in blocks}
-    signs = {name: sign[s0 : s0 + int(np.prod(shape, dtype=np.int64))].reshape(shape) for name, shape, s0 in blocks}
+    groups = {
+        name: group_of[s0 : s0 + int(np.prod(shape, dtype=np.int64))].reshape(shape)
+        for name, shape, s0 in blocks
+    }
+    signs = {
+        name: sign[s0 : s0 + int(np.prod(shape, dtype=np.int64))].reshape(shape)
+        for name, shape, s0 in blocks
+    }
     return Parameterization(groups, signs, blocks, reps)
 
 
@@ -360,7 +368,10 @@ def _bias_structure(net: Network) -> BiasStructure:
     bias_of: dict[str, str] = {}
     for node in net.nodes:
         if node.op in ("maxpool2d", "max"):
-            return BiasStructure(False, f"node {node.name!r} is a max ({node.op}); ties are kinks no bias moves alone")
+            return BiasStructure(
+                False,
+                f"node {node.name!r} is a max ({node.op}); ties are kinks no bias moves alone",
+            )
         if node.op != "act" or not node.attr("activation").kinks:
             continue
         pre = net.node(node.inputs[0])
@@ -373,10 +384,14 @@ def _bias_structure(net: Network) -> BiasStructure:
         bias = None
         for i in pre.inputs:
             cand = net.node(i)
-            if cand.op == "param" and tuple(net.params[cand.attr("name")].shape) == tuple(node.shape):
+            if cand.op == "param" and tuple(net.params[cand.attr("name")].shape) == tuple(
+                node.shape
+            ):
                 bias = cand
         if bias is None:
-            return BiasStructure(False, f"{where}: no per-unit bias parameter (missing, or shared by broadcasting)")
+            return BiasStructure(
+                False, f"{where}: no per-unit bias parameter (missing, or shared by broadcasting)"
+            )
         name = bias.attr("name")
         if name not in net.trainable:
             return BiasStructure(False, f"{where}: bias {name} is frozen")
@@ -397,11 +412,15 @@ def check_well_formed(net: Network) -> None:
     for node in net.nodes:
         for i in node.inputs:
             if i not in seen:
-                raise InvalidArgument(f"node {node.name!r} ({node.op}) reads {i!r}, which is not defined before it")
+                raise InvalidArgument(
+                    f"node {node.name!r} ({node.op}) reads {i!r}, which is not defined before it"
+                )
         if node.name in seen:
             raise InvalidArgument(f"node name {node.name!r} is defined twice")
         if node.op == "param" and node.attr("name") not in net.params:
-            raise InvalidArgument(f"node {node.name!r} reads parameter {node.attr('name')!r}, which has no value")
+            raise InvalidArgument(
+                f"node {node.name!r} reads parameter {node.attr('name')!r}, which has no value"
+            )
         seen.add(node.name)
     if net.output not in seen:
         raise InvalidArgument(f"output {net.output!r} is not a node")

@@ -103,7 +103,9 @@ class QArray:
         den = 1
         for v in flat:
             den = math.lcm(den, v.denominator)
-        return QArray(_int_array((v.numerator * (den // v.denominator) for v in flat), arr.shape), den)
+        return QArray(
+            _int_array((v.numerator * (den // v.denominator) for v in flat), arr.shape), den
+        )
 
     def to_fractions(self) -> np.ndarray:
         out = np.empty(self.num.shape, dtype=object)
@@ -181,7 +183,10 @@ class QArray:
             g = math.gcd(g, int(v))
         if g <= 1:
             return self
-        return QArray(np.array([int(v) // g for v in self.num.ravel()], dtype=object).reshape(self.num.shape), self.den // g)
+        return QArray(
+            np.array([int(v) // g for v in self.num.ravel()], dtype=object).reshape(self.num.shape),
+            self.den // g,
+        )
 
 
 def qmatmul(a: QArray, b: QArray) -> QArray:

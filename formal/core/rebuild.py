@@ -50,7 +50,14 @@ def group_values(net: Network, groups: Iterable[int] | None = None) -> dict[int,
     return out
 
 
-def with_params(net: Network, tensors: Mapping[str, QArray], *, numbers: Format | None = None, check: bool = True, changed: Mapping[str, np.ndarray] | None = None) -> Network:
+def with_params(
+    net: Network,
+    tensors: Mapping[str, QArray],
+    *,
+    numbers: Format | None = None,
+    check: bool = True,
+    changed: Mapping[str, np.ndarray] | None = None,
+) -> Network:
     """A copy of ``net`` with whole tensors replaced (shapes must match).
 
     Trainable entries are re-checked for membership in the format: all of them
@@ -60,9 +67,13 @@ def with_params(net: Network, tensors: Mapping[str, QArray], *, numbers: Format 
     params = dict(net.params)
     for name, q in tensors.items():
         if name not in params:
-            raise InvalidArgument(f"expected a parameter of the network ({', '.join(net.param_order)}), got {name!r}")
+            raise InvalidArgument(
+                f"expected a parameter of the network ({', '.join(net.param_order)}), got {name!r}"
+            )
         if tuple(q.shape) != tuple(params[name].shape):
-            raise InvalidArgument(f"expected shape {tuple(params[name].shape)} for {name}, got {tuple(q.shape)}")
+            raise InvalidArgument(
+                f"expected shape {tuple(params[name].shape)} for {name}, got {tuple(q.shape)}"
+            )
         params[name] = q
     fmt = numbers or net.numbers
     cache: dict[str, Any] = {k: net.cache[k] for k in _STRUCTURAL if k in net.cache}
@@ -84,7 +95,13 @@ def with_params(net: Network, tensors: Mapping[str, QArray], *, numbers: Format 
     return out
 
 
-def with_groups(net: Network, values: Mapping[int, Fraction], *, numbers: Format | None = None, check: bool = True) -> Network:
+def with_groups(
+    net: Network,
+    values: Mapping[int, Fraction],
+    *,
+    numbers: Format | None = None,
+    check: bool = True,
+) -> Network:
     """A copy of ``net`` with parameter groups set (ties keep their signs)."""
     par = net.parameterization()
     touched: dict[str, QArray] = {}
@@ -136,7 +153,9 @@ def _check_members(net: Network, todo: Mapping[str, np.ndarray | None] | None) -
 
 def _near(fmt: Format, v: Fraction) -> str:
     lo, hi = fmt.neighbors(v)
-    return " and ".join("none" if x is None else f"{hex_float(x)} = {format_exact(x)}" for x in (lo, hi))
+    return " and ".join(
+        "none" if x is None else f"{hex_float(x)} = {format_exact(x)}" for x in (lo, hi)
+    )
 
 
 def params_json(net: Network) -> dict[str, Any]:
@@ -177,9 +196,13 @@ def resolve_names(net: Network, names: list[str]) -> dict[int, Fraction | None]:
         value = parse_exact(text.strip()) if eq else None
         tensor, _, rest = name.partition("[")
         if tensor not in net.params:
-            raise InvalidArgument(f"expected a parameter name ({', '.join(net.param_order)}) or an entry like 0.weight[1,0], got {item!r}")
+            raise InvalidArgument(
+                f"expected a parameter name ({', '.join(net.param_order)}) or an entry like 0.weight[1,0], got {item!r}"
+            )
         if tensor not in par.groups:
-            raise InvalidArgument(f"expected a trainable parameter, got {tensor!r} (frozen: its value is fixed already)")
+            raise InvalidArgument(
+                f"expected a trainable parameter, got {tensor!r} (frozen: its value is fixed already)"
+            )
         groups, signs = par.groups[tensor], par.signs[tensor]
         if rest:
             if not rest.endswith("]"):
@@ -189,17 +212,23 @@ def resolve_names(net: Network, names: list[str]) -> dict[int, Fraction | None]:
             except ValueError:
                 raise InvalidArgument(f"expected integer indices, got {item!r}") from None
             if len(idx) != groups.ndim or any(not 0 <= i < s for i, s in zip(idx, groups.shape)):
-                raise InvalidArgument(f"expected an index of {tensor} (shape {tuple(groups.shape)}), got {item!r}")
+                raise InvalidArgument(
+                    f"expected an index of {tensor} (shape {tuple(groups.shape)}), got {item!r}"
+                )
             _set(out, int(groups[idx]), None if value is None else value * int(signs[idx]), item)
         else:
             mine: dict[int, Fraction | None] = {}
             for idx in np.ndindex(*groups.shape):
-                _set(mine, int(groups[idx]), None if value is None else value * int(signs[idx]), item)
+                _set(
+                    mine, int(groups[idx]), None if value is None else value * int(signs[idx]), item
+                )
             out.update(mine)
     return out
 
 
 def _set(out: dict[int, Fraction | None], g: int, v: Fraction | None, item: str) -> None:
     if g in out and out[g] != v:
-        raise InvalidArgument(f"expected one consistent value per tied group, got {item!r} setting tied entries to different values")
+        raise InvalidArgument(
+            f"expected one consistent value per tied group, got {item!r} setting tied entries to different values"
+        )
     out[g] = v

@@ -229,15 +229,22 @@ def slice_good_point(sp: Split, values: list[Fraction]) -> int:
     G = _top_gradient(sp, batch)[0]  # (n_obj, N) numerators (common positive scale)
     S = [any(G[o, i] != 0 for o in range(G.shape[0])) for i in range(N)]
     bad = [sum(int(fmt.contains(c - a[i])) for c in act.kinks) for i in range(N)]
-    lower = [(li, u) for li in range(sp.top) for u in range(chain.layers[li].units)
-             if batch.states[li].kink[0, 0, u] >= 0]
+    lower = [
+        (li, u)
+        for li in range(sp.top)
+        for u in range(chain.layers[li].units)
+        if batch.states[li].kink[0, 0, u] >= 0
+    ]
     if not lower:
         good = 1
         for i in range(N):
             good *= (M - bad[i]) if S[i] else M
         return good
     H = _lower_jacobian(sp, batch, lower)  # (N, K) Fractions
-    V = [[Fraction(int(G[o, i])) * H[i][k] for o in range(G.shape[0]) for k in range(len(lower))] for i in range(N)]
+    V = [
+        [Fraction(int(G[o, i])) * H[i][k] for o in range(G.shape[0]) for k in range(len(lower))]
+        for i in range(N)
+    ]
     good = 1
     dp: dict[tuple[Fraction, ...], int] = {tuple(Fraction(0) for _ in V[0]): 1}
     for i in range(N):
@@ -254,7 +261,9 @@ def slice_good_point(sp: Split, values: list[Fraction]) -> int:
                 k2 = tuple(x + s * v for x, v in zip(key, V[i]))
                 nxt[k2] = nxt.get(k2, 0) + cnt * n
         if len(nxt) > DP_CAP:
-            raise UnsupportedOp(f"conditional count: the lower kinks' adjoint sums take more than {DP_CAP} values")
+            raise UnsupportedOp(
+                f"conditional count: the lower kinks' adjoint sums take more than {DP_CAP} values"
+            )
         dp = nxt
     zero = tuple(Fraction(0) for _ in V[0])
     return good * dp.get(zero, 0)
@@ -271,13 +280,19 @@ def _lower_jacobian(sp: Split, batch, lower: list[tuple[int, int]]) -> list[list
         for m in range(li + 1, sp.top + 1):
             st = batch.states[m]
             W = st.wnum[0] if st.wnum.shape[0] == 1 else st.wnum[0]
-            y = [sum((Fraction(int(W[o, i]), st.wden) * vec[i] for i in range(len(vec))), Fraction(0))
-                 for o in range(W.shape[0])]
+            y = [
+                sum(
+                    (Fraction(int(W[o, i]), st.wden) * vec[i] for i in range(len(vec))), Fraction(0)
+                )
+                for o in range(W.shape[0])
+            ]
             if m == sp.top:
                 vec = y
                 break
-            sl = [Fraction(1) if st.kink[0, 0, o] >= 0 else Fraction(int(st.slope[0, 0, o]), st.sden)
-                  for o in range(len(y))]
+            sl = [
+                Fraction(1) if st.kink[0, 0, o] >= 0 else Fraction(int(st.slope[0, 0, o]), st.sden)
+                for o in range(len(y))
+            ]
             vec = [s * v for s, v in zip(sl, y)]
         cols.append(vec)
     return [[cols[k][i] for k in range(len(lower))] for i in range(N)]
@@ -287,18 +302,48 @@ def _lower_jacobian(sp: Split, batch, lower: list[tuple[int, int]]) -> list[list
 # the three entry points
 
 
-def _result(net: Network, preset: Preset, method: str, space: str, omega: int, ndf: int, t0: float,
-            notes: tuple[str, ...], extra: dict) -> CountResult:
+def _result(
+    net: Network,
+    preset: Preset,
+    method: str,
+    space: str,
+    omega: int,
+    ndf: int,
+    t0: float,
+    notes: tuple[str, ...],
+    extra: dict,
+) -> CountResult:
     h = bias_structure(net)
     return CountResult(
-        method, space, net.numbers.name, preset.name, omega, net.param_count(), ndf, 0,
-        Fraction(ndf, omega), Fraction(0), t3_bound(net), tightness_of(net), time.perf_counter() - t0,
-        hypothesis_h=h.holds, hypothesis=h.reason, notes=notes, extra=extra,
+        method,
+        space,
+        net.numbers.name,
+        preset.name,
+        omega,
+        net.param_count(),
+        ndf,
+        0,
+        Fraction(ndf, omega),
+        Fraction(0),
+        t3_bound(net),
+        tightness_of(net),
+        time.perf_counter() - t0,
+        hypothesis_h=h.holds,
+        hypothesis=h.reason,
+        notes=notes,
+        extra=extra,
     )
 
 
-def count_conditional(net: Network, proxy: str = "pytorch", *, max_points: int = DEFAULT_MAX_POINTS,
-                      given: str = "auto", progress: bool = False, theta_max: int = THETA_MAX) -> CountResult:
+def count_conditional(
+    net: Network,
+    proxy: str = "pytorch",
+    *,
+    max_points: int = DEFAULT_MAX_POINTS,
+    given: str = "auto",
+    progress: bool = False,
+    theta_max: int = THETA_MAX,
+) -> CountResult:
     """Exact |ndf| over Omega (given parameters enumerated) or over the bias slice at the net's values."""
     from formal.count.counting import point_of
 
@@ -314,21 +359,52 @@ def count_conditional(net: Network, proxy: str = "pytorch", *, max_points: int =
     if given not in ("auto", "net"):
         raise InvalidArgument(f"expected given='auto' or 'net', got given={given!r}")
     if sp.top < 0:  # no kinks at all: f is polynomial, ndf and inc are empty
-        return _result(net, preset, "conditional", "omega", M ** net.param_count(), 0, t0,
-                       ("no kinked activation: f is smooth everywhere",), {})
+        return _result(
+            net,
+            preset,
+            "conditional",
+            "omega",
+            M ** net.param_count(),
+            0,
+            t0,
+            ("no kinked activation: f is smooth everywhere",),
+            {},
+        )
     if given == "auto" and fmt.bits <= 16 and n_theta <= min(theta_max, max_points):
         ndf = _enumerate_theta(sp, progress)
-        return _result(net, preset, "conditional", "omega", M ** net.param_count(), ndf, t0,
-                       (f"given parameters enumerated ({M}^{len(sp.given)} points), biases of layer "
-                        f"{sp.top} counted in closed form", inc_note),
-                       {"given": len(sp.given), "counted": N + F})
+        return _result(
+            net,
+            preset,
+            "conditional",
+            "omega",
+            M ** net.param_count(),
+            ndf,
+            t0,
+            (
+                f"given parameters enumerated ({M}^{len(sp.given)} points), biases of layer "
+                f"{sp.top} counted in closed form",
+                inc_note,
+            ),
+            {"given": len(sp.given), "counted": N + F},
+        )
     good = slice_good_point(sp, point_of(net))
     slice_size = M ** (N + F)
     ndf = (M**N - good) * M**F
-    return _result(net, preset, "conditional", "bias-slice", slice_size, ndf, t0,
-                   (f"exact over the {N + F} counted biases with the other {len(sp.given)} parameters "
-                    "fixed at the network's values", inc_note),
-                   {"given": len(sp.given), "counted": N + F})
+    return _result(
+        net,
+        preset,
+        "conditional",
+        "bias-slice",
+        slice_size,
+        ndf,
+        t0,
+        (
+            f"exact over the {N + F} counted biases with the other {len(sp.given)} parameters "
+            "fixed at the network's values",
+            inc_note,
+        ),
+        {"given": len(sp.given), "counted": N + F},
+    )
 
 
 def _enumerate_theta(sp: Split, progress: bool) -> int:
@@ -358,8 +434,15 @@ def _enumerate_theta(sp: Split, progress: bool) -> int:
     return ndf * M**F
 
 
-def conditional_mc(net: Network, preset: Preset, *, samples: int, seed: int, progress: bool,
-                   t0: float | None = None) -> CountResult:
+def conditional_mc(
+    net: Network,
+    preset: Preset,
+    *,
+    samples: int,
+    seed: int,
+    progress: bool,
+    t0: float | None = None,
+) -> CountResult:
     """Conditional Monte Carlo: theta uniform over M^|given|, each bias slice counted exactly."""
     from tqdm import tqdm
 
@@ -374,7 +457,13 @@ def conditional_mc(net: Network, preset: Preset, *, samples: int, seed: int, pro
     dens: list[Fraction] = []
     q = 1 << (fmt.mbits - fmt.emin)
     block = 256
-    for s0 in tqdm(range(0, samples, block), file=sys.stderr, disable=None if progress else True, delay=2.0, leave=False):
+    for s0 in tqdm(
+        range(0, samples, block),
+        file=sys.stderr,
+        disable=None if progress else True,
+        delay=2.0,
+        leave=False,
+    ):
         n = min(block, samples - s0)
         w = np.zeros((n, Wn), dtype=object)
         w[...] = 0
@@ -387,7 +476,11 @@ def conditional_mc(net: Network, preset: Preset, *, samples: int, seed: int, pro
         else:
             good, low = slice_goods(sp, w, q)
         for i in range(n):
-            g = slice_good_point(sp, [Fraction(int(x), q) for x in w[i]]) if low[i] else int(good[i])
+            g = (
+                slice_good_point(sp, [Fraction(int(x), q) for x in w[i]])
+                if low[i]
+                else int(good[i])
+            )
             dens.append(Fraction(M**N - g, M**N))
     k = len(dens)
     mean = sum(dens, Fraction(0)) / k
@@ -396,14 +489,42 @@ def conditional_mc(net: Network, preset: Preset, *, samples: int, seed: int, pro
     half = 1.959963984540054 * math.sqrt(var / k)
     h = bias_structure(net)
     return CountResult(
-        "sample", "omega", fmt.name, preset.name, omega, Wn, None, 0, m, Fraction(0), t3_bound(net),
-        tightness_of(net), time.perf_counter() - t0,
-        ci={"density_ndf": (max(0.0, m - half), m + half), "density_inc": (0.0, 0.0)}, samples=k,
-        hypothesis_h=h.holds, hypothesis=h.reason,
-        notes=("conditional Monte Carlo: the given parameters drawn uniformly from M, each bias slice "
-               "counted exactly; 95% normal interval", "inc = 0 by T1 (H holds)"),
-        extra={"ndf_estimate": sci(mean * omega), "inc_estimate": "0", "distinct_values": len(set(dens))},
+        "sample",
+        "omega",
+        fmt.name,
+        preset.name,
+        omega,
+        Wn,
+        None,
+        0,
+        m,
+        Fraction(0),
+        t3_bound(net),
+        tightness_of(net),
+        time.perf_counter() - t0,
+        ci={"density_ndf": (max(0.0, m - half), m + half), "density_inc": (0.0, 0.0)},
+        samples=k,
+        hypothesis_h=h.holds,
+        hypothesis=h.reason,
+        notes=(
+            "conditional Monte Carlo: the given parameters drawn uniformly from M, each bias slice "
+            "counted exactly; 95% normal interval",
+            "inc = 0 by T1 (H holds)",
+        ),
+        extra={
+            "ndf_estimate": sci(mean * omega),
+            "inc_estimate": "0",
+            "distinct_values": len(set(dens)),
+        },
     )
 
 
-__all__ = ["Split", "split", "supported", "slice_goods", "slice_good_point", "count_conditional", "conditional_mc"]
+__all__ = [
+    "Split",
+    "split",
+    "supported",
+    "slice_goods",
+    "slice_good_point",
+    "count_conditional",
+    "conditional_mc",
+]

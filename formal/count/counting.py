@@ -56,7 +56,9 @@ def members_scaled(fmt: Format) -> tuple[np.ndarray, int]:
     """Sorted integers n (int64) with M = {n / q}, and q = 2**-(emin - mbits)."""
     vals, s = fmt.enumerate_scaled()
     if vals.dtype == object:
-        raise InvalidArgument(f"expected a format whose members fit int64 when scaled, got numbers={fmt.name}")
+        raise InvalidArgument(
+            f"expected a format whose members fit int64 when scaled, got numbers={fmt.name}"
+        )
     return vals, 1 << (-s)
 
 
@@ -108,7 +110,9 @@ def reformat(net: Network, fmt: Format) -> Network:
             v = Fraction(int(q.num[idx]), q.den)
             if not fmt.contains(v):
                 lo, hi = fmt.neighbors(v)
-                near = " and ".join(f"{hex_float(x)} = {format_exact(x)}" for x in (lo, hi) if x is not None)
+                near = " and ".join(
+                    f"{hex_float(x)} = {format_exact(x)}" for x in (lo, hi) if x is not None
+                )
                 where = name + ("[" + ",".join(map(str, idx)) + "]" if idx else "")
                 raise NotInFormat(
                     f"{net.source}: parameter {where}: expected a member of {fmt.name}, got {format_exact(v)} "
@@ -289,8 +293,16 @@ Hook = Callable[[Chain | None, np.ndarray, int, Any], dict[str, int]]
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="pt", unit_scale=True, file=sys.stderr,
-                disable=None if enabled else True, delay=2.0, leave=False)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="pt",
+        unit_scale=True,
+        file=sys.stderr,
+        disable=None if enabled else True,
+        delay=2.0,
+        leave=False,
+    )
 
 
 def exhaustive(
@@ -320,7 +332,9 @@ def exhaustive(
     names = [p.name for p in presets]
     inc = dict.fromkeys(names, 0)
     extra: dict[str, int] = {}
-    wit: dict[str, list[list[Fraction]]] = {key: [] for key in ["ndf"] + [f"inc:{n}" for n in names]}
+    wit: dict[str, list[list[Fraction]]] = {
+        key: [] for key in ["ndf"] + [f"inc:{n}" for n in names]
+    }
     ndf = kinky = 0
     rng = np.random.default_rng(seed)
     sample: list[tuple[list[Fraction], bool, tuple[bool, ...]]] = []
@@ -362,7 +376,11 @@ def exhaustive(
             u = rng.random(len(cand))
             keep = (ordinal <= cross_check) | (u < cross_check / ordinal)
             for i in cand[keep]:
-                item = ([Fraction(int(x), q) for x in w[i]], bool(nd[i]), tuple(bool(x) for x in ic[i]))
+                item = (
+                    [Fraction(int(x), q) for x in w[i]],
+                    bool(nd[i]),
+                    tuple(bool(x) for x in ic[i]),
+                )
                 if len(sample) < cross_check:
                     sample.append(item)
                 else:
@@ -373,7 +391,9 @@ def exhaustive(
     return Exhaustive(total, ndf, inc, kinky, total, extra, checked, wit, time.perf_counter() - t0)
 
 
-def _check_point(net: Network, values: list[Fraction], presets: list[Preset]) -> tuple[bool, np.ndarray]:
+def _check_point(
+    net: Network, values: list[Fraction], presets: list[Preset]
+) -> tuple[bool, np.ndarray]:
     from formal.engine.verdict import check
 
     n2 = with_point(net, values)
@@ -382,13 +402,17 @@ def _check_point(net: Network, values: list[Fraction], presets: list[Preset]) ->
     for j, p in enumerate(presets):
         v = check(n2, p)
         if v.in_ndf is None:
-            raise UnsupportedOp(f"the verdict at {[format_exact(x) for x in values]} is unknown: {v.reason}")
+            raise UnsupportedOp(
+                f"the verdict at {[format_exact(x) for x in values]} is unknown: {v.reason}"
+            )
         nd = bool(v.in_ndf)
         ic[j] = bool(v.in_inc)
     return nd, ic
 
 
-def _cross_check(net: Network, presets: list[Preset], sample: list[tuple[list[Fraction], bool, tuple[bool, ...]]]) -> int:
+def _cross_check(
+    net: Network, presets: list[Preset], sample: list[tuple[list[Fraction], bool, tuple[bool, ...]]]
+) -> int:
     """Re-decide sampled points with the core's check; raise on any disagreement."""
     for values, nd, ic in sample:
         got_nd, got_ic = _check_point(net, values, presets)
@@ -400,11 +424,19 @@ def _cross_check(net: Network, presets: list[Preset], sample: list[tuple[list[Fr
     return len(sample)
 
 
-def count_exact(net: Network, proxy: str = "pytorch", *, max_points: int = DEFAULT_MAX_POINTS,
-                cross_check: int = 16, progress: bool = False) -> CountResult:
+def count_exact(
+    net: Network,
+    proxy: str = "pytorch",
+    *,
+    max_points: int = DEFAULT_MAX_POINTS,
+    cross_check: int = 16,
+    progress: bool = False,
+) -> CountResult:
     """Exact |ndf_Omega| and |inc_Omega| by enumeration."""
     preset = parse_preset(proxy)
-    ex = exhaustive(net, [preset], max_points=max_points, cross_check=cross_check, progress=progress)
+    ex = exhaustive(
+        net, [preset], max_points=max_points, cross_check=cross_check, progress=progress
+    )
     h = bias_structure(net)
     inc = ex.inc[preset.name]
     wit = {
@@ -412,9 +444,22 @@ def count_exact(net: Network, proxy: str = "pytorch", *, max_points: int = DEFAU
         "inc_witness": _witness_json(net, ex.witnesses[f"inc:{preset.name}"][:1]),
     }
     return CountResult(
-        "exact", "omega", net.numbers.name, preset.name, ex.omega, net.param_count(), ex.ndf, inc,
-        Fraction(ex.ndf, ex.omega), Fraction(inc, ex.omega), t3_bound(net), tightness_of(net),
-        ex.seconds, cross_checked=ex.cross_checked, hypothesis_h=h.holds, hypothesis=h.reason,
+        "exact",
+        "omega",
+        net.numbers.name,
+        preset.name,
+        ex.omega,
+        net.param_count(),
+        ex.ndf,
+        inc,
+        Fraction(ex.ndf, ex.omega),
+        Fraction(inc, ex.omega),
+        t3_bound(net),
+        tightness_of(net),
+        ex.seconds,
+        cross_checked=ex.cross_checked,
+        hypothesis_h=h.holds,
+        hypothesis=h.reason,
         extra={"kink_points": ex.kink_points, **wit},
     )
 
@@ -424,7 +469,10 @@ def _witness_json(net: Network, points: list[list[Fraction]]) -> dict[str, Any] 
         return None
     labels = net.parameterization().labels
     fmt = net.numbers
-    return {lab: {"value": format_exact(v), "bits": fmt.hex_bits(v)} for lab, v in zip(labels, points[0])}
+    return {
+        lab: {"value": format_exact(v), "bits": fmt.hex_bits(v)}
+        for lab, v in zip(labels, points[0])
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -499,8 +547,14 @@ def sample_points(net: Network, n: int, seed: int) -> list[list[Fraction]]:
     return [[member_at(fmt, rng.randrange(size)) for _ in range(W)] for _ in range(n)]
 
 
-def count_sample(net: Network, proxy: str = "pytorch", *, samples: int = 1000, seed: int = 0,
-                 progress: bool = False) -> CountResult:
+def count_sample(
+    net: Network,
+    proxy: str = "pytorch",
+    *,
+    samples: int = 1000,
+    seed: int = 0,
+    progress: bool = False,
+) -> CountResult:
     """Monte Carlo: conditional (under H, exact bias slices) or plain (exact verdicts)."""
     from formal.count import bias as count_bias
 
@@ -511,7 +565,9 @@ def count_sample(net: Network, proxy: str = "pytorch", *, samples: int = 1000, s
     h = bias_structure(net)
     omega = net.numbers.size() ** net.param_count()
     if h.holds and count_bias.supported(net) is None:
-        return count_bias.conditional_mc(net, preset, samples=samples, seed=seed, progress=progress, t0=t0)
+        return count_bias.conditional_mc(
+            net, preset, samples=samples, seed=seed, progress=progress, t0=t0
+        )
     pts = sample_points(net, samples, seed)
     chain = dense_chain(net)
     presets = [preset]
@@ -521,7 +577,13 @@ def count_sample(net: Network, proxy: str = "pytorch", *, samples: int = 1000, s
 
     if chain is not None:
         q = _common_q(net.numbers)
-        for s0 in tqdm(range(0, samples, CHUNK), file=sys.stderr, disable=None if progress else True, delay=2.0, leave=False):
+        for s0 in tqdm(
+            range(0, samples, CHUNK),
+            file=sys.stderr,
+            disable=None if progress else True,
+            delay=2.0,
+            leave=False,
+        ):
             block = pts[s0 : s0 + CHUNK]
             w = np.array([[int(v * q) for v in p] for p in block], dtype=object)
             bv = decide(chain, w, q, presets)
@@ -531,19 +593,42 @@ def count_sample(net: Network, proxy: str = "pytorch", *, samples: int = 1000, s
                 a, b = _check_point(net, block[i], presets)
                 nd[s0 + i], ic[s0 + i] = a, b[0]
     else:
-        for i in tqdm(range(samples), file=sys.stderr, disable=None if progress else True, delay=2.0, leave=False):
+        for i in tqdm(
+            range(samples),
+            file=sys.stderr,
+            disable=None if progress else True,
+            delay=2.0,
+            leave=False,
+        ):
             a, b = _check_point(net, pts[i], presets)
             nd[i], ic[i] = a, b[0]
     kn, ki = int(nd.sum()), int(ic.sum())
     dn, di = kn / samples, ki / samples
     return CountResult(
-        "sample", "omega", net.numbers.name, preset.name, omega, net.param_count(), None, None, dn, di,
-        t3_bound(net), tightness_of(net), time.perf_counter() - t0,
-        ci={"density_ndf": wilson(kn, samples), "density_inc": wilson(ki, samples)}, samples=samples,
-        hypothesis_h=h.holds, hypothesis=h.reason,
+        "sample",
+        "omega",
+        net.numbers.name,
+        preset.name,
+        omega,
+        net.param_count(),
+        None,
+        None,
+        dn,
+        di,
+        t3_bound(net),
+        tightness_of(net),
+        time.perf_counter() - t0,
+        ci={"density_ndf": wilson(kn, samples), "density_inc": wilson(ki, samples)},
+        samples=samples,
+        hypothesis_h=h.holds,
+        hypothesis=h.reason,
         notes=("plain Monte Carlo of exact verdicts; 95% Wilson intervals",),
-        extra={"ndf_estimate": sci(Fraction(kn, samples) * omega), "inc_estimate": sci(Fraction(ki, samples) * omega),
-               "hits_ndf": kn, "hits_inc": ki},
+        extra={
+            "ndf_estimate": sci(Fraction(kn, samples) * omega),
+            "inc_estimate": sci(Fraction(ki, samples) * omega),
+            "hits_ndf": kn,
+            "hits_inc": ki,
+        },
     )
 
 
@@ -551,14 +636,24 @@ def _common_q(fmt: Format) -> int:
     return 1 << (fmt.mbits - fmt.emin)
 
 
-def count(net: Network, method: str = "exact", proxy: str = "pytorch", *, samples: int = 1000,
-          seed: int = 0, max_points: int = DEFAULT_MAX_POINTS, progress: bool = False,
-          cross_check: int = 16) -> CountResult:
+def count(
+    net: Network,
+    method: str = "exact",
+    proxy: str = "pytorch",
+    *,
+    samples: int = 1000,
+    seed: int = 0,
+    max_points: int = DEFAULT_MAX_POINTS,
+    progress: bool = False,
+    cross_check: int = 16,
+) -> CountResult:
     """Dispatch on ``method``: exact | conditional | sample."""
     from formal.count import bias as count_bias
 
     if method == "exact":
-        return count_exact(net, proxy, max_points=max_points, cross_check=cross_check, progress=progress)
+        return count_exact(
+            net, proxy, max_points=max_points, cross_check=cross_check, progress=progress
+        )
     if method == "conditional":
         return count_bias.count_conditional(net, proxy, max_points=max_points, progress=progress)
     if method == "sample":

@@ -77,7 +77,9 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 BALL["input"] = lambda node, ins, net, env: _cached(net, "<input>", net.inputs)
-BALL["param"] = lambda node, ins, net, env: _cached(net, node.attr("name"), net.params[node.attr("name")])
+BALL["param"] = lambda node, ins, net, env: _cached(
+    net, node.attr("name"), net.params[node.attr("name")]
+)
 BALL["const"] = lambda node, ins, net, env: to_balls(node.attr("value"))
 BALL["add"] = lambda node, ins, net, env: ins[0] + ins[1]
 BALL["sub"] = lambda node, ins, net, env: ins[0] - ins[1]
@@ -91,13 +93,17 @@ def _lead(net: Network, node: Node) -> int:
     return 1 if is_batched(net, node.name) else 0
 
 
-BALL["view"] = lambda node, ins, net, env: ins[0].reshape(ins[0].shape[: _lead(net, node)] + node.shape)
+BALL["view"] = lambda node, ins, net, env: ins[0].reshape(
+    ins[0].shape[: _lead(net, node)] + node.shape
+)
 BALL["transpose"] = lambda node, ins, net, env: ins[0].transpose(
     tuple(range(_lead(net, node))) + tuple(p + _lead(net, node) for p in node.attr("perm"))
 )
 
 
-def _rsqrt(node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.ndarray]) -> np.ndarray:
+def _rsqrt(
+    node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.ndarray]
+) -> np.ndarray:
     r = to_balls(node.attr("value"))
     inv = np.vectorize(lambda v: 1 / v.sqrt(), otypes=[object])(r)
     return ins[0] * inv
@@ -119,12 +125,16 @@ def _pad(node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.ndar
 BALL["pad"] = _pad
 
 
-def _linear(node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.ndarray]) -> np.ndarray:
+def _linear(
+    node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.ndarray]
+) -> np.ndarray:
     x, w = ins
     return _matmul(x, np.ascontiguousarray(w.T))
 
 
-def _matmul_rule(node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.ndarray]) -> np.ndarray:
+def _matmul_rule(
+    node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.ndarray]
+) -> np.ndarray:
     x, w = ins
     n = w.shape[0]
     return _matmul(x.reshape(-1, n), w).reshape(x.shape[:-1] + (w.shape[1],))
@@ -134,7 +144,9 @@ BALL["linear"] = _linear
 BALL["matmul"] = _matmul_rule
 
 
-def _conv(node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.ndarray]) -> np.ndarray:
+def _conv(
+    node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.ndarray]
+) -> np.ndarray:
     from formal.ops.conv import _conv_tables, gather_padded
 
     x, w = ins
@@ -146,12 +158,18 @@ def _conv(node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.nda
     parts = []
     for gi, tab in enumerate(tables):
         cols = gather_padded(flat, tab, flint.arb(0)).reshape(B * oh * ow, -1)
-        parts.append(_matmul(cols, np.ascontiguousarray(wf[gi * og : (gi + 1) * og].T)).reshape(B, oh, ow, og))
+        parts.append(
+            _matmul(cols, np.ascontiguousarray(wf[gi * og : (gi + 1) * og].T)).reshape(
+                B, oh, ow, og
+            )
+        )
     y = np.concatenate(parts, axis=-1) if g > 1 else parts[0]
     return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
 
 
-def _avgpool(node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.ndarray]) -> np.ndarray:
+def _avgpool(
+    node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.ndarray]
+) -> np.ndarray:
     from formal.ops.conv import _geometry, avg_divisors, gather_padded
 
     x = ins[0]
@@ -228,7 +246,9 @@ def _ball_oracle(env: dict[str, np.ndarray]) -> Callable[[Node], np.ndarray]:
     return oracle
 
 
-def _maxpool(node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.ndarray]) -> np.ndarray:
+def _maxpool(
+    node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.ndarray]
+) -> np.ndarray:
     from formal.engine.signature import signatures
     from formal.ops.pool import _tables
 
@@ -248,7 +268,9 @@ def _maxpool(node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.
                 if sig is None:
                     sig = signatures(net, node.inputs[0], _ball_oracle(env)).reshape(B, -1)
                 if len({int(sig[b, i]) for i in cand}) > 1:
-                    raise Undecided(f"max-pool {node.name} window {o} (sample {b}): a tie cannot be ruled out")
+                    raise Undecided(
+                        f"max-pool {node.name} window {o} (sample {b}): a tie cannot be ruled out"
+                    )
             out[b, o] = flat[b, cand[0]]
     return out.reshape((B,) + node.shape)
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from formal.core.activations import Activation, Preset
 from formal.core.network import Network, Node
-from formal.engine.forward import _proxy
+from formal.ops.activation import proxy_of
 
 _LIMIT = 1 << 62  # int64 is used while every |numerator| stays below this
 
@@ -102,7 +102,9 @@ def require_chain(net: Network) -> Chain:
     if chain is None:
         from formal.errors import UnsupportedOp
 
-        raise UnsupportedOp(f"{net.source}: expected a dense chain (dense layers, pointwise piecewise-polynomial activations)")
+        raise UnsupportedOp(
+            f"{net.source}: expected a dense chain (dense layers, pointwise piecewise-polynomial activations)"
+        )
     return chain
 
 
@@ -136,7 +138,12 @@ def dense_chain(net: Network) -> Chain | None:
         cur = lin.name
         bias = None
         cons = consumers[cur]
-        if lin.name != net.output and len(cons) == 1 and cons[0].op == "add" and cons[0].inputs[0] == cur:
+        if (
+            lin.name != net.output
+            and len(cons) == 1
+            and cons[0].op == "add"
+            and cons[0].inputs[0] == cur
+        ):
             bnode = nodes[cons[0].inputs[1]]
             if bnode.op != "param" or tuple(net.params[bnode.attr("name")].shape) != (units,):
                 return None
@@ -156,7 +163,9 @@ def dense_chain(net: Network) -> Chain | None:
             return None
         layers.append(DenseLayer(wname, bias, act, act_node, units, width))
         prev, width = cur, units
-    if len(used) + sum(1 for n in net.nodes if n.op == "param" and n.name not in used) != len(net.nodes):
+    if len(used) + sum(1 for n in net.nodes if n.op == "param" and n.name not in used) != len(
+        net.nodes
+    ):
         return None
     for name in net.param_order:  # every parameter node must belong to a layer
         if not any(name in (ly.weight, ly.bias) for ly in layers):
@@ -202,7 +211,9 @@ class Batch:
     groups: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (group, sign) arrays
 
 
-def _tensor(chain: Chain, name: str, w: np.ndarray, q: int, wbound: int) -> tuple[np.ndarray, int, int]:
+def _tensor(
+    chain: Chain, name: str, w: np.ndarray, q: int, wbound: int
+) -> tuple[np.ndarray, int, int]:
     """Numerators (P|1, *shape), denominator and bound of a parameter tensor."""
     net = chain.net
     par = net.parameterization()
@@ -216,7 +227,9 @@ def _tensor(chain: Chain, name: str, w: np.ndarray, q: int, wbound: int) -> tupl
     return _fit(num, bound), int(qa.den), bound
 
 
-def _poly_num(coeffs: tuple[Fraction, ...], y: np.ndarray, yden: int, deg: int, lcm: int) -> np.ndarray:
+def _poly_num(
+    coeffs: tuple[Fraction, ...], y: np.ndarray, yden: int, deg: int, lcm: int
+) -> np.ndarray:
     """Numerators of sum c_i y^i over lcm * yden^deg (object or int64 as given)."""
     acc = None
     for i, c in enumerate(coeffs):
@@ -249,7 +262,7 @@ def slope_denominator(act: Activation, extra: list[Fraction]) -> int:
 def _proxy_table(node: Node, preset: Preset, units: int) -> tuple[tuple[Fraction, ...], ...]:
     """proxy[kink index][unit] of an activation node under a preset (cached)."""
     act = node.attr("activation")
-    return tuple(tuple(_proxy(node, preset, act, c, u) for u in range(units)) for c in act.kinks)
+    return tuple(tuple(proxy_of(node, preset, act, c, u) for u in range(units)) for c in act.kinks)
 
 
 def kink_slopes(chain: Chain, li: int, presets: Sequence[Preset]) -> list[Fraction]:
@@ -321,7 +334,9 @@ def forward(chain: Chain, w: np.ndarray, q: int, presets: Sequence[Preset] = ())
             top = max(ybound, yden, 1) ** max(deg, 1)
             cmax = max((abs(cf) for p in act.pieces for cf in p), default=Fraction(0))
             scale = zden2 // (lz * yden**deg)
-            vb = (deg + 1) * (int(cmax * lz) + 1) * top * scale + (deg + 1) * (int(cmax * sden) + 1) * top * deg
+            vb = (deg + 1) * (int(cmax * lz) + 1) * top * scale + (deg + 1) * (
+                int(cmax * sden) + 1
+            ) * top * deg
             yw = _wide(y, vb)
             z = np.zeros(shape, dtype=yw.dtype)
             slope = np.zeros(shape, dtype=yw.dtype)
@@ -337,7 +352,11 @@ def forward(chain: Chain, w: np.ndarray, q: int, presets: Sequence[Preset] = ())
             sbound = max(_maxabs(slope), 1)
             zb = max(_maxabs(z), 1)
             z, slope = _fit(z, zb), _fit(slope, sbound)
-        states.append(LayerState(y, yden, ybound, z, zden2, zb, pieces, kink, slope, sden, sbound, z == 0, wn, wd, wb))
+        states.append(
+            LayerState(
+                y, yden, ybound, z, zden2, zb, pieces, kink, slope, sden, sbound, z == 0, wn, wd, wb
+            )
+        )
         zprev, zden, zbound = z, zden2, zb
     par = net.parameterization()
     groups = {k: (par.groups[k], par.signs[k]) for k in par.groups}
@@ -351,8 +370,23 @@ def subset(batch: Batch, idx: np.ndarray) -> Batch:
         return a[idx] if a.shape[0] == batch.P else a
 
     states = [
-        LayerState(take(s.y), s.yden, s.ybound, take(s.z), s.zden, s.zbound, take(s.pieces), take(s.kink),
-                   take(s.slope), s.sden, s.sbound, take(s.zero_z), take(s.wnum), s.wden, s.wbound)
+        LayerState(
+            take(s.y),
+            s.yden,
+            s.ybound,
+            take(s.z),
+            s.zden,
+            s.zbound,
+            take(s.pieces),
+            take(s.kink),
+            take(s.slope),
+            s.sden,
+            s.sbound,
+            take(s.zero_z),
+            take(s.wnum),
+            s.wden,
+            s.wbound,
+        )
         for s in batch.states
     ]
     return Batch(batch.chain, len(idx), states, batch.x, batch.xden, batch.xbound, batch.groups)
@@ -382,7 +416,11 @@ def inert(batch: Batch) -> list[np.ndarray]:
         if layer.bias is not None and layer.bias in trainable:
             yz = np.zeros(st.y.shape, dtype=bool)
         else:
-            t1 = np.ones(st.y.shape, dtype=bool) if frozen else np.all(zero_prev[:, :, None, :], axis=-1)
+            t1 = (
+                np.ones(st.y.shape, dtype=bool)
+                if frozen
+                else np.all(zero_prev[:, :, None, :], axis=-1)
+            )
             t2 = np.all((W == 0)[:, None, :, :] | dead_prev[:, :, None, :], axis=-1)
             yz = np.broadcast_to(t1 & t2, st.y.shape).copy()
         out.append(yz)
@@ -392,7 +430,9 @@ def inert(batch: Batch) -> list[np.ndarray]:
     return out
 
 
-def jacobians(batch: Batch, kslopes: list[np.ndarray | None]) -> tuple[list[np.ndarray], np.ndarray, int]:
+def jacobians(
+    batch: Batch, kslopes: list[np.ndarray | None]
+) -> tuple[list[np.ndarray], np.ndarray, int]:
     """Forward-mode Jacobians with ``kslopes[l]`` (numerators over the layer's sden) at kinks.
 
     Returns (per-layer J_y numerators (P, W, B, units) over yden, output
@@ -448,7 +488,10 @@ def jacobians(batch: Batch, kslopes: list[np.ndarray | None]) -> tuple[list[np.n
             Eb = np.zeros((Wg, layer.units), dtype=np.int64)
             for o in range(layer.units):
                 Eb[g[o], o] += s[o] * 1
-            t3 = np.broadcast_to((Eb * yden).astype(object if yden >= _LIMIT else np.int64)[None, :, None, :], (P, Wg, B, layer.units))
+            t3 = np.broadcast_to(
+                (Eb * yden).astype(object if yden >= _LIMIT else np.int64)[None, :, None, :],
+                (P, Wg, B, layer.units),
+            )
             pieces.append(t3)
             bound += yden
         if not pieces:
@@ -484,7 +527,9 @@ def jacobians(batch: Batch, kslopes: list[np.ndarray | None]) -> tuple[list[np.n
     return jys, L, int(obj.den) * zden
 
 
-def proxy_slopes(batch: Batch, preset: Preset | None, value: Fraction | None = None) -> list[np.ndarray | None]:
+def proxy_slopes(
+    batch: Batch, preset: Preset | None, value: Fraction | None = None
+) -> list[np.ndarray | None]:
     """Kink slopes for AD with ``preset`` (or a constant ``value``), numerators over sden."""
     out: list[np.ndarray | None] = []
     for layer, st in zip(batch.chain.layers, batch.states):
@@ -495,7 +540,10 @@ def proxy_slopes(batch: Batch, preset: Preset | None, value: Fraction | None = N
         if value is not None:
             table = [[int(value * st.sden)] * layer.units for _ in act.kinks]
         else:
-            table = [[int(p * st.sden) for p in row] for row in _proxy_table(layer.act_node, preset, layer.units)]
+            table = [
+                [int(p * st.sden) for p in row]
+                for row in _proxy_table(layer.act_node, preset, layer.units)
+            ]
         k = np.maximum(st.kink, 0)
         units = np.broadcast_to(np.arange(layer.units), k.shape)
         out.append(_small(table)[k, units])

@@ -13,184 +13,21 @@ max-pool window whose maximum is attained more than once (a *tie*).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from formal.core.activations import Activation, Preset
-from formal.core.network import Network, Node
+from formal.core.activations import Preset
+from formal.core.kinks import KinkNode, KinkRule
+from formal.core.network import Network
 from formal.core.qarray import QArray
+from formal.core.rules import RULES
 from formal.errors import NotExact
 from formal.ops.basic import ETA, EXACT, FLOAT, JVP, VJP, U, is_batched, lift, rule
 
-
-@dataclass(frozen=True, slots=True)
-class KinkNode:
-    """One kink node: where the network's derivative may fail to exist.
-
-    ``inputs`` are the per-sample flat indices (into the op's input) whose
-    tangents enter the kink map: one for an activation kink, the tied
-    entries for a max tie.  ``choice`` is the position in ``inputs`` that AD
-    sends the gradient to (ties only).
-    """
-
-    node: str
-    sample: int
-    index: int  # per-sample flat index of the op's output
-    kind: str  # "act" | "tie"
-    inputs: tuple[int, ...]
-    value: Fraction  # the kink c, or the tied maximum
-    d_minus: Fraction = Fraction(0)
-    d_plus: Fraction = Fraction(0)
-    proxy: Fraction = Fraction(0)
-    choice: int = 0
-
-    def label(self, net: Network) -> str:
-        shape = net.node(self.node).shape
-        idx = np.unravel_index(self.index, shape) if shape else ()
-        where = ",".join(str(int(i)) for i in idx)
-        return f"{self.node}[{where}]"
-
-    def apply(self, tangents: list[Fraction]) -> Fraction:
-        """The kink map on exact tangents (directional derivative rule)."""
-        if self.kind == "act":
-            v = tangents[0]
-            return self.d_plus * v if v >= 0 else self.d_minus * v
-        return max(tangents)
-
-
-class KinkRule(Protocol):
-    """Rules of a non-smooth op, handled by the engine.
-
-    Optional members: ``may_kink(node) -> bool`` (False when the node can
-    never have a kink node, e.g. an activation without kinks: then f may be
-    analytic everywhere, see :func:`may_kink`), and ``uses_context = True``
-    (``forward`` then receives ``context=`` the Forward built so far, and
-    ``float_filter`` receives ``context=`` the float ``(vals, errs)`` dicts:
-    a max-pool reads them to tell identical entries from real ties).
-    """
-
-    def forward(self, node: Node, ins: list[QArray], net: Network, preset: Preset) -> tuple[QArray, Any, list[KinkNode]]:
-        """Exact value, a private state (pieces/argmax), and the kink nodes found."""
-
-    def float_filter(self, node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net: Network) -> tuple[np.ndarray, np.ndarray, bool]:
-        """Float value, error bound, and whether some entry may be a kink node."""
-
-    def jvp(self, node: Node, ins: list[QArray], tan: QArray, state: Any, kinks: list[KinkNode], net: Network) -> QArray:
-        """Directional tangent: smooth entries linearly, kink entries by their kink map."""
-
-    def vjp(self, node: Node, ins: list[QArray], adj: QArray, state: Any, kinks: list[KinkNode], net: Network, cut: bool) -> QArray:
-        """Input adjoint; kink entries pass the proxy (AD) or nothing (cut)."""
-
-    def kink_adjoint(self, adj: QArray, k: KinkNode) -> np.ndarray:
-        """The adjoint of kink node k's output, one entry per row."""
-
-
-def _act_of(node: Node) -> Activation:
-    return node.attr("activation")
-
-
-class ActRule:
-    """Pointwise activations: kinks where the pre-activation equals a kink of rho."""
-
-    def may_kink(self, node: Node) -> bool:
-        return bool(_act_of(node).kinks)
-
-    def forward(self, node: Node, ins: list[QArray], net: Network, preset: Preset):
-        act = _act_of(node)
-        y = ins[0]
-        if act.transcendental:
-            raise NotExact(f"activation node {node.name!r} ({act.name}) has transcendental values")
-        pieces = act.piece_map(y)
-        value = act.apply(y, pieces)
-        kinks: list[KinkNode] = []
-        on_kink = np.zeros(y.shape, dtype=bool)
-        for c in act.kinks:
-            hit = y.compare(c) == 0
-            on_kink |= hit
-            for pos in zip(*np.nonzero(hit.reshape(y.shape[0], -1))):
-                b, i = int(pos[0]), int(pos[1])
-                kinks.append(
-                    KinkNode(node.name, b, i, "act", (i,), c, act.d_minus(c), act.d_plus(c), _proxy(node, preset, act, c, i))
-                )
-        slope = act.slope(y, pieces)
-        slope = QArray(np.where(on_kink, 0, slope.num), slope.den)
-        return value, slope, kinks
-
-    def float_filter(self, node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net: Network):
-        act = _act_of(node)
-        y, e = vals[0], errs[0]
-        suspect = False
-        for c in act.kinks:
-            cf = float(c)
-            margin = e + abs(cf) * U + ETA
-            suspect = suspect or bool(np.any(np.abs(y - cf) <= 2 * margin))
-        z = act.apply_float(y)
-        coeff = np.zeros_like(y)
-        for p in act.pieces:
-            mag = np.zeros_like(y)
-            for c in reversed(p):
-                mag = mag * np.abs(y) + abs(float(c))
-            coeff = np.maximum(coeff, mag)
-        err = float(act.lipschitz) * e * (1 + 4 * U) + 8 * U * coeff + 4 * ETA
-        if act.transcendental:
-            err = err + 8 * U * np.abs(z)
-        return z, 2.0 * err, suspect
-
-    def jvp(self, node, ins, tan, state, kinks, net):
-        out = tan.mul(QArray(state.num[None], state.den))
-        if not kinks:
-            return out
-        flat_t = tan.num.reshape(tan.shape[0], tan.shape[1], -1)
-        patches = [  # kink entries follow the one-sided rule
-            (r, k.sample, k.index, k.apply([Fraction(int(flat_t[r, k.sample, k.index]), tan.den)]))
-            for k in kinks
-            for r in range(tan.shape[0])
-        ]
-        return patch(out, patches)
-
-    def vjp(self, node, ins, adj, state, kinks, net, cut):
-        out = adj.mul(QArray(state.num[None], state.den))
-        if cut or not kinks:
-            return out
-        flat_a = adj.num.reshape(adj.shape[0], adj.shape[1], -1)
-        patches = [
-            (r, k.sample, k.index, Fraction(int(flat_a[r, k.sample, k.index]), adj.den) * k.proxy)
-            for k in kinks
-            for r in range(adj.shape[0])
-        ]
-        return patch(out, patches)
-
-    def kink_adjoint(self, adj: QArray, k: KinkNode) -> np.ndarray:
-        flat = adj.num.reshape(adj.shape[0], adj.shape[1], -1)
-        return np.array([Fraction(int(v), adj.den) for v in flat[:, k.sample, k.index]], dtype=object)
-
-
-def patch(arr: QArray, entries: list[tuple[int, int, int, Fraction]]) -> QArray:
-    """Copy of ``arr`` (R, B, ...) with entries ``(r, b, flat index)`` set to exact values."""
-    den = arr.den
-    for *_, q in entries:
-        den = math.lcm(den, q.denominator)
-    num = arr.num * (den // arr.den) if den != arr.den else arr.num.copy()
-    flat = num.reshape(num.shape[0], num.shape[1], -1)
-    for r, b, i, q in entries:
-        flat[r, b, i] = q.numerator * (den // q.denominator)
-    return QArray(num, den)
-
-
-def _proxy(node: Node, preset: Preset, act: Activation, c: Fraction, unit: int) -> Fraction:
-    override = node.attr("proxy")
-    if override is None:
-        return preset.proxy(act, c)
-    if isinstance(override, tuple):  # one rule per unit
-        return Fraction(override[unit % len(override)](act, c))
-    return Fraction(override(act, c))
-
-
-KINK_RULES: dict[str, KinkRule] = {"act": ActRule()}
+KINK_RULES: dict[str, KinkRule] = RULES["kink"]
 
 
 # ---------------------------------------------------------------------------
@@ -264,7 +101,9 @@ def float_filter(net: Network) -> bool:
         return float_pass(net)[0]
 
 
-def float_pass(net: Network, *, stop_on_suspect: bool = True) -> tuple[bool, dict[str, np.ndarray], dict[str, np.ndarray]]:
+def float_pass(
+    net: Network, *, stop_on_suspect: bool = True
+) -> tuple[bool, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The float64 pass with rigorous error bounds: (no kink node proven, values, bounds).
 
     It stops at the first op that may hold a kink node unless ``stop_on_suspect``
@@ -283,7 +122,9 @@ def float_pass(net: Network, *, stop_on_suspect: bool = True) -> tuple[bool, dic
             vals[node.name], errs[node.name] = q.to_float(), np.abs(q.to_float()) * U + ETA
         elif node.op in KINK_RULES:
             kr = KINK_RULES[node.op]
-            ctx: dict[str, Any] = {"context": (vals, errs)} if getattr(kr, "uses_context", False) else {}
+            ctx: dict[str, Any] = (
+                {"context": (vals, errs)} if getattr(kr, "uses_context", False) else {}
+            )
             v, e, suspect = kr.float_filter(
                 node, [vals[i] for i in node.inputs], [errs[i] for i in node.inputs], net, **ctx
             )
@@ -292,7 +133,9 @@ def float_pass(net: Network, *, stop_on_suspect: bool = True) -> tuple[bool, dic
                 return False, vals, errs
             ok = ok and not suspect
         elif node.op in FLOAT:
-            v, e = FLOAT[node.op](node, [vals[i] for i in node.inputs], [errs[i] for i in node.inputs], net)
+            v, e = FLOAT[node.op](
+                node, [vals[i] for i in node.inputs], [errs[i] for i in node.inputs], net
+            )
             vals[node.name], errs[node.name] = v, e
         else:
             return False, vals, errs
@@ -434,7 +277,9 @@ def reverse(
                 kadj[:, index[k]] = kr.kink_adjoint(a, k)
             if need[0] is False:
                 continue
-            contributions: list[QArray | None] = [kr.vjp(node, ins, a, fwd.states[node.name], kinks, net, cut)]
+            contributions: list[QArray | None] = [
+                kr.vjp(node, ins, a, fwd.states[node.name], kinks, net, cut)
+            ]
         else:
             if not any(n is not False for n in need):
                 continue
@@ -517,7 +362,6 @@ def gradient_ad(fwd: Forward) -> QArray:
 
 
 __all__ = [
-    "KinkNode",
     "KinkRule",
     "KINK_RULES",
     "Forward",

@@ -18,8 +18,9 @@ from fractions import Fraction
 
 import numpy as np
 
+from formal.core.kinks import KinkNode
 from formal.core.qarray import QArray
-from formal.engine.forward import Forward, KinkNode, output_seeds, reverse
+from formal.engine.forward import Forward, output_seeds, reverse
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,9 @@ class KinkGraph:
     def a(self, r: int, j: int) -> Fraction:
         return Fraction(int(self.A.num[r, j]), self.A.den)
 
-    def kink_outputs(self, t: list[Fraction], sides: dict[int, int] | None = None) -> list[Fraction]:
+    def kink_outputs(
+        self, t: list[Fraction], sides: dict[int, int] | None = None
+    ) -> list[Fraction]:
         """zdot for t (one value per t-row); with ``sides``, kink k uses the given piece.
 
         ``sides[k]`` is +1 (D+) / -1 (D-) for an activation kink, or the
@@ -86,21 +89,32 @@ class KinkGraph:
 
     def t_of(self, d: dict[int, Fraction]) -> list[Fraction]:
         """t = A d for a sparse direction d (column -> value)."""
-        return [sum((self.a(r, j) * v for j, v in d.items()), Fraction(0)) for r in range(len(self.rows))]
+        return [
+            sum((self.a(r, j) * v for j, v in d.items()), Fraction(0))
+            for r in range(len(self.rows))
+        ]
 
     def direction(self, lam: list[Fraction]) -> dict[int, Fraction]:
         """A parameter direction realizing t = basis @ lam."""
         return {p: v for p, v in zip(self.pivots, lam) if v}
 
     def t_from_lambda(self, lam: list[Fraction]) -> list[Fraction]:
-        return [sum((self.basis[r, j] * lam[j] for j in range(self.rank) if self.basis[r, j]), Fraction(0)) for r in range(len(self.rows))]
+        return [
+            sum(
+                (self.basis[r, j] * lam[j] for j in range(self.rank) if self.basis[r, j]),
+                Fraction(0),
+            )
+            for r in range(len(self.rows))
+        ]
 
 
 def build_kink_graph(fwd: Forward) -> KinkGraph:
     """One reverse pass (cut at kink nodes) from every kink input and every output."""
     net = fwd.net
     kinks = tuple(fwd.kinks)
-    rows: list[tuple[int, int]] = [(k, i) for k, node in enumerate(kinks) for i in range(len(node.inputs))]
+    rows: list[tuple[int, int]] = [
+        (k, i) for k, node in enumerate(kinks) for i in range(len(node.inputs))
+    ]
     out_seeds = output_seeds(net)
     n_obj = out_seeds.shape[0]
     total = len(rows) + n_obj
@@ -133,7 +147,9 @@ def build_kink_graph(fwd: Forward) -> KinkGraph:
     for c, j in enumerate(pivots):
         for r in range(T):
             basis[r, c] = Fraction(int(A.num[r, j]), A.den)
-    return KinkGraph(kinks, tuple(rows), {rc: r for r, rc in enumerate(rows)}, A, C, A0, C0, tuple(pivots), basis)
+    return KinkGraph(
+        kinks, tuple(rows), {rc: r for r, rc in enumerate(rows)}, A, C, A0, C0, tuple(pivots), basis
+    )
 
 
 _PRIME = 2**61 - 1

@@ -95,13 +95,17 @@ def find_nonadditive(g: KinkGraph, timeout_ms: int = 60_000) -> SolverResult:
     res = s.check()
     if res == z3.sat:
         m = s.model()
-        return SolverResult("sat", (tuple(_value(m, v) for v in lam1), tuple(_value(m, v) for v in lam2)))
+        return SolverResult(
+            "sat", (tuple(_value(m, v) for v in lam1), tuple(_value(m, v) for v in lam2))
+        )
     if res == z3.unsat:
         return SolverResult("unsat")
     return SolverResult("unknown", reason=s.reason_unknown())
 
 
-def find_side_direction(g: KinkGraph, sides: dict[int, int], timeout_ms: int = 60_000) -> SolverResult:
+def find_side_direction(
+    g: KinkGraph, sides: dict[int, int], timeout_ms: int = 60_000
+) -> SolverResult:
     """Strict LP: lam with every kink strictly on AD's side (scaled to margin 1)."""
     lam = [z3.Real(f"l{j}") for j in range(g.rank)]
     t = _t_exprs(g, lam)

@@ -44,6 +44,7 @@ from formal.engine.batch import (
 _LIMIT = 1 << 62
 MAX_KINKS = 6  # points with more non-inert kink neurons are left undecided (the caller falls back)
 
+
 def _det(m: list[list[np.ndarray]]) -> np.ndarray:
     n = len(m)
     if n == 1:
@@ -170,7 +171,9 @@ def decide(chain: Chain, w: np.ndarray, q: int, presets: list[Preset]) -> BatchV
     return BatchVerdict(ndf, inc, und, nk, act_count, batch)
 
 
-def _decide_group(batch: Batch, live: list[np.ndarray], flat_live: np.ndarray, K: int, presets: list[Preset]):
+def _decide_group(
+    batch: Batch, live: list[np.ndarray], flat_live: np.ndarray, K: int, presets: list[Preset]
+):
     P = batch.P
     # position (0..K-1) of each live kink slot in topological (layer-major) order
     rank = np.cumsum(flat_live, axis=1) - 1
@@ -209,7 +212,9 @@ def _decide_group(batch: Batch, live: list[np.ndarray], flat_live: np.ndarray, K
                     ad_L[j] = np.zeros(L.shape, dtype=object)
                     have[j] = True
                 ad_L[j][hit] = L[hit]
-        flat_j = np.concatenate([j.reshape(P, j.shape[1], -1) for j in jys], axis=2)  # (P, W, slots)
+        flat_j = np.concatenate(
+            [j.reshape(P, j.shape[1], -1) for j in jys], axis=2
+        )  # (P, W, slots)
         rows = np.take_along_axis(flat_j, slot_of[:, None, :], axis=2)  # (P, W, K)
         rows = np.swapaxes(rows, 1, 2)  # (P, K, W)
         nonzero = np.any(rows != 0, axis=2)
@@ -259,11 +264,15 @@ def _side_table(node: Node, preset: Preset, units: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1024)
 def _one_sided(act: Activation, sden: int) -> tuple[np.ndarray, np.ndarray]:
-    return (_small([int(act.d_minus(c) * sden) for c in act.kinks]),
-            _small([int(act.d_plus(c) * sden) for c in act.kinks]))
+    return (
+        _small([int(act.d_minus(c) * sden) for c in act.kinks]),
+        _small([int(act.d_plus(c) * sden) for c in act.kinks]),
+    )
 
 
-def _preset_pattern(batch: Batch, live: list[np.ndarray], rank: np.ndarray, K: int, preset: Preset) -> np.ndarray:
+def _preset_pattern(
+    batch: Batch, live: list[np.ndarray], rank: np.ndarray, K: int, preset: Preset
+) -> np.ndarray:
     """Per point, the side pattern AD's proxies select (bit k = D+ at the k-th live kink), -1 if none."""
     P = batch.P
     pat = np.zeros(P, dtype=np.int64)
@@ -348,12 +357,16 @@ def explain(chain: Chain, w_row: np.ndarray, q: int, presets: list[Preset]) -> P
             selected[key] = _frac_rows(L[0], den)
             feasible.add(key)
             continue
-        rows = np.array([flat_j[:, slot] for slot in slots], dtype=object).reshape(K, flat_j.shape[0])
+        rows = np.array([flat_j[:, slot] for slot in slots], dtype=object).reshape(
+            K, flat_j.shape[0]
+        )
         nonzero = [any(v != 0 for v in r) for r in rows]
         if any(not nz and not bits[j] for j, nz in enumerate(nonzero)):
             continue
         selected[key] = _frac_rows(L[0], den)
-        signed = np.array([[v * key[j] for v in rows[j]] for j in range(K)], dtype=object).reshape(1, K, -1)
+        signed = np.array([[v * key[j] for v in rows[j]] for j in range(K)], dtype=object).reshape(
+            1, K, -1
+        )
         ok = K < 2 or not infeasible_strict(signed, np.array([nonzero]))[0]
         if ok:
             feasible.add(key)

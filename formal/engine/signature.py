@@ -191,7 +191,9 @@ def _pool(with_divisor: bool) -> SigRule:
         win = gather_padded(x.reshape(B, -1), idx, _fill(x))  # (B, C, P, K)
         rows = win.reshape(-1, win.shape[-1])
         if with_divisor:
-            div = np.broadcast_to(avg_divisors(node, x.shape[1:])[None, None, :], (B, C, oh * ow)).reshape(-1, 1)
+            div = np.broadcast_to(
+                avg_divisors(node, x.shape[1:])[None, None, :], (B, C, oh * ow)
+            ).reshape(-1, 1)
             rows = np.concatenate([rows, div], axis=1)
         return row_ids(rows).reshape(B, C, oh, ow)
 
@@ -307,4 +309,12 @@ def float_oracle(vals: dict[str, np.ndarray], errs: dict[str, np.ndarray]) -> Or
     return oracle
 
 
-__all__: list[Any] = ["SIG", "combine", "signatures", "exact_oracle", "float_oracle", "value_ids", "row_ids"]
+__all__: list[Any] = [
+    "SIG",
+    "combine",
+    "signatures",
+    "exact_oracle",
+    "float_oracle",
+    "value_ids",
+    "row_ids",
+]

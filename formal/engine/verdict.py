@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 
 from formal.core.activations import Preset, parse_preset
+from formal.core.kinks import KinkNode
 from formal.core.network import Network, bias_structure
 from formal.core.numbers import format_exact
 from formal.core.qarray import QArray
 from formal.engine.forward import (
     Forward,
-    KinkNode,
     forward,
     gradient_ad,
     jvp,
@@ -170,7 +170,9 @@ def directional(fwd: Forward, ds: list[dict[int, Fraction]]) -> list[list[Fracti
     return [list(row) for row in out.to_fractions()]
 
 
-def verify_nonadditive(fwd: Forward, d1: dict[int, Fraction], d2: dict[int, Fraction]) -> Witness | None:
+def verify_nonadditive(
+    fwd: Forward, d1: dict[int, Fraction], d2: dict[int, Fraction]
+) -> Witness | None:
     """A witness where f'(d1 + d2) != f'(d1) + f'(d2), re-checked by exact directional
     evaluation on the network itself; None when the directions do not witness it."""
     dsum = dict(d1)
@@ -193,7 +195,9 @@ def verify_nonadditive(fwd: Forward, d1: dict[int, Fraction], d2: dict[int, Frac
 class Decider:
     """Runs the procedure for one network and preset."""
 
-    def __init__(self, net: Network, preset: Preset, *, gradient: bool = False, timeout_ms: int = 60_000):
+    def __init__(
+        self, net: Network, preset: Preset, *, gradient: bool = False, timeout_ms: int = 60_000
+    ):
         self.net = net
         self.preset = preset
         self.want_gradient = gradient
@@ -215,7 +219,19 @@ class Decider:
         try:
             fwd = forward(self.net, self.preset)
         except NotExact as exc:
-            return Verdict(None, None, None, None, None, None, 0, method="unknown", seconds=time.perf_counter() - t0, reason=str(exc), **self.base())
+            return Verdict(
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                0,
+                method="unknown",
+                seconds=time.perf_counter() - t0,
+                reason=str(exc),
+                **self.base(),
+            )
         verdict = self._decide(fwd)
         return _with_seconds(verdict, time.perf_counter() - t0)
 
@@ -234,19 +250,58 @@ class Decider:
         net = self.net
         if not fwd.kinks:
             g, why = self._grad(fwd)
-            return Verdict(True, True, False, False, True, True, 0, method="no-kinks", seconds=0.0, gradient=g, reason=why, **self.base())
+            return Verdict(
+                True,
+                True,
+                False,
+                False,
+                True,
+                True,
+                0,
+                method="no-kinks",
+                seconds=0.0,
+                gradient=g,
+                reason=why,
+                **self.base(),
+            )
         rows = output_seeds(net).shape[0]
         ad_rev = reverse(fwd, {net.output: output_seeds(net)}, want_params=self.want_gradient)
         kadj = ad_rev.kink_adjoints  # (rows, K)
         reports = tuple(
-            KinkReport(k.node, k.label(net), k.sample, k.kind, k.value, k.proxy if k.kind == "act" else None, tuple(kadj[:, i]))
+            KinkReport(
+                k.node,
+                k.label(net),
+                k.sample,
+                k.kind,
+                k.value,
+                k.proxy if k.kind == "act" else None,
+                tuple(kadj[:, i]),
+            )
             for i, k in enumerate(fwd.kinks)
         )
         nonzero = [any(kadj[o, i] for o in range(rows)) for i in range(len(fwd.kinks))]
         K = len(fwd.kinks)
         if not any(nonzero):
-            g = _rows(net.parameterization().collect(ad_rev.params, rows)) if self.want_gradient else None
-            return Verdict(True, True, False, False, True, True, K, method="adjoint-zero", seconds=0.0, kinks=reports, gradient=g, reason="every kink node has adjoint 0 (Lemma Z)", **self.base())
+            g = (
+                _rows(net.parameterization().collect(ad_rev.params, rows))
+                if self.want_gradient
+                else None
+            )
+            return Verdict(
+                True,
+                True,
+                False,
+                False,
+                True,
+                True,
+                K,
+                method="adjoint-zero",
+                seconds=0.0,
+                kinks=reports,
+                gradient=g,
+                reason="every kink node has adjoint 0 (Lemma Z)",
+                **self.base(),
+            )
         if self.h.holds:
             return self._bias_criterion(fwd, kadj, reports)
         return self._kink_graph(fwd, reports)
@@ -267,12 +322,39 @@ class Decider:
             d2 = {col: Fraction(-1)}
             witness = verify_nonadditive(fwd, d1, d2)
             if witness is None:  # T2 guarantees this; never report an unverified claim
-                return Verdict(None, None, None, None, None, None, K, method="bias-criterion", seconds=0.0, kinks=reports, reason="T2 witness failed exact re-verification", **self.base())
+                return Verdict(
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    K,
+                    method="bias-criterion",
+                    seconds=0.0,
+                    kinks=reports,
+                    reason="T2 witness failed exact re-verification",
+                    **self.base(),
+                )
             kinds = {_proxy_kind(k2) for k2 in fwd.kinks}
             bouligand = True if kinds <= {"left", "right"} else None
             clarke = True if kinds <= {"left", "right", "between"} else None
             reason = "T2: the topmost kink unit with non-zero adjoint moves alone with its bias; T4 for Bouligand/Clarke"
-            return Verdict(False, False, True, False, bouligand, clarke, K, method="bias-criterion", seconds=0.0, witness=witness, kinks=reports, reason=reason, **self.base())
+            return Verdict(
+                False,
+                False,
+                True,
+                False,
+                bouligand,
+                clarke,
+                K,
+                method="bias-criterion",
+                seconds=0.0,
+                witness=witness,
+                kinks=reports,
+                reason=reason,
+                **self.base(),
+            )
         raise AssertionError("called with all-zero adjoints")
 
     # -- general: kink graph + LRA ------------------------------------------------
@@ -282,15 +364,56 @@ class Decider:
         g = build_kink_graph(fwd)
         res = find_nonadditive(g, self.timeout_ms)
         if res.status == "unknown":
-            return Verdict(None, None, None, None, None, None, K, method="kink-graph-lra", seconds=0.0, kinks=reports, reason=f"z3 returned unknown: {res.reason}", **self.base())
+            return Verdict(
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                K,
+                method="kink-graph-lra",
+                seconds=0.0,
+                kinks=reports,
+                reason=f"z3 returned unknown: {res.reason}",
+                **self.base(),
+            )
         if res.status == "sat":
             lam1, lam2 = res.model
             d1, d2 = g.direction(list(lam1)), g.direction(list(lam2))
             witness = verify_nonadditive(fwd, d1, d2)
             if witness is None:
-                return Verdict(None, None, None, None, None, None, K, method="kink-graph-lra", seconds=0.0, kinks=reports, reason="solver model failed exact re-verification", **self.base())
+                return Verdict(
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    K,
+                    method="kink-graph-lra",
+                    seconds=0.0,
+                    kinks=reports,
+                    reason="solver model failed exact re-verification",
+                    **self.base(),
+                )
             bouligand, cert = self._bouligand(g)
-            return Verdict(False, False, True, False, bouligand, True if bouligand else None, K, method="kink-graph-lra", seconds=0.0, witness=witness, certificate=cert, kinks=reports, reason="d -> f'(w; d) is not additive on V", **self.base())
+            return Verdict(
+                False,
+                False,
+                True,
+                False,
+                bouligand,
+                True if bouligand else None,
+                K,
+                method="kink-graph-lra",
+                seconds=0.0,
+                witness=witness,
+                certificate=cert,
+                kinks=reports,
+                reason="d -> f'(w; d) is not additive on V",
+                **self.base(),
+            )
         # unsat: f is differentiable at w; compare AD with the exact gradient
         grad = gradient_from_graph(g)
         ad = gradient_ad(fwd)
@@ -300,13 +423,49 @@ class Decider:
         mismatch = (int(differ[0][0]), int(differ[1][0])) if len(differ[0]) else None
         proof = "z3 QF_LRA: no lam1, lam2 with Psi(t1 + t2) != Psi(t1) + Psi(t2) on V (unsat)"
         if mismatch is None:
-            return Verdict(True, True, False, False, True, True, K, method="kink-graph-lra", seconds=0.0, kinks=reports, reason=proof, gradient=_rows(grad) if self.want_gradient else None, **self.base())
+            return Verdict(
+                True,
+                True,
+                False,
+                False,
+                True,
+                True,
+                K,
+                method="kink-graph-lra",
+                seconds=0.0,
+                kinks=reports,
+                reason=proof,
+                gradient=_rows(grad) if self.want_gradient else None,
+                **self.base(),
+            )
         o, j = mismatch
-        witness = Witness("ad-mismatch", outs[o], par.label(j), values=(("ad", ad.item((o, j))), ("gradient", grad.item((o, j)))), proof=proof)
+        witness = Witness(
+            "ad-mismatch",
+            outs[o],
+            par.label(j),
+            values=(("ad", ad.item((o, j))), ("gradient", grad.item((o, j)))),
+            proof=proof,
+        )
         # bouligand/clarke stay None (not certified): f differentiable at w does not make
         # its Clarke set {grad f(w)} (f need not be strictly differentiable), so AD may
         # still be a Bouligand subgradient -- see tests/catalogue.py "cusp".
-        return Verdict(True, False, False, True, None, None, K, method="kink-graph-lra", seconds=0.0, witness=witness, kinks=reports, reason="differentiable, but AD differs from the gradient", gradient=_rows(grad) if self.want_gradient or grad.shape[1] <= 64 else None, ad_gradient=_rows(ad) if self.want_gradient or ad.shape[1] <= 64 else None, **self.base())
+        return Verdict(
+            True,
+            False,
+            False,
+            True,
+            None,
+            None,
+            K,
+            method="kink-graph-lra",
+            seconds=0.0,
+            witness=witness,
+            kinks=reports,
+            reason="differentiable, but AD differs from the gradient",
+            gradient=_rows(grad) if self.want_gradient or grad.shape[1] <= 64 else None,
+            ad_gradient=_rows(ad) if self.want_gradient or ad.shape[1] <= 64 else None,
+            **self.base(),
+        )
 
     def _bouligand(self, g: KinkGraph) -> tuple[bool | None, Witness | None]:
         sides: dict[int, int] = {}
@@ -334,10 +493,16 @@ class Decider:
                     return None, None
             else:
                 c = ys[g.row_of[(k, sides[k])]]
-                if any(not c > ys[g.row_of[(k, i)]] for i in range(len(node.inputs)) if i != sides[k]):
+                if any(
+                    not c > ys[g.row_of[(k, i)]] for i in range(len(node.inputs)) if i != sides[k]
+                ):
                     return None, None
         d = g.direction(lam)
-        return True, Witness("bouligand-direction", d1=_sparse(self.net, d), proof="every kink node moves strictly to the side AD used (strict LP, z3 QF_LRA, re-checked exactly)")
+        return True, Witness(
+            "bouligand-direction",
+            d1=_sparse(self.net, d),
+            proof="every kink node moves strictly to the side AD used (strict LP, z3 QF_LRA, re-checked exactly)",
+        )
 
 
 def _proxy_kind(k: KinkNode) -> str:
@@ -362,7 +527,9 @@ def _with_seconds(v: Verdict, seconds: float) -> Verdict:
     return replace(v, seconds=seconds)
 
 
-def check(net: Network, proxy: str | Preset = "pytorch", *, gradient: bool = False, timeout: float = 60.0) -> Verdict:
+def check(
+    net: Network, proxy: str | Preset = "pytorch", *, gradient: bool = False, timeout: float = 60.0
+) -> Verdict:
     """Decide differentiability and AD correctness of ``net`` at its parameters.
 
     Examples

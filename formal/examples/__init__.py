@@ -13,7 +13,11 @@ from formal.errors import InvalidArgument
 
 
 def example_names() -> list[str]:
-    return sorted(p.name[: -len(".json")] for p in resources.files(__name__).iterdir() if p.name.endswith(".json"))
+    return sorted(
+        p.name[: -len(".json")]
+        for p in resources.files(__name__).iterdir()
+        if p.name.endswith(".json")
+    )
 
 
 def example_path(name: str) -> Path:

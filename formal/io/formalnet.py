@@ -54,7 +54,9 @@ def _array(value: Any, where: Where, field: str, ndim: int | None = None) -> np.
                 return (0,)
             inner = [shape_of(x) for x in v]
             if any(s != inner[0] for s in inner):
-                raise where.fail(field, "expected a rectangular nested list, got rows of different lengths")
+                raise where.fail(
+                    field, "expected a rectangular nested list, got rows of different lengths"
+                )
             return (len(v),) + inner[0]
         return ()
 
@@ -96,13 +98,19 @@ def _activation(spec: Any, where: Where, field: str) -> tuple[Activation, Any]:
     else:
         raise where.fail(field, f"expected an activation name or object, got {spec!r}")
     try:
-        act = get_activation(str(name), **{k: str(v) if isinstance(v, Decimal) else v for k, v in params.items()})
+        act = get_activation(
+            str(name), **{k: str(v) if isinstance(v, Decimal) else v for k, v in params.items()}
+        )
         override: Any = None
         if proxy is not None:
-            if isinstance(proxy, list) and proxy and isinstance(proxy[0], list):  # one spec per unit
+            if (
+                isinstance(proxy, list) and proxy and isinstance(proxy[0], list)
+            ):  # one spec per unit
                 override = tuple(parse_proxy_override(p, act) for p in proxy)
             else:
-                override = parse_proxy_override(str(proxy) if isinstance(proxy, Decimal) else proxy, act)
+                override = parse_proxy_override(
+                    str(proxy) if isinstance(proxy, Decimal) else proxy, act
+                )
     except FormalError as exc:
         raise where.fail(field, str(exc)) from None
     return act, override
@@ -114,7 +122,9 @@ def check_members(name: str, values: np.ndarray, fmt: Format, where: Where) -> N
     for i, v in enumerate(flat):
         if not fmt.contains(v):
             lo, hi = fmt.neighbors(v)
-            near = " and ".join(_show(x) for x in (lo, hi) if x is not None) or "none (out of range)"
+            near = (
+                " and ".join(_show(x) for x in (lo, hi) if x is not None) or "none (out of range)"
+            )
             raise where.fail(
                 f"params.{name}{_index(values.shape, i)}",
                 f"expected a member of {fmt.name}, got {format_exact(v)} (nearest members: {near})",
@@ -131,13 +141,17 @@ def _show(x: Fraction) -> str:
 def _parse_entry(text: Any, params: dict[str, np.ndarray], where: Where, field: str) -> Tie:
     m = _ENTRY.match(str(text))
     if not m:
-        raise where.fail(field, f"expected an entry like '0.weight[1,0]' or '-0.bias[2]', got {text!r}")
+        raise where.fail(
+            field, f"expected an entry like '0.weight[1,0]' or '-0.bias[2]', got {text!r}"
+        )
     sign = -1 if m.group(1) else 1
     name = m.group(2)
     if name not in params:
         raise where.fail(field, f"expected a parameter name, got {name!r}")
     shape = params[name].shape
-    idx = tuple(int(x) for x in m.group(3).split(",") if x.strip()) if m.group(3) is not None else ()
+    idx = (
+        tuple(int(x) for x in m.group(3).split(",") if x.strip()) if m.group(3) is not None else ()
+    )
     if len(idx) != len(shape) or any(not 0 <= i < s for i, s in zip(idx, shape)):
         raise where.fail(field, f"expected an index of {name} (shape {shape}), got {list(idx)}")
     return Tie(name, idx, sign)
@@ -151,7 +165,9 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(text, parse_float=Decimal, parse_int=int, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        raise InputFileError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise InputFileError(
+            f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     except ValueError as exc:
         raise InputFileError(f"{path}: {exc}") from None
 
@@ -187,7 +203,15 @@ def load_params_npz(path: str | Path, fmt: Format) -> dict[str, np.ndarray]:
 class Build:
     """State of the layer loop: the nodes so far and the current value (``prev``, per-sample ``shape``)."""
 
-    def __init__(self, where: Where, where_p: Where, raw: dict[str, np.ndarray], nodes: list[Node], prev: str, shape: tuple[int, ...]):
+    def __init__(
+        self,
+        where: Where,
+        where_p: Where,
+        raw: dict[str, np.ndarray],
+        nodes: list[Node],
+        prev: str,
+        shape: tuple[int, ...],
+    ):
         self.where, self.where_p, self.raw = where, where_p, raw
         self.nodes, self.prev, self.shape = nodes, prev, shape
         self.params: dict[str, np.ndarray] = {}
@@ -200,13 +224,22 @@ class Build:
             raise self.where_p.fail(f"params.{name}", "expected this parameter, it is missing")
         v = self.raw[name]
         if tuple(v.shape) != tuple(shape):
-            raise self.where_p.fail(f"params.{name}", f"expected shape {tuple(shape)}, got {tuple(v.shape)}")
+            raise self.where_p.fail(
+                f"params.{name}", f"expected shape {tuple(shape)}, got {tuple(v.shape)}"
+            )
         self.params[name] = v
         self.order.append(name)
         self.nodes.append(Node(f"p:{name}", "param", (), v.shape, (("name", name),)))
         return f"p:{name}"
 
-    def emit(self, name: str, op: str, inputs: tuple[str, ...], shape: tuple[int, ...], attrs: tuple[tuple[str, Any], ...] = ()) -> None:
+    def emit(
+        self,
+        name: str,
+        op: str,
+        inputs: tuple[str, ...],
+        shape: tuple[int, ...],
+        attrs: tuple[tuple[str, Any], ...] = (),
+    ) -> None:
         self.nodes.append(Node(name, op, inputs, shape, attrs))
         self.prev, self.shape = name, shape
 
@@ -215,7 +248,10 @@ class Build:
         units = int(np.prod(self.shape))
         act, override = _activation(layer.get("activation"), self.where, f"{field}.activation")
         if override is not None and isinstance(override, tuple) and len(override) != units:
-            raise self.where.fail(f"{field}.activation.proxy", f"expected one proxy per unit ({units}), got {len(override)}")
+            raise self.where.fail(
+                f"{field}.activation.proxy",
+                f"expected one proxy per unit ({units}), got {len(override)}",
+            )
         if act.name != "identity" or override is not None:
             attrs: tuple[tuple[str, Any], ...] = (("activation", act),)
             if override is not None:
@@ -230,14 +266,19 @@ def _dense(b: Build, i: int, layer: dict[str, Any]) -> None:
     if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
         raise where.fail(f"{field}.units", f"expected a positive integer, got {units!r}")
     if len(b.shape) != 1:
-        raise where.fail(f"{field}.type", f"expected a 1-D input for a dense layer (add a flatten layer), got shape {b.shape}")
+        raise where.fail(
+            f"{field}.type",
+            f"expected a 1-D input for a dense layer (add a flatten layer), got shape {b.shape}",
+        )
     width = b.shape[0]
     wname = f"{i}.weight"
     if wname not in b.raw:
         raise where_p.fail(f"params.{wname}", "expected this parameter, it is missing")
     w = b.raw[wname]
     if w.shape != (units, width):
-        raise where_p.fail(f"params.{wname}", f"expected shape ({units}, {width}), got {tuple(w.shape)}")
+        raise where_p.fail(
+            f"params.{wname}", f"expected shape ({units}, {width}), got {tuple(w.shape)}"
+        )
     b.param(wname, (units, width))
     b.emit(f"{i}.linear", "linear", (b.prev, f"p:{wname}"), (units,))
     has_bias = layer.get("bias", True)
@@ -249,7 +290,9 @@ def _dense(b: Build, i: int, layer: dict[str, Any]) -> None:
             raise where_p.fail(f"params.{bname}", "expected this parameter, it is missing")
         bias = b.raw[bname]
         if bias.shape != (units,):
-            raise where_p.fail(f"params.{bname}", f"expected shape ({units},), got {tuple(bias.shape)}")
+            raise where_p.fail(
+                f"params.{bname}", f"expected shape ({units},), got {tuple(bias.shape)}"
+            )
         b.param(bname, (units,))
         b.emit(f"{i}.add", "add", (b.prev, f"p:{bname}"), (units,))
     b.activation(i, layer)
@@ -271,7 +314,9 @@ def load(path: str | Path, params: str | Path | None = None) -> Network:
     return from_dict(doc, source=str(p), params_file=params)
 
 
-def from_dict(doc: Any, *, source: str = "<dict>", params_file: str | Path | None = None) -> Network:
+def from_dict(
+    doc: Any, *, source: str = "<dict>", params_file: str | Path | None = None
+) -> Network:
     """Build a Network from a parsed formal-net/1 document."""
     where = Where(source)
     if len(LAYERS) == 1:
@@ -297,16 +342,27 @@ def from_dict(doc: Any, *, source: str = "<dict>", params_file: str | Path | Non
         where_p = Where(str(params_file))
     else:
         if "params" not in doc or not isinstance(doc["params"], dict):
-            raise where.fail("params", "expected an object of parameter tensors (or pass --params FILE.npz)")
+            raise where.fail(
+                "params", "expected an object of parameter tensors (or pass --params FILE.npz)"
+            )
         raw = {k: _array(v, where, f"params.{k}") for k, v in doc["params"].items()}
         where_p = where
     shape_spec = doc.get("input_shape")
     in_shape: tuple[int, ...] = (X.shape[1],)
     if shape_spec is not None:
-        if not isinstance(shape_spec, list) or not shape_spec or any(not isinstance(d, int) or isinstance(d, bool) or d <= 0 for d in shape_spec):
-            raise where.fail("input_shape", f"expected a list of positive integers, got {shape_spec!r}")
+        if (
+            not isinstance(shape_spec, list)
+            or not shape_spec
+            or any(not isinstance(d, int) or isinstance(d, bool) or d <= 0 for d in shape_spec)
+        ):
+            raise where.fail(
+                "input_shape", f"expected a list of positive integers, got {shape_spec!r}"
+            )
         if int(np.prod(shape_spec)) != X.shape[1]:
-            raise where.fail("input_shape", f"expected {X.shape[1]} entries per input (the rows of inputs), got shape {shape_spec}")
+            raise where.fail(
+                "input_shape",
+                f"expected {X.shape[1]} entries per input (the rows of inputs), got shape {shape_spec}",
+            )
         in_shape = tuple(shape_spec)
     batch_inputs = X.reshape((X.shape[0],) + in_shape)
     b = Build(where, where_p, raw, [Node("x", "input", (), in_shape)], "x", in_shape)
@@ -324,19 +380,26 @@ def from_dict(doc: Any, *, source: str = "<dict>", params_file: str | Path | Non
     nodes, prev, params, order = b.nodes, b.prev, b.params, b.order
     extra = sorted(set(raw) - set(params))
     if extra:
-        raise where_p.fail(f"params.{extra[0]}", "expected only parameters of the layers, got an unknown name")
+        raise where_p.fail(
+            f"params.{extra[0]}", "expected only parameters of the layers, got an unknown name"
+        )
     trainable = doc.get("trainable", list(order))
     if not isinstance(trainable, list):
         raise where.fail("trainable", "expected a list of parameter names")
     for name in trainable:
         if name not in params:
-            raise where.fail("trainable", f"expected names of parameters ({', '.join(order)}), got {name!r}")
+            raise where.fail(
+                "trainable", f"expected names of parameters ({', '.join(order)}), got {name!r}"
+            )
     for name in trainable:
         check_members(name, params[name], fmt, where_p)
     ties: list[tuple[Tie, ...]] = []
     tied_spec = doc.get("tied") or []
     if not isinstance(tied_spec, list):
-        raise where.fail("tied", f"expected a list of tie groups (lists of entries), got {json.dumps(tied_spec, default=str)[:60]}")
+        raise where.fail(
+            "tied",
+            f"expected a list of tie groups (lists of entries), got {json.dumps(tied_spec, default=str)[:60]}",
+        )
     for g, group in enumerate(tied_spec):
         if not isinstance(group, list) or len(group) < 2:
             raise where.fail(f"tied[{g}]", "expected a list of at least two entries")
@@ -345,9 +408,15 @@ def from_dict(doc: Any, *, source: str = "<dict>", params_file: str | Path | Non
         hv = head.sign * params[head.param][head.index]
         for e in entries:
             if e.param not in trainable:
-                raise where.fail(f"tied[{g}]", f"expected entries of trainable parameters, got frozen {e.param!r}")
+                raise where.fail(
+                    f"tied[{g}]",
+                    f"expected entries of trainable parameters, got frozen {e.param!r}",
+                )
             if e.sign * params[e.param][e.index] != hv:
-                raise where.fail(f"tied[{g}]", f"expected tied entries to have equal values, got {e.param}{list(e.index)} = {format_exact(params[e.param][e.index])}")
+                raise where.fail(
+                    f"tied[{g}]",
+                    f"expected tied entries to have equal values, got {e.param}{list(e.index)} = {format_exact(params[e.param][e.index])}",
+                )
         ties.append(entries)
     out_units = int(np.prod(b.shape))
     B = X.shape[0]
@@ -381,7 +450,9 @@ def _objective(spec: Any, B: int, n: int, where: Where) -> tuple[QArray | None, 
     if spec["type"] == "weighted_sum":
         w = _array(spec.get("weights"), where, "objective.weights", ndim=2)
         if w.shape != (B, n):
-            raise where.fail("objective.weights", f"expected shape ({B}, {n}) (B x output units), got {w.shape}")
+            raise where.fail(
+                "objective.weights", f"expected shape ({B}, {n}) (B x output units), got {w.shape}"
+            )
         return QArray.from_fractions(w.reshape(1, B * n)), "weighted_sum"
     raise where.fail("objective.type", f"expected 'sum' or 'weighted_sum', got {spec['type']!r}")
 

@@ -37,14 +37,22 @@ def _pair(b: Build, field: str, value: Any, default: int | None, minimum: int) -
         value = default
     if isinstance(value, int) and not isinstance(value, bool):
         value = [value, value]
-    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value)):
-        raise b.where.fail(field, f"expected an integer >= {minimum} or a pair of them, got {value!r}")
+    if not (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value)
+    ):
+        raise b.where.fail(
+            field, f"expected an integer >= {minimum} or a pair of them, got {value!r}"
+        )
     return int(value[0]), int(value[1])
 
 
 def _image(b: Build, field: str) -> tuple[int, int, int]:
     if len(b.shape) != 3:
-        raise b.where.fail(field, f"expected a (C, H, W) input (set input_shape), got shape {b.shape}")
+        raise b.where.fail(
+            field, f"expected a (C, H, W) input (set input_shape), got shape {b.shape}"
+        )
     C, H, W = b.shape
     return C, H, W
 
@@ -68,11 +76,19 @@ def _conv2d(b: Build, i: int, layer: dict[str, Any]) -> None:
     dh, dw = _pair(b, f"{field}.dilation", layer.get("dilation"), 1, 1)
     g = layer.get("groups", 1)
     if not isinstance(g, int) or isinstance(g, bool) or g <= 0 or C % g or CO % g:
-        raise b.where.fail(f"{field}.groups", f"expected a positive divisor of the channels ({C} in, {CO} out), got {g!r}")
+        raise b.where.fail(
+            f"{field}.groups",
+            f"expected a positive divisor of the channels ({C} in, {CO} out), got {g!r}",
+        )
     oh = _out(b, field, H, kh, sh, ph, dh, False)
     ow = _out(b, field, W, kw, sw, pw, dw, False)
     wnode = b.param(f"{i}.weight", (CO, C // g, kh, kw))
-    attrs = (("strides", (sh, sw)), ("pads", (ph, pw, ph, pw)), ("dilations", (dh, dw)), ("groups", g))
+    attrs = (
+        ("strides", (sh, sw)),
+        ("pads", (ph, pw, ph, pw)),
+        ("dilations", (dh, dw)),
+        ("groups", g),
+    )
     b.emit(f"{i}.conv", "conv2d", (b.prev, wnode), (CO, oh, ow), attrs)
     has_bias = layer.get("bias", True)
     if not isinstance(has_bias, bool):
@@ -90,28 +106,55 @@ def _pool(op: str) -> Any:
         field = f"layers[{i}]"
         C, H, W = _image(b, f"{field}.type")
         kh, kw = _pair(b, f"{field}.kernel_size", layer.get("kernel_size"), None, 1)
-        sh, sw = _pair(b, f"{field}.stride", layer.get("stride"), None if "stride" in layer else kh, 1) if "stride" in layer else (kh, kw)
+        sh, sw = (
+            _pair(b, f"{field}.stride", layer.get("stride"), None if "stride" in layer else kh, 1)
+            if "stride" in layer
+            else (kh, kw)
+        )
         ph, pw = _pair(b, f"{field}.padding", layer.get("padding"), 0, 0)
-        dh, dw = _pair(b, f"{field}.dilation", layer.get("dilation"), 1, 1) if op == "maxpool2d" else (1, 1)
+        dh, dw = (
+            _pair(b, f"{field}.dilation", layer.get("dilation"), 1, 1)
+            if op == "maxpool2d"
+            else (1, 1)
+        )
         if 2 * ph > kh or 2 * pw > kw:
-            raise b.where.fail(f"{field}.padding", f"expected padding at most half the kernel ({kh}, {kw}), got ({ph}, {pw})")
+            raise b.where.fail(
+                f"{field}.padding",
+                f"expected padding at most half the kernel ({kh}, {kw}), got ({ph}, {pw})",
+            )
         ceil = layer.get("ceil_mode", False)
         if not isinstance(ceil, bool):
             raise b.where.fail(f"{field}.ceil_mode", f"expected true or false, got {ceil!r}")
         oh = _out(b, field, H, kh, sh, ph, dh, ceil)
         ow = _out(b, field, W, kw, sw, pw, dw, ceil)
-        attrs: tuple[tuple[str, Any], ...] = (("kernel", (kh, kw)), ("strides", (sh, sw)), ("pads", (ph, pw, ph, pw)), ("dilations", (dh, dw)), ("ceil_mode", ceil))
+        attrs: tuple[tuple[str, Any], ...] = (
+            ("kernel", (kh, kw)),
+            ("strides", (sh, sw)),
+            ("pads", (ph, pw, ph, pw)),
+            ("dilations", (dh, dw)),
+            ("ceil_mode", ceil),
+        )
         if op == "avgpool2d":
             cip = layer.get("count_include_pad", True)
             if not isinstance(cip, bool):
-                raise b.where.fail(f"{field}.count_include_pad", f"expected true or false, got {cip!r}")
+                raise b.where.fail(
+                    f"{field}.count_include_pad", f"expected true or false, got {cip!r}"
+                )
             attrs += (("count_include_pad", cip),)
         else:
             tie = layer.get("tie")
             if tie is not None:
-                ok = tie in ("first", "last") if isinstance(tie, str) else isinstance(tie, list) and bool(tie) and all(t in ("first", "last") for t in tie)
+                ok = (
+                    tie in ("first", "last")
+                    if isinstance(tie, str)
+                    else isinstance(tie, list)
+                    and bool(tie)
+                    and all(t in ("first", "last") for t in tie)
+                )
                 if not ok:
-                    raise b.where.fail(f"{field}.tie", f"expected 'first', 'last' or a list of them, got {tie!r}")
+                    raise b.where.fail(
+                        f"{field}.tie", f"expected 'first', 'last' or a list of them, got {tie!r}"
+                    )
                 attrs += (("tie", tie if isinstance(tie, str) else tuple(tie)),)
         b.emit(f"{i}.{op[:7]}", op, (b.prev,), (C, oh, ow), attrs)
         b.activation(i, layer)
@@ -136,9 +179,14 @@ def _add(b: Build, i: int, layer: dict[str, Any]) -> None:
         other = b.outputs[src]
         shape = next(n.shape for n in b.nodes if n.name == other)
     else:
-        raise b.where.fail(field, f"expected an earlier layer index (0..{i - 1}) or 'input', got {src!r}")
+        raise b.where.fail(
+            field, f"expected an earlier layer index (0..{i - 1}) or 'input', got {src!r}"
+        )
     if tuple(shape) != tuple(b.shape):
-        raise b.where.fail(field, f"expected the shape {b.shape} of the current value, got {tuple(shape)} from layer {src}")
+        raise b.where.fail(
+            field,
+            f"expected the shape {b.shape} of the current value, got {tuple(shape)} from layer {src}",
+        )
     b.emit(f"{i}.residual", "add", (b.prev, other), b.shape)
     b.activation(i, layer)
 

@@ -55,7 +55,9 @@ class _Reader:
         self.pos += 1
         vals = [v.strip() for v in s.split(",") if v.strip()]
         if count is not None and len(vals) < count:
-            raise InputFileError(f"{self.source}: line {k}: expected {count} values for {what}, got {len(vals)}")
+            raise InputFileError(
+                f"{self.source}: line {k}: expected {count} values for {what}, got {len(vals)}"
+            )
         self.line = k
         return vals[:count] if count is not None else vals
 
@@ -64,7 +66,9 @@ class _Reader:
         try:
             return [int(v) for v in vals]
         except ValueError:
-            raise InputFileError(f"{self.source}: line {self.line}: expected integers for {what}, got {vals}") from None
+            raise InputFileError(
+                f"{self.source}: line {self.line}: expected integers for {what}, got {vals}"
+            ) from None
 
     def floats(self, what: str, count: int) -> list[Fraction]:
         vals = self.row(what, count)
@@ -73,14 +77,26 @@ class _Reader:
             try:
                 f = float(v)
             except ValueError:
-                raise InputFileError(f"{self.source}: line {self.line}: expected a number for {what}, got {v!r}") from None
+                raise InputFileError(
+                    f"{self.source}: line {self.line}: expected a number for {what}, got {v!r}"
+                ) from None
             if f != f or f in (float("inf"), float("-inf")):
-                raise InputFileError(f"{self.source}: line {self.line}: expected a finite number for {what}, got {v!r}")
+                raise InputFileError(
+                    f"{self.source}: line {self.line}: expected a finite number for {what}, got {v!r}"
+                )
             out.append(Fraction(f))
         return out
 
 
-def parse(text: str, *, source: str = "<nnet>", input: Any = None, spec: Any = None, numbers: str | None = None, normalize: bool = False) -> Network:
+def parse(
+    text: str,
+    *,
+    source: str = "<nnet>",
+    input: Any = None,
+    spec: Any = None,
+    numbers: str | None = None,
+    normalize: bool = False,
+) -> Network:
     """Build a Network from NNet text (see the module docstring)."""
     from formal.io.formalnet import Where, check_members
     from formal.io.onnx import input_values
@@ -91,7 +107,9 @@ def parse(text: str, *, source: str = "<nnet>", input: Any = None, spec: Any = N
         raise InputFileError(f"{source}: expected at least one layer, got numLayers={n_layers}")
     sizes = r.ints("the layer sizes", n_layers + 1)
     if sizes[0] != n_in or sizes[-1] != n_out:
-        raise InputFileError(f"{source}: layer sizes {sizes} do not match inputSize={n_in}, outputSize={n_out}")
+        raise InputFileError(
+            f"{source}: layer sizes {sizes} do not match inputSize={n_in}, outputSize={n_out}"
+        )
     r.row("the legacy symmetric flag")
     mins = r.floats("the input minimums", n_in)
     maxs = r.floats("the input maximums", n_in)
@@ -133,20 +151,46 @@ def parse(text: str, *, source: str = "<nnet>", input: Any = None, spec: Any = N
             nodes.append(Node(f"{i}.act", "act", (prev,), (units,), (("activation", relu),)))
             prev = f"{i}.act"
     if normalize and (ranges[-1] != 1 or means[-1] != 0):
-        nodes.append(Node("out.scale", "scale", (prev,), (n_out,), (("value", QArray.from_fractions([ranges[-1]])),)))
+        nodes.append(
+            Node(
+                "out.scale",
+                "scale",
+                (prev,),
+                (n_out,),
+                (("value", QArray.from_fractions([ranges[-1]])),),
+            )
+        )
         mean = np.full((n_out,), means[-1], dtype=object)
-        nodes.append(Node("out.mean", "const", (), (n_out,), (("value", QArray.from_fractions(mean)),)))
+        nodes.append(
+            Node("out.mean", "const", (), (n_out,), (("value", QArray.from_fractions(mean)),))
+        )
         nodes.append(Node("out", "add", ("out.scale", "out.mean"), (n_out,)))
         prev = "out"
     net = Network(
-        tuple(nodes), prev, QArray.from_fractions(X), {k: QArray.from_fractions(v) for k, v in params.items()},
-        fmt, tuple(order), tuple(order), (), None, "vector", source,
+        tuple(nodes),
+        prev,
+        QArray.from_fractions(X),
+        {k: QArray.from_fractions(v) for k, v in params.items()},
+        fmt,
+        tuple(order),
+        tuple(order),
+        (),
+        None,
+        "vector",
+        source,
     )
     check_well_formed(net)
     return net
 
 
-def load(path: str | Path, *, input: Any = None, spec: Any = None, numbers: str | None = None, normalize: bool = False) -> Network:
+def load(
+    path: str | Path,
+    *,
+    input: Any = None,
+    spec: Any = None,
+    numbers: str | None = None,
+    normalize: bool = False,
+) -> Network:
     """Read a .nnet file (see the module docstring)."""
     p = Path(path)
     try:

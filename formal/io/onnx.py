@@ -54,7 +54,14 @@ from formal.core.qarray import QArray
 from formal.errors import InputFileError, InvalidArgument, UnsupportedOp
 from formal.ops import conv as _conv  # noqa: F401  (registers the conv/pool rules)
 
-_FLOAT_TYPES = {1: "binary32", 10: "binary16", 11: "binary64", 16: "bfloat16", 17: "e4m3", 19: "e5m2"}
+_FLOAT_TYPES = {
+    1: "binary32",
+    10: "binary16",
+    11: "binary64",
+    16: "bfloat16",
+    17: "e4m3",
+    19: "e5m2",
+}
 MIN_OPSET, MAX_OPSET = 7, 21
 
 
@@ -87,7 +94,9 @@ def exact_from_float(arr: np.ndarray, what: str) -> QArray:
     bad = np.flatnonzero(~np.isfinite(x))
     if bad.size:
         idx = tuple(int(i) for i in np.unravel_index(int(bad[0]), a.shape))
-        raise InvalidArgument(f"{what}: expected finite values, got {what}{list(idx)} = {x[bad[0]]!r}")
+        raise InvalidArgument(
+            f"{what}: expected finite values, got {what}{list(idx)} = {x[bad[0]]!r}"
+        )
     m, e = np.frexp(x)
     mi = np.ldexp(m, 53).astype(np.int64)  # x = mi * 2**(e - 53), exactly
     t = e.astype(np.int64) - 53
@@ -127,7 +136,9 @@ class Importer:
         for o in self.model.opset_import:
             if o.domain in ("", "ai.onnx"):
                 if not MIN_OPSET <= o.version <= MAX_OPSET:
-                    raise UnsupportedOp(f"{self.source}: expected ONNX opset {MIN_OPSET}..{MAX_OPSET}, got opset {o.version}")
+                    raise UnsupportedOp(
+                        f"{self.source}: expected ONNX opset {MIN_OPSET}..{MAX_OPSET}, got opset {o.version}"
+                    )
                 return int(o.version)
         raise UnsupportedOp(f"{self.source}: the model imports no default-domain opset")
 
@@ -164,7 +175,14 @@ class Importer:
         self.names.add(name)
         return name
 
-    def emit(self, base: str, op: str, inputs: Sequence[str], shape: tuple[int, ...], attrs: tuple[tuple[str, Any], ...] = ()) -> str:
+    def emit(
+        self,
+        base: str,
+        op: str,
+        inputs: Sequence[str],
+        shape: tuple[int, ...],
+        attrs: tuple[tuple[str, Any], ...] = (),
+    ) -> str:
         name = self.fresh(base)
         self.nodes.append(Node(name, op, tuple(inputs), tuple(int(s) for s in shape), attrs))
         return name
@@ -178,7 +196,9 @@ class Importer:
         """Materialize a folded constant as an IR ``const`` node (cached on the tensor)."""
         if t.node is None:
             assert t.value is not None
-            t.node = self.emit(base, "const", (), t.shape, (("value", QArray.from_fractions(_fractions(t.value))),))
+            t.node = self.emit(
+                base, "const", (), t.shape, (("value", QArray.from_fractions(_fractions(t.value))),)
+            )
         return t.node
 
     def node_of(self, t: Tensor, base: str) -> str:
@@ -192,16 +212,22 @@ class Importer:
         p = self.current
         for k, name in enumerate(p.output):
             if k != index and name:
-                consumers = [n for n in self.graph.node if name in n.input] + [o for o in self.graph.output if o.name == name]
+                consumers = [n for n in self.graph.node if name in n.input] + [
+                    o for o in self.graph.output if o.name == name
+                ]
                 if consumers:
-                    raise self.unsupported(f"output #{k} ({name!r}) is used, only the first output is supported")
+                    raise self.unsupported(
+                        f"output #{k} ({name!r}) is used, only the first output is supported"
+                    )
         self.tensors[p.output[index]] = t
 
     # -- helpers used by handlers ---------------------------------------------------------
     def const_value(self, name: str, what: str) -> np.ndarray:
         t = self.get(name)
         if t.kind != "const":
-            raise self.unsupported(f"{what} {name!r} must be a constant, got a {('parameter' if t.kind == 'static' else 'data')} tensor")
+            raise self.unsupported(
+                f"{what} {name!r} must be a constant, got a {('parameter' if t.kind == 'static' else 'data')} tensor"
+            )
         assert t.value is not None
         return t.value
 
@@ -266,9 +292,13 @@ def input_values(
         input = "center" if spec is not None else "zeros"
     if isinstance(input, str) and input in ("center", "lo", "hi"):
         if spec is None:
-            raise InvalidArgument(f"{source}: --input {input} needs a --spec VNN-LIB file with the input box")
+            raise InvalidArgument(
+                f"{source}: --input {input} needs a --spec VNN-LIB file with the input box"
+            )
         if spec.n_inputs != size:
-            raise InvalidArgument(f"{spec.source}: expected {size} inputs (X_0..X_{size - 1}) for input shape {shape}, got {spec.n_inputs}")
+            raise InvalidArgument(
+                f"{spec.source}: expected {size} inputs (X_0..X_{size - 1}) for input shape {shape}, got {spec.n_inputs}"
+            )
         pts = spec.point(input)
         if rounding is not None:
             pts = [_round(rounding, q, spec.source) for q in pts]
@@ -282,7 +312,9 @@ def input_values(
     if isinstance(input, (str, Path)):
         p = Path(input)
         if p.suffix.lower() != ".npy":
-            raise InvalidArgument(f"expected --input center, lo, hi or a .npy file, got input={str(input)!r}")
+            raise InvalidArgument(
+                f"expected --input center, lo, hi or a .npy file, got input={str(input)!r}"
+            )
         try:
             data = np.load(p, allow_pickle=False)
         except (OSError, ValueError) as exc:
@@ -300,7 +332,9 @@ def input_values(
     else:
         raise InvalidArgument(f"{where}: expected a numeric array, got dtype {data.dtype}")
     if q.size % size or q.size == 0:
-        raise InvalidArgument(f"{where}: expected {size} values per sample (input shape {shape}), got {q.size} values with shape {data.shape}")
+        raise InvalidArgument(
+            f"{where}: expected {size} values per sample (input shape {shape}), got {q.size} values with shape {data.shape}"
+        )
     return q.reshape((q.size // size,) + shape)
 
 
@@ -333,7 +367,17 @@ def load(
         raise InputFileError(f"{p}: no such file") from None
     except Exception as exc:  # protobuf decode errors have no common base class
         raise InputFileError(f"{p}: not a readable ONNX model: {exc}") from None
-    return from_model(model, source=str(p), input=input, spec=spec, exact_input=exact_input, trainable=trainable, numbers=numbers, output=output, _ops=onnx_ops)
+    return from_model(
+        model,
+        source=str(p),
+        input=input,
+        spec=spec,
+        exact_input=exact_input,
+        trainable=trainable,
+        numbers=numbers,
+        output=output,
+        _ops=onnx_ops,
+    )
 
 
 def from_model(
@@ -357,33 +401,55 @@ def from_model(
     data_inputs = [i for i in graph.input if i.name not in inits]
     if len(data_inputs) != 1:
         names = ", ".join(i.name for i in data_inputs) or "none"
-        raise UnsupportedOp(f"{source}: expected exactly one graph input (the minibatch), got {names}")
+        raise UnsupportedOp(
+            f"{source}: expected exactly one graph input (the minibatch), got {names}"
+        )
     gin = data_inputs[0]
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in gin.type.tensor_type.shape.dim]
+    dims = [
+        d.dim_value if d.HasField("dim_value") else None for d in gin.type.tensor_type.shape.dim
+    ]
     batch_axis = len(dims) >= 2
     per = dims[1:] if batch_axis else dims
     if any(d is None or d <= 0 for d in per):
-        raise UnsupportedOp(f"{source}: graph input {gin.name!r} has a symbolic or empty non-batch dimension {dims}")
+        raise UnsupportedOp(
+            f"{source}: graph input {gin.name!r} has a symbolic or empty non-batch dimension {dims}"
+        )
     shape = tuple(int(d or 0) for d in per)
     fmt_name = _FLOAT_TYPES.get(gin.type.tensor_type.elem_type)
-    X = input_values(source, shape, None if exact_input or fmt_name is None else parse_format(fmt_name), input, spec)
+    X = input_values(
+        source,
+        shape,
+        None if exact_input or fmt_name is None else parse_format(fmt_name),
+        input,
+        spec,
+    )
     imp = Importer(model, source, X.shape[0])
     if not batch_axis and X.shape[0] != 1:
-        raise InvalidArgument(f"{source}: the graph input {gin.name!r} has no batch axis; expected one sample, got {X.shape[0]}")
-    imp.tensors[gin.name] = Tensor("data", shape, imp.emit(gin.name, "input", (), shape), batch_axis=batch_axis)
+        raise InvalidArgument(
+            f"{source}: the graph input {gin.name!r} has no batch axis; expected one sample, got {X.shape[0]}"
+        )
+    imp.tensors[gin.name] = Tensor(
+        "data", shape, imp.emit(gin.name, "input", (), shape), batch_axis=batch_axis
+    )
     ops.classify_initializers(imp, inits)
     for proto in graph.node:
         imp.current = proto
         if proto.domain not in ("", "ai.onnx"):
-            raise imp.unsupported(f"op {proto.domain}.{proto.op_type} (custom domain) is not supported")
+            raise imp.unsupported(
+                f"op {proto.domain}.{proto.op_type} (custom domain) is not supported"
+            )
         handler = ops.HANDLERS.get(proto.op_type)
         if handler is None:
-            raise imp.unsupported(f"op {proto.op_type} is not supported (supported: {', '.join(sorted(ops.HANDLERS))})")
+            raise imp.unsupported(
+                f"op {proto.op_type} is not supported (supported: {', '.join(sorted(ops.HANDLERS))})"
+            )
         handler(imp, proto)
     outs = [o.name for o in graph.output]
     if output is None:
         if len(outs) != 1:
-            raise UnsupportedOp(f"{source}: expected one graph output, got {len(outs)} ({', '.join(outs)}); pass output=NAME")
+            raise UnsupportedOp(
+                f"{source}: expected one graph output, got {len(outs)} ({', '.join(outs)}); pass output=NAME"
+            )
         output = outs[0]
     if output not in imp.tensors or imp.tensors[output].kind != "data":
         raise UnsupportedOp(f"{source}: the output {output!r} does not depend on the input")
@@ -391,7 +457,13 @@ def from_model(
     return _network(imp, X, out_node, trainable, numbers)
 
 
-def _network(imp: Importer, X: np.ndarray, out_node: str, trainable: Sequence[str] | None, numbers: str | None) -> Network:
+def _network(
+    imp: Importer,
+    X: np.ndarray,
+    out_node: str,
+    trainable: Sequence[str] | None,
+    numbers: str | None,
+) -> Network:
     from formal.io.formalnet import Where, check_members
 
     used = {n.attr("name") for n in imp.nodes if n.op == "param"}
@@ -404,14 +476,18 @@ def _network(imp: Importer, X: np.ndarray, out_node: str, trainable: Sequence[st
         if len(kinds) > 1:
             a = order[0]
             b = next(n for n in order if str(fmts[n]) != str(fmts[a]))
-            raise InvalidArgument(f"{imp.source}: expected parameters of one element type (it defines M), got {a} as {fmts[a]} and {b} as {fmts[b]}")
+            raise InvalidArgument(
+                f"{imp.source}: expected parameters of one element type (it defines M), got {a} as {fmts[a]} and {b} as {fmts[b]}"
+            )
         fmt = parse_format(_dtype_format(fmts[order[0]]))
     else:
         fmt = parse_format("binary32")
     train = list(order) if trainable is None else list(trainable)
     for name in train:
         if name not in order:
-            raise InvalidArgument(f"{imp.source}: expected trainable names among the parameters ({', '.join(order[:8])}{', ...' if len(order) > 8 else ''}), got {name!r}")
+            raise InvalidArgument(
+                f"{imp.source}: expected trainable names among the parameters ({', '.join(order[:8])}{', ...' if len(order) > 8 else ''}), got {name!r}"
+            )
     if numbers is not None:
         where = Where(imp.source)
         for name in train:
@@ -430,13 +506,25 @@ def _network(imp: Importer, X: np.ndarray, out_node: str, trainable: Sequence[st
         imp.source,
     )
     check_well_formed(net)
-    for n in order:  # float64 holds every value of these formats exactly: prefill the filter's cache
-        net.cache["float:" + n] = (imp.param_arrays[n].astype(np.float64), np.zeros(imp.param_arrays[n].shape))
+    for (
+        n
+    ) in order:  # float64 holds every value of these formats exactly: prefill the filter's cache
+        net.cache["float:" + n] = (
+            imp.param_arrays[n].astype(np.float64),
+            np.zeros(imp.param_arrays[n].shape),
+        )
     return net
 
 
 def _dtype_format(dt: np.dtype) -> str:
-    return {"float32": "binary32", "float16": "binary16", "float64": "binary64", "bfloat16": "bfloat16", "float8_e4m3fn": "e4m3", "float8_e5m2": "e5m2"}[str(dt)]
+    return {
+        "float32": "binary32",
+        "float16": "binary16",
+        "float64": "binary64",
+        "bfloat16": "bfloat16",
+        "float8_e4m3fn": "e4m3",
+        "float8_e5m2": "e5m2",
+    }[str(dt)]
 
 
 __all__ = ["load", "from_model", "exact_from_float", "input_values", "Importer", "Tensor"]

@@ -27,7 +27,9 @@ def reshape_data(imp: Importer, x: Tensor, target: list[int], base: str) -> Tens
         elif imp.batch == 1:
             per, ba = tuple(target), False
         else:
-            raise imp.unsupported(f"a reshape to {target} that mixes the batch axis (batch {imp.batch})")
+            raise imp.unsupported(
+                f"a reshape to {target} that mixes the batch axis (batch {imp.batch})"
+            )
     else:
         per, ba = tuple(target), False
     if _prod(per) != _prod(x.shape):
@@ -46,7 +48,9 @@ def _resolve(imp: Importer, full: tuple[int, ...], target: list[int], allowzero:
     for i, t in enumerate(target):
         if t == 0 and not allowzero:
             if i >= len(full):
-                raise imp.invalid(f"shape entry 0 at axis {i} copies a dimension the input does not have")
+                raise imp.invalid(
+                    f"shape entry 0 at axis {i} copies a dimension the input does not have"
+                )
             out.append(full[i])
         else:
             out.append(t)
@@ -66,7 +70,9 @@ def _reshaped(imp: Importer, x: Tensor, target: list[int]) -> Tensor:
     if x.kind == "const":
         return _const(np.asarray(x.value).reshape(target))
     if x.kind == "static":
-        return Tensor("static", tuple(target), imp.emit(imp.label(), "view", (str(x.node),), tuple(target)))
+        return Tensor(
+            "static", tuple(target), imp.emit(imp.label(), "view", (str(x.node),), tuple(target))
+        )
     return reshape_data(imp, x, target, imp.label())
 
 
@@ -150,7 +156,11 @@ def _squeeze(imp: Importer, p: Any) -> None:
     axes = _axes(imp, p)
     x = imp.get(p.input[0])
     full = list(_full(imp, x))
-    drop = {q + len(full) if q < 0 else q for q in axes} if axes else {i for i, d in enumerate(full) if d == 1}
+    drop = (
+        {q + len(full) if q < 0 else q for q in axes}
+        if axes
+        else {i for i, d in enumerate(full) if d == 1}
+    )
     if any(full[a] != 1 for a in drop):
         raise imp.invalid(f"cannot squeeze axes {sorted(drop)} of shape {full}")
     imp.set_output(_reshaped(imp, x, [d for i, d in enumerate(full) if i not in drop]))
@@ -175,7 +185,11 @@ def _pad(imp: Importer, p: Any) -> None:
     else:
         at = imp.attrs(p, {"mode": "constant"})
         pads = imp.ints(p.input[1], "the pads")
-        value = Fraction(_fr(imp.const_value(p.input[2], "the constant value")).reshape(-1)[0]) if _present(p, 2) else Fraction(0)
+        value = (
+            Fraction(_fr(imp.const_value(p.input[2], "the constant value")).reshape(-1)[0])
+            if _present(p, 2)
+            else Fraction(0)
+        )
         if _present(p, 3):
             axes = imp.ints(p.input[3], "the axes")
             rank = len(_full(imp, x))
@@ -202,7 +216,9 @@ def _pad(imp: Importer, p: Any) -> None:
         imp.set_output(x)
         return
     shape = tuple(d + a + b for d, (a, b) in zip(x.shape, pairs))
-    node = imp.emit(imp.label(), "pad", (str(x.node),), shape, (("pads", tuple(pairs)), ("value", value)))
+    node = imp.emit(
+        imp.label(), "pad", (str(x.node),), shape, (("pads", tuple(pairs)), ("value", value))
+    )
     imp.set_output(Tensor("data", shape, node, batch_axis=x.batch_axis))
 
 
@@ -216,7 +232,9 @@ def _image(imp: Importer, name: str) -> Tensor:
     return x
 
 
-def _window(imp: Importer, at: dict[str, Any], hw: tuple[int, ...], kernel: tuple[int, ...]) -> tuple[tuple[int, int], tuple[int, int, int, int], tuple[int, int]]:
+def _window(
+    imp: Importer, at: dict[str, Any], hw: tuple[int, ...], kernel: tuple[int, ...]
+) -> tuple[tuple[int, int], tuple[int, int, int, int], tuple[int, int]]:
     strides = tuple(at.get("strides") or (1, 1))
     dil = tuple(at.get("dilations") or (1, 1))
     if len(kernel) != 2 or len(strides) != 2 or len(dil) != 2:
@@ -242,7 +260,9 @@ def _window(imp: Importer, at: dict[str, Any], hw: tuple[int, ...], kernel: tupl
     return strides, pads, dil  # type: ignore[return-value]
 
 
-def _pool_shape(imp: Importer, x: Tensor, kernel: Any, strides: Any, pads: Any, dil: Any, ceil: bool) -> tuple[int, int, int]:
+def _pool_shape(
+    imp: Importer, x: Tensor, kernel: Any, strides: Any, pads: Any, dil: Any, ceil: bool
+) -> tuple[int, int, int]:
     C, H, W = x.shape
     try:
         oh = out_size(H, kernel[0], strides[0], pads[0], pads[2], dil[0], ceil)
@@ -254,7 +274,17 @@ def _pool_shape(imp: Importer, x: Tensor, kernel: Any, strides: Any, pads: Any, 
 
 @handles("Conv")
 def _conv(imp: Importer, p: Any) -> None:
-    at = imp.attrs(p, {"auto_pad": "NOTSET", "dilations": None, "group": 1, "kernel_shape": None, "pads": None, "strides": None})
+    at = imp.attrs(
+        p,
+        {
+            "auto_pad": "NOTSET",
+            "dilations": None,
+            "group": 1,
+            "kernel_shape": None,
+            "pads": None,
+            "strides": None,
+        },
+    )
     x = _image(imp, p.input[0])
     w = imp.get(p.input[1])
     if w.kind == "data" or len(w.shape) != 4:
@@ -262,16 +292,22 @@ def _conv(imp: Importer, p: Any) -> None:
     CO, Cg, kh, kw = w.shape
     g = int(at["group"])
     if at["kernel_shape"] is not None and tuple(at["kernel_shape"]) != (kh, kw):
-        raise imp.invalid(f"attribute kernel_shape = {at['kernel_shape']} does not match the weight {w.shape}")
+        raise imp.invalid(
+            f"attribute kernel_shape = {at['kernel_shape']} does not match the weight {w.shape}"
+        )
     if x.shape[0] != Cg * g or CO % g:
-        raise imp.invalid(f"input channels {x.shape[0]} and weight {w.shape} do not match group = {g}")
+        raise imp.invalid(
+            f"input channels {x.shape[0]} and weight {w.shape} do not match group = {g}"
+        )
     strides, pads, dil = _window(imp, at, x.shape[1:], (kh, kw))
     _, oh, ow = _pool_shape(imp, x, (kh, kw), strides, pads, dil, False)
     base = imp.label()
     has_bias = _present(p, 2)
     wnode = imp.node_of(w, base + ":weight")
     attrs = (("strides", strides), ("pads", pads), ("dilations", dil), ("groups", g))
-    y = imp.emit(base + (":conv" if has_bias else ""), "conv2d", (str(x.node), wnode), (CO, oh, ow), attrs)
+    y = imp.emit(
+        base + (":conv" if has_bias else ""), "conv2d", (str(x.node), wnode), (CO, oh, ow), attrs
+    )
     if has_bias:
         b = imp.get(p.input[2])
         if b.kind == "data" or b.shape != (CO,):
@@ -288,10 +324,18 @@ def _pool(imp: Importer, p: Any, op: str, at: dict[str, Any], kernel: tuple[int,
     x = _image(imp, p.input[0])
     strides, pads, dil = _window(imp, at, x.shape[1:], kernel)
     if any(q >= k for q, k in zip(pads, kernel + kernel)):
-        raise imp.unsupported(f"attribute pads = {list(pads)} as large as the kernel {list(kernel)}")
+        raise imp.unsupported(
+            f"attribute pads = {list(pads)} as large as the kernel {list(kernel)}"
+        )
     ceil = bool(at.get("ceil_mode", 0))
     C, oh, ow = _pool_shape(imp, x, kernel, strides, pads, dil, ceil)
-    attrs: tuple[tuple[str, Any], ...] = (("kernel", kernel), ("strides", strides), ("pads", pads), ("dilations", dil), ("ceil_mode", ceil))
+    attrs: tuple[tuple[str, Any], ...] = (
+        ("kernel", kernel),
+        ("strides", strides),
+        ("pads", pads),
+        ("dilations", dil),
+        ("ceil_mode", ceil),
+    )
     if op == "avgpool2d":
         attrs += (("count_include_pad", bool(at.get("count_include_pad", 0))),)
     node = imp.emit(imp.label(), op, (str(x.node),), (C, oh, ow), attrs)
@@ -300,13 +344,35 @@ def _pool(imp: Importer, p: Any, op: str, at: dict[str, Any], kernel: tuple[int,
 
 @handles("MaxPool")
 def _maxpool(imp: Importer, p: Any) -> None:
-    at = imp.attrs(p, {"auto_pad": "NOTSET", "ceil_mode": 0, "dilations": None, "kernel_shape": None, "pads": None, "storage_order": 0, "strides": None})
+    at = imp.attrs(
+        p,
+        {
+            "auto_pad": "NOTSET",
+            "ceil_mode": 0,
+            "dilations": None,
+            "kernel_shape": None,
+            "pads": None,
+            "storage_order": 0,
+            "strides": None,
+        },
+    )
     _pool(imp, p, "maxpool2d", at, tuple(at["kernel_shape"] or ()))  # type: ignore[arg-type]
 
 
 @handles("AveragePool")
 def _avgpool(imp: Importer, p: Any) -> None:
-    at = imp.attrs(p, {"auto_pad": "NOTSET", "ceil_mode": 0, "count_include_pad": 0, "dilations": None, "kernel_shape": None, "pads": None, "strides": None})
+    at = imp.attrs(
+        p,
+        {
+            "auto_pad": "NOTSET",
+            "ceil_mode": 0,
+            "count_include_pad": 0,
+            "dilations": None,
+            "kernel_shape": None,
+            "pads": None,
+            "strides": None,
+        },
+    )
     _pool(imp, p, "avgpool2d", at, tuple(at["kernel_shape"] or ()))  # type: ignore[arg-type]
 
 
@@ -322,7 +388,9 @@ def _global_avg(imp: Importer, p: Any) -> None:
 
 def _weight_node(imp: Importer, t: Tensor, base: str) -> str:
     if t.kind == "data":
-        raise imp.unsupported("a product of two data tensors (only data times a constant or parameter)")
+        raise imp.unsupported(
+            "a product of two data tensors (only data times a constant or parameter)"
+        )
     return imp.node_of(t, base)
 
 
@@ -361,7 +429,12 @@ def _matmul(imp: Importer, p: Any) -> None:
     if b.kind != "data":  # a product of parameters: an unbatched matmul
         if len(a.shape) != 2 or len(b.shape) != 2:
             raise imp.unsupported("products of parameter tensors beyond matrices")
-        node = imp.emit(base, "matmul", (imp.node_of(a, base + ":a"), imp.node_of(b, base + ":b")), (a.shape[0], b.shape[1]))
+        node = imp.emit(
+            base,
+            "matmul",
+            (imp.node_of(a, base + ":a"), imp.node_of(b, base + ":b")),
+            (a.shape[0], b.shape[1]),
+        )
         imp.set_output(Tensor("static", (a.shape[0], b.shape[1]), node))
         return
     # W @ x: x must be a per-sample vector or matrix (no batch axis to mix)
@@ -373,16 +446,36 @@ def _matmul(imp: Importer, p: Any) -> None:
         imp.set_output(_times(imp, b, a, True, base))
         return
     K, N = b.shape[-2:]
-    bt = imp.emit(base + ":xT", "transpose", (str(b.node),), b.shape[:-2] + (N, K), (("perm", tuple(range(len(b.shape) - 2)) + (len(b.shape) - 1, len(b.shape) - 2)),))
-    prod = _times(imp, Tensor("data", b.shape[:-2] + (N, K), bt, batch_axis=b.batch_axis), a, True, base + ":T")
+    bt = imp.emit(
+        base + ":xT",
+        "transpose",
+        (str(b.node),),
+        b.shape[:-2] + (N, K),
+        (("perm", tuple(range(len(b.shape) - 2)) + (len(b.shape) - 1, len(b.shape) - 2)),),
+    )
+    prod = _times(
+        imp,
+        Tensor("data", b.shape[:-2] + (N, K), bt, batch_axis=b.batch_axis),
+        a,
+        True,
+        base + ":T",
+    )
     M = a.shape[0]
-    out = imp.emit(base, "transpose", (str(prod.node),), b.shape[:-2] + (M, N), (("perm", tuple(range(len(b.shape) - 2)) + (len(b.shape) - 1, len(b.shape) - 2)),))
+    out = imp.emit(
+        base,
+        "transpose",
+        (str(prod.node),),
+        b.shape[:-2] + (M, N),
+        (("perm", tuple(range(len(b.shape) - 2)) + (len(b.shape) - 1, len(b.shape) - 2)),),
+    )
     imp.set_output(Tensor("data", b.shape[:-2] + (M, N), out, batch_axis=b.batch_axis))
 
 
 @handles("Gemm")
 def _gemm(imp: Importer, p: Any) -> None:
-    at = imp.attrs(p, {"alpha": Fraction(1), "beta": Fraction(1), "transA": 0, "transB": 0, "broadcast": 1})
+    at = imp.attrs(
+        p, {"alpha": Fraction(1), "beta": Fraction(1), "transA": 0, "transB": 0, "broadcast": 1}
+    )
     a, b = imp.get(p.input[0]), imp.get(p.input[1])
     base = imp.label()
     if a.kind != "data":
@@ -393,7 +486,13 @@ def _gemm(imp: Importer, p: Any) -> None:
     y = _times(imp, a, b, bool(at["transB"]), base + (":gemm" if has_c or at["alpha"] != 1 else ""))
     if at["alpha"] != 1:
         alpha = QArray.from_fractions(np.array([at["alpha"]], dtype=object))
-        node = imp.emit(base + (":alpha" if has_c else ""), "scale", (str(y.node),), y.shape, (("value", alpha),))
+        node = imp.emit(
+            base + (":alpha" if has_c else ""),
+            "scale",
+            (str(y.node),),
+            y.shape,
+            (("value", alpha),),
+        )
         y = Tensor("data", y.shape, node, batch_axis=y.batch_axis)
     if has_c:
         c = imp.get(p.input[2])
@@ -404,7 +503,11 @@ def _gemm(imp: Importer, p: Any) -> None:
                 c = _const(_fr(c.value) * at["beta"])  # type: ignore[arg-type]
             else:
                 beta = QArray.from_fractions(np.array([at["beta"]], dtype=object))
-                c = Tensor("static", c.shape, imp.emit(base + ":beta", "scale", (str(c.node),), c.shape, (("value", beta),)))
+                c = Tensor(
+                    "static",
+                    c.shape,
+                    imp.emit(base + ":beta", "scale", (str(c.node),), c.shape, (("value", beta),)),
+                )
         c = _align(imp, c, y)
         shape = tuple(np.broadcast_shapes(y.shape, c.shape))
         node = imp.emit(base, "add", (str(y.node), imp.node_of(c, base + ":C")), shape)
@@ -436,12 +539,18 @@ def _batchnorm(imp: Importer, p: Any) -> None:
     base = imp.label()
     cur = str(x.node)
     if any(v != 0 for v in mean.reshape(-1)):
-        cur = imp.emit(base + ":center", "sub", (cur, imp.const_node(_const(mean), base + ":mean")), x.shape)
+        cur = imp.emit(
+            base + ":center", "sub", (cur, imp.const_node(_const(mean), base + ":mean")), x.shape
+        )
     roots = [rational_sqrt(Fraction(v)) for v in r.reshape(-1)]
     exact = all(q is not None for q in roots)
-    coeff = np.array([1 / Fraction(q or 1) for q in roots], dtype=object).reshape(ch) if exact else None
+    coeff = (
+        np.array([1 / Fraction(q or 1) for q in roots], dtype=object).reshape(ch) if exact else None
+    )
     if not exact:
-        cur = imp.emit(base + ":rsqrt", "rsqrt_scale", (cur,), x.shape, (("value", QArray.from_fractions(r)),))
+        cur = imp.emit(
+            base + ":rsqrt", "rsqrt_scale", (cur,), x.shape, (("value", QArray.from_fractions(r)),)
+        )
         coeff = np.full(ch, Fraction(1), dtype=object)
     assert coeff is not None
     if scale.kind == "const":
@@ -451,13 +560,20 @@ def _batchnorm(imp: Importer, p: Any) -> None:
     else:
         raise imp.unsupported("a data tensor as the scale")
     if any(v != 1 for v in coeff.reshape(-1)):
-        cur = imp.emit(base + ":scale", "scale", (cur,), x.shape, (("value", QArray.from_fractions(coeff)),))
+        cur = imp.emit(
+            base + ":scale", "scale", (cur,), x.shape, (("value", QArray.from_fractions(coeff)),)
+        )
     if scale.kind == "static":
         g = imp.emit(base + ":gamma", "view", (str(scale.node),), ch)
         cur = imp.emit(base + ":mul", "mul", (cur, g), x.shape)
     if shift.kind == "const":
         if any(v != 0 for v in _fr(shift.value).reshape(-1)):  # type: ignore[arg-type]
-            cur = imp.emit(base, "add", (cur, imp.const_node(_const(_fr(shift.value).reshape(ch)), base + ":beta")), x.shape)  # type: ignore[arg-type]
+            cur = imp.emit(
+                base,
+                "add",
+                (cur, imp.const_node(_const(_fr(shift.value).reshape(ch)), base + ":beta")),
+                x.shape,
+            )  # type: ignore[arg-type]
     elif shift.kind == "static":
         bnode = imp.emit(base + ":beta", "view", (str(shift.node),), ch)
         cur = imp.emit(base, "add", (cur, bnode), x.shape)

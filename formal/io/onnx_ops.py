@@ -61,7 +61,11 @@ def classify_initializers(imp: Importer, inits: dict[str, Any]) -> None:
             node = imp.emit("p:" + name, "param", (), arr.shape, (("name", name),))
             imp.tensors[name] = Tensor("static", tuple(arr.shape), node)
         elif t.data_type in _FLOAT_TYPES:
-            imp.tensors[name] = Tensor("const", tuple(arr.shape), value=exact_from_float(arr, f"{imp.source}: initializer {name}").to_fractions())
+            imp.tensors[name] = Tensor(
+                "const",
+                tuple(arr.shape),
+                value=exact_from_float(arr, f"{imp.source}: initializer {name}").to_fractions(),
+            )
         else:
             imp.tensors[name] = Tensor("const", tuple(arr.shape), value=np.asarray(arr))
 
@@ -84,15 +88,21 @@ def _align(imp: Importer, other: Tensor, data: Tensor) -> Tensor:
     rank = data.onnx_shape_rank
     t = other.shape
     if len(t) > rank:
-        raise imp.unsupported(f"broadcasting a {len(t)}-D constant or parameter against {rank}-D data")
+        raise imp.unsupported(
+            f"broadcasting a {len(t)}-D constant or parameter against {rank}-D data"
+        )
     if data.batch_axis and len(t) == rank:
         if t[0] != 1:
-            raise imp.unsupported(f"a constant or parameter of shape {t} varies along the batch axis")
+            raise imp.unsupported(
+                f"a constant or parameter of shape {t} varies along the batch axis"
+            )
         new = t[1:]
         if other.kind == "const":
             assert other.value is not None
             return _const(other.value.reshape(new))
-        return Tensor("static", new, imp.emit(imp.label() + ":view", "view", (str(other.node),), new))
+        return Tensor(
+            "static", new, imp.emit(imp.label() + ":view", "view", (str(other.node),), new)
+        )
     return other
 
 
@@ -113,7 +123,12 @@ def _binary(kind: str) -> Handler:
             return
         if a.kind != "data" and b.kind != "data":
             shape = _broadcast(imp, a.shape, b.shape)
-            node = imp.emit(imp.label(), kind, (imp.node_of(a, imp.label() + ":a"), imp.node_of(b, imp.label() + ":b")), shape)
+            node = imp.emit(
+                imp.label(),
+                kind,
+                (imp.node_of(a, imp.label() + ":a"), imp.node_of(b, imp.label() + ":b")),
+                shape,
+            )
             imp.set_output(Tensor("static", shape, node))
             return
         if a.kind == "data" and b.kind == "data":
@@ -127,10 +142,18 @@ def _binary(kind: str) -> Handler:
         other = _align(imp, other, data)
         shape = _broadcast(imp, data.shape, other.shape)
         if kind == "mul" and other.kind == "const" and shape == data.shape:
-            node = imp.emit(imp.label(), "scale", (str(data.node),), shape, (("value", QArray.from_fractions(_fr(other.value))),))  # type: ignore[arg-type]
+            node = imp.emit(
+                imp.label(),
+                "scale",
+                (str(data.node),),
+                shape,
+                (("value", QArray.from_fractions(_fr(other.value))),),
+            )  # type: ignore[arg-type]
         else:
             o = imp.node_of(other, imp.label() + ":const")
-            node = imp.emit(imp.label(), kind, (str(data.node), o) if first else (o, str(data.node)), shape)
+            node = imp.emit(
+                imp.label(), kind, (str(data.node), o) if first else (o, str(data.node)), shape
+            )
         imp.set_output(Tensor("data", shape, node, batch_axis=data.batch_axis))
 
     return handler
@@ -155,8 +178,16 @@ def _div(imp: Importer, p: Any) -> None:
     other = _align(imp, _const(inv), a) if a.kind == "data" else _const(inv)
     shape = _broadcast(imp, a.shape, other.shape)
     if shape != a.shape:
-        raise imp.unsupported(f"a divisor of shape {other.shape} that broadcasts the dividend {a.shape}")
-    node = imp.emit(imp.label(), "scale", (str(a.node),), shape, (("value", QArray.from_fractions(_fr(other.value))),))  # type: ignore[arg-type]
+        raise imp.unsupported(
+            f"a divisor of shape {other.shape} that broadcasts the dividend {a.shape}"
+        )
+    node = imp.emit(
+        imp.label(),
+        "scale",
+        (str(a.node),),
+        shape,
+        (("value", QArray.from_fractions(_fr(other.value))),),
+    )  # type: ignore[arg-type]
     imp.set_output(Tensor(a.kind, shape, node, batch_axis=a.batch_axis))
 
 
@@ -167,7 +198,14 @@ def _neg(imp: Importer, p: Any) -> None:
     if a.kind == "const":
         imp.set_output(_const(-_fr(a.value)))  # type: ignore[arg-type]
         return
-    imp.set_output(Tensor(a.kind, a.shape, imp.emit(imp.label(), "neg", (str(a.node),), a.shape), batch_axis=a.batch_axis))
+    imp.set_output(
+        Tensor(
+            a.kind,
+            a.shape,
+            imp.emit(imp.label(), "neg", (str(a.node),), a.shape),
+            batch_axis=a.batch_axis,
+        )
+    )
 
 
 @handles("Identity")
@@ -212,7 +250,9 @@ def _cast(imp: Importer, p: Any) -> None:
     if a.kind != "const":
         raise imp.unsupported(f"attribute to = {to} (a cast of data to an integer type)")
     v = np.asarray(a.value)
-    ints = np.array([math.trunc(Fraction(x)) for x in v.reshape(-1)], dtype=np.int64).reshape(v.shape)
+    ints = np.array([math.trunc(Fraction(x)) for x in v.reshape(-1)], dtype=np.int64).reshape(
+        v.shape
+    )
     imp.set_output(_const(ints))
 
 
@@ -220,7 +260,16 @@ def _cast(imp: Importer, p: Any) -> None:
 def _constant(imp: Importer, p: Any) -> None:
     from onnx import numpy_helper
 
-    at = imp.attrs(p, {"value": None, "value_float": None, "value_floats": None, "value_int": None, "value_ints": None})
+    at = imp.attrs(
+        p,
+        {
+            "value": None,
+            "value_float": None,
+            "value_floats": None,
+            "value_int": None,
+            "value_ints": None,
+        },
+    )
     if at["value"] is not None:
         t = at["value"]
         arr = numpy_helper.to_array(t)
@@ -264,8 +313,12 @@ def hard_sigmoid(alpha: Fraction, beta: Fraction) -> Activation:
     x0, x1 = -beta / alpha, (1 - beta) / alpha
     mid = (beta, alpha)
     if alpha > 0:
-        return Activation("hardsigmoid", params, (x0, x1), ((Fraction(0),), mid, (Fraction(1),)), abs(alpha))
-    return Activation("hardsigmoid", params, (x1, x0), ((Fraction(1),), mid, (Fraction(0),)), abs(alpha))
+        return Activation(
+            "hardsigmoid", params, (x0, x1), ((Fraction(0),), mid, (Fraction(1),)), abs(alpha)
+        )
+    return Activation(
+        "hardsigmoid", params, (x1, x0), ((Fraction(1),), mid, (Fraction(0),)), abs(alpha)
+    )
 
 
 def clip(lo: Fraction | None, hi: Fraction | None) -> Activation | None:
@@ -283,7 +336,13 @@ def clip(lo: Fraction | None, hi: Fraction | None) -> Activation | None:
 @handles("Relu", "Abs", "Sigmoid", "Tanh", "HardSwish")
 def _simple_act(imp: Importer, p: Any) -> None:
     imp.attrs(p, {})
-    name = {"Relu": "relu", "Abs": "abs", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hardswish"}[p.op_type]
+    name = {
+        "Relu": "relu",
+        "Abs": "abs",
+        "Sigmoid": "sigmoid",
+        "Tanh": "tanh",
+        "HardSwish": "hardswish",
+    }[p.op_type]
     _act(imp, p, get_activation(name))
 
 
@@ -306,8 +365,16 @@ def _clip(imp: Importer, p: Any) -> None:
         lo, hi = at["min"], at["max"]
     else:
         imp.attrs(p, {})
-        lo = Fraction(_fr(imp.const_value(p.input[1], "the min bound")).reshape(-1)[0]) if _present(p, 1) else None
-        hi = Fraction(_fr(imp.const_value(p.input[2], "the max bound")).reshape(-1)[0]) if _present(p, 2) else None
+        lo = (
+            Fraction(_fr(imp.const_value(p.input[1], "the min bound")).reshape(-1)[0])
+            if _present(p, 1)
+            else None
+        )
+        hi = (
+            Fraction(_fr(imp.const_value(p.input[2], "the max bound")).reshape(-1)[0])
+            if _present(p, 2)
+            else None
+        )
     if lo is not None and hi is not None and not lo < hi:
         raise imp.unsupported(f"min = {lo} >= max = {hi} (a constant clip)")
     act = clip(lo, hi)

@@ -60,7 +60,9 @@ class Spec:
     def point(self, which: str = "center", box: int = 0) -> list[Fraction]:
         """The center or a corner of one box, exactly."""
         if not 0 <= box < len(self.boxes):
-            raise InvalidArgument(f"{self.source}: expected a box index below {len(self.boxes)}, got box={box}")
+            raise InvalidArgument(
+                f"{self.source}: expected a box index below {len(self.boxes)}, got box={box}"
+            )
         return self.boxes[box].point(which)
 
 
@@ -116,13 +118,18 @@ Bounds = dict[int, tuple[Fraction | None, Fraction | None]]
 
 def _atom(expr: Any, bounds: Bounds, source: str) -> None:
     op, a, b = expr
-    ma, mb = _VAR.match(str(a)) if isinstance(a, str) else None, _VAR.match(str(b)) if isinstance(b, str) else None
+    ma, mb = (
+        _VAR.match(str(a)) if isinstance(a, str) else None,
+        _VAR.match(str(b)) if isinstance(b, str) else None,
+    )
     if ma and not mb:
         i, c, upper = int(ma.group(2)), _number(b, source), op in ("<=", "<")
     elif mb and not ma:
         i, c, upper = int(mb.group(2)), _number(a, source), op in (">=", ">")
     else:
-        raise InputFileError(f"{source}: expected a bound of one input by a numeral, got {_show(expr)}")
+        raise InputFileError(
+            f"{source}: expected a bound of one input by a numeral, got {_show(expr)}"
+        )
     lo, hi = bounds.get(i, (None, None))
     if upper:
         hi = c if hi is None else min(hi, c)
@@ -138,7 +145,9 @@ def _conj(expr: Any, bounds: Bounds, source: str) -> None:
     elif isinstance(expr, list) and len(expr) == 3 and expr[0] in ("<=", ">=", "<", ">"):
         _atom(expr, bounds, source)
     else:
-        raise InputFileError(f"{source}: expected input bounds (<=, >=, and), got {_show(expr)[:80]}")
+        raise InputFileError(
+            f"{source}: expected input bounds (<=, >=, and), got {_show(expr)[:80]}"
+        )
 
 
 def parse(text: str, source: str = "<vnnlib>") -> Spec:
@@ -155,7 +164,9 @@ def parse(text: str, source: str = "<vnnlib>") -> Spec:
         if head == "declare-const":
             m = _VAR.match(str(form[1])) if len(form) == 3 else None
             if not m:
-                raise InputFileError(f"{source}: expected (declare-const X_i Real) or Y_j, got {_show(form)}")
+                raise InputFileError(
+                    f"{source}: expected (declare-const X_i Real) or Y_j, got {_show(form)}"
+                )
             (xs if m.group(1) == "X" else ys).add(int(m.group(2)))
         elif head == "assert":
             if len(form) != 2:
@@ -165,7 +176,9 @@ def parse(text: str, source: str = "<vnnlib>") -> Spec:
                 continue  # the output property
             if isinstance(expr, list) and expr and expr[0] == "or":
                 if disjuncts:
-                    raise InputFileError(f"{source}: expected at most one disjunction of input boxes")
+                    raise InputFileError(
+                        f"{source}: expected at most one disjunction of input boxes"
+                    )
                 for d in expr[1:]:
                     box_bounds: Bounds = {}
                     _conj(d, box_bounds, source)
@@ -178,7 +191,9 @@ def parse(text: str, source: str = "<vnnlib>") -> Spec:
     n = max(xs) + 1
     if xs != set(range(n)):
         missing = min(set(range(n)) - xs)
-        raise InputFileError(f"{source}: expected inputs X_0..X_{n - 1}, X_{missing} is not declared")
+        raise InputFileError(
+            f"{source}: expected inputs X_0..X_{n - 1}, X_{missing} is not declared"
+        )
     boxes = []
     for extra in disjuncts or [{}]:
         lo: list[Fraction] = []
@@ -190,9 +205,13 @@ def parse(text: str, source: str = "<vnnlib>") -> Spec:
             high = b0 if b1 is None else (b1 if b0 is None else min(b0, b1))
             if low is None or high is None:
                 side = "lower" if low is None else "upper"
-                raise InputFileError(f"{source}: expected a bounded input box, X_{i} has no {side} bound")
+                raise InputFileError(
+                    f"{source}: expected a bounded input box, X_{i} has no {side} bound"
+                )
             if low > high:
-                raise InputFileError(f"{source}: expected lo <= hi, got X_{i} in [{low}, {high}] (empty box)")
+                raise InputFileError(
+                    f"{source}: expected lo <= hi, got X_{i} in [{low}, {high}] (empty box)"
+                )
             lo.append(low)
             hi.append(high)
         boxes.append(Box(tuple(lo), tuple(hi)))

@@ -3,6 +3,6 @@
 Importing this package registers every op in the rule tables.
 """
 
-from formal.ops import basic, conv, pool, tensor
+from formal.ops import activation, basic, conv, pool, tensor
 
-__all__ = ["basic", "conv", "pool", "tensor"]
+__all__ = ["activation", "basic", "conv", "pool", "tensor"]

@@ -38,7 +38,9 @@ ETA = 2.0**-1074  # smallest positive subnormal of binary64
 ExactRule = Callable[[Node, list[QArray], Network], QArray]
 JvpRule = Callable[[Node, list[QArray], list[QArray | None], Network], QArray | None]
 VjpRule = Callable[[Node, list[QArray], QArray, Network, list[Any]], list[QArray | None]]
-FloatRule = Callable[[Node, list[np.ndarray], list[np.ndarray], Network], tuple[np.ndarray, np.ndarray]]
+FloatRule = Callable[
+    [Node, list[np.ndarray], list[np.ndarray], Network], tuple[np.ndarray, np.ndarray]
+]
 
 EXACT: dict[str, ExactRule] = {}
 JVP: dict[str, JvpRule] = {}
@@ -129,7 +131,9 @@ def _nonzero_columns(num: np.ndarray) -> np.ndarray:
     return np.nonzero((flat != 0).any(axis=0))[0]
 
 
-def _linear_jvp(node: Node, ins: list[QArray], tans: list[QArray | None], net: Network) -> QArray | None:
+def _linear_jvp(
+    node: Node, ins: list[QArray], tans: list[QArray | None], net: Network
+) -> QArray | None:
     x, w = ins
     xd, wd = tans
     out: QArray | None = None
@@ -203,8 +207,13 @@ FLOAT["linear"] = _linear_float
 
 
 def _binary_jvp(sign: int) -> JvpRule:
-    def jvp(node: Node, ins: list[QArray], tans: list[QArray | None], net: Network) -> QArray | None:
-        a, b = (lift(t, is_batched(net, i)) if t is not None else None for t, i in zip(tans, node.inputs))
+    def jvp(
+        node: Node, ins: list[QArray], tans: list[QArray | None], net: Network
+    ) -> QArray | None:
+        a, b = (
+            lift(t, is_batched(net, i)) if t is not None else None
+            for t, i in zip(tans, node.inputs)
+        )
         if b is not None and sign < 0:
             b = -b
         if a is None:
@@ -224,7 +233,9 @@ def _expand(t: QArray, node: Node, net: Network) -> QArray:
 
 
 def _binary_vjp(sign: int) -> VjpRule:
-    def vjp(node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[bool]) -> list[QArray | None]:
+    def vjp(
+        node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[bool]
+    ) -> list[QArray | None]:
         out: list[QArray | None] = []
         for k, (name, val) in enumerate(zip(node.inputs, ins)):
             if need[k] is False:
@@ -268,12 +279,16 @@ def _scale_exact(node: Node, ins: list[QArray], net: Network) -> QArray:
     return ins[0].mul(node.attr("value"))
 
 
-def _scale_jvp(node: Node, ins: list[QArray], tans: list[QArray | None], net: Network) -> QArray | None:
+def _scale_jvp(
+    node: Node, ins: list[QArray], tans: list[QArray | None], net: Network
+) -> QArray | None:
     t = tans[0]
     return None if t is None else t.mul(node.attr("value"))
 
 
-def _scale_vjp(node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[bool]) -> list[QArray | None]:
+def _scale_vjp(
+    node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[bool]
+) -> list[QArray | None]:
     return [adj.mul(node.attr("value"))]
 
 
@@ -297,12 +312,16 @@ def _reshape_exact(node: Node, ins: list[QArray], net: Network) -> QArray:
     return x.reshape((x.shape[0],) + node.shape)
 
 
-def _reshape_jvp(node: Node, ins: list[QArray], tans: list[QArray | None], net: Network) -> QArray | None:
+def _reshape_jvp(
+    node: Node, ins: list[QArray], tans: list[QArray | None], net: Network
+) -> QArray | None:
     t = tans[0]
     return None if t is None else t.reshape(t.shape[:2] + node.shape)
 
 
-def _reshape_vjp(node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[bool]) -> list[QArray | None]:
+def _reshape_vjp(
+    node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[bool]
+) -> list[QArray | None]:
     return [adj.reshape((adj.shape[0],) + ins[0].shape)]
 
 

@@ -56,7 +56,9 @@ def out_size(size: int, k: int, s: int, p0: int, p1: int, d: int, ceil_mode: boo
     """Output length of a window op along one axis (ONNX / PyTorch convention)."""
     span = size + p0 + p1 - d * (k - 1) - 1
     if span < 0:
-        raise InvalidArgument(f"expected a window (kernel {k}, dilation {d}) that fits the padded input of size {size + p0 + p1}")
+        raise InvalidArgument(
+            f"expected a window (kernel {k}, dilation {d}) that fits the padded input of size {size + p0 + p1}"
+        )
     if not ceil_mode:
         return span // s + 1
     o = -(-span // s) + 1
@@ -137,21 +139,28 @@ def scatter_add(target: np.ndarray, idx: np.ndarray, vals: np.ndarray) -> None:
     target[...] = ext[..., :n]
 
 
-
 # ---------------------------------------------------------------------------
 # conv2d: x (B, C, H, W), W (CO, C/g, kh, kw) unbatched
 
 
-def _conv_tables(node: Node, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> tuple[list[np.ndarray], int, int, int]:
+def _conv_tables(
+    node: Node, x_shape: tuple[int, ...], w_shape: tuple[int, ...]
+) -> tuple[list[np.ndarray], int, int, int]:
     """Per group the im2col index table (P, Cg*kh*kw) into the flat (C, H, W) input."""
     return _conv_tables_cached(
-        tuple(x_shape), tuple(w_shape), tuple(node.attr("strides")), tuple(node.attr("pads")),
-        tuple(node.attr("dilations", (1, 1))), int(node.attr("groups", 1)),
+        tuple(x_shape),
+        tuple(w_shape),
+        tuple(node.attr("strides")),
+        tuple(node.attr("pads")),
+        tuple(node.attr("dilations", (1, 1))),
+        int(node.attr("groups", 1)),
     )
 
 
 @functools.lru_cache(maxsize=64)
-def _conv_tables_cached(x_shape: Any, w_shape: Any, strides: Any, pads: Any, dil: Any, g: int) -> tuple[list[np.ndarray], int, int, int]:
+def _conv_tables_cached(
+    x_shape: Any, w_shape: Any, strides: Any, pads: Any, dil: Any, g: int
+) -> tuple[list[np.ndarray], int, int, int]:
     C, H, W = x_shape
     CO, Cg, kh, kw = w_shape
     idx, oh, ow = window_index(C, H, W, (kh, kw), strides, pads, dil)
@@ -164,7 +173,9 @@ def _conv_tables_cached(x_shape: Any, w_shape: Any, strides: Any, pads: Any, dil
     return tables, oh, ow, g
 
 
-def _conv_forward_num(node: Node, xnum: np.ndarray, w: QArray, net: Network, x_shape: tuple[int, ...]) -> np.ndarray:
+def _conv_forward_num(
+    node: Node, xnum: np.ndarray, w: QArray, net: Network, x_shape: tuple[int, ...]
+) -> np.ndarray:
     """Integer numerators of conv(x, W) for xnum (N, C, H, W): returns (N, CO, OH, OW)."""
     N = xnum.shape[0]
     CO = w.shape[0]
@@ -190,7 +201,9 @@ def _conv_exact(node: Node, ins: list[QArray], net: Network) -> QArray:
     return QArray(_conv_forward_num(node, x.num, w, net, x.shape[1:]), x.den * w.den)
 
 
-def _conv_jvp(node: Node, ins: list[QArray], tans: list[QArray | None], net: Network) -> QArray | None:
+def _conv_jvp(
+    node: Node, ins: list[QArray], tans: list[QArray | None], net: Network
+) -> QArray | None:
     x, w = ins
     xd, wd = tans
     out: QArray | None = None
@@ -218,7 +231,9 @@ def _conv_jvp(node: Node, ins: list[QArray], tans: list[QArray | None], net: Net
     return out
 
 
-def _conv_vjp(node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[Any]) -> list[QArray | None]:
+def _conv_vjp(
+    node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[Any]
+) -> list[QArray | None]:
     x, w = ins
     r, B, CO, oh, ow = adj.shape
     tables, _, _, g = _conv_tables(node, x.shape[1:], w.shape)
@@ -243,8 +258,15 @@ def _conv_vjp(node: Node, ins: list[QArray], adj: QArray, net: Network, need: li
         wbar_parts = []
         for gi, tab in enumerate(tables):
             cols = gather_padded(flat, tab).reshape(B * oh * ow, tab.shape[1])
-            ag = a[:, gi * og : (gi + 1) * og].reshape(r, B * oh * ow, og).transpose(0, 2, 1).reshape(r * og, B * oh * ow)
-            wbar_parts.append(int_matmul(np.ascontiguousarray(ag), cols).reshape(r, og, tab.shape[1]))
+            ag = (
+                a[:, gi * og : (gi + 1) * og]
+                .reshape(r, B * oh * ow, og)
+                .transpose(0, 2, 1)
+                .reshape(r * og, B * oh * ow)
+            )
+            wbar_parts.append(
+                int_matmul(np.ascontiguousarray(ag), cols).reshape(r, og, tab.shape[1])
+            )
         wbar = np.concatenate(wbar_parts, axis=1) if g > 1 else wbar_parts[0]
         out[1] = QArray(wbar.reshape((r,) + w.shape), adj.den * x.den)
     return out
@@ -299,7 +321,9 @@ def avg_divisors(node: Node, in_shape: tuple[int, ...]) -> np.ndarray:
     return (nr[:, None] * nc[None, :]).reshape(-1)
 
 
-def _avg_tables(node: Node, in_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+def _avg_tables(
+    node: Node, in_shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray, int, int, int]:
     idx, oh, ow = _geometry(node, in_shape)
     div = avg_divisors(node, in_shape)
     L = 1
@@ -324,7 +348,9 @@ def _avg_exact(node: Node, ins: list[QArray], net: Network) -> QArray:
     return QArray(s, x.den * L)
 
 
-def _avg_jvp(node: Node, ins: list[QArray], tans: list[QArray | None], net: Network) -> QArray | None:
+def _avg_jvp(
+    node: Node, ins: list[QArray], tans: list[QArray | None], net: Network
+) -> QArray | None:
     t = tans[0]
     if t is None:
         return None
@@ -333,7 +359,9 @@ def _avg_jvp(node: Node, ins: list[QArray], tans: list[QArray | None], net: Netw
     return QArray(s.reshape((r, b) + s.shape[1:]), t.den * L)
 
 
-def _avg_vjp(node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[Any]) -> list[QArray | None]:
+def _avg_vjp(
+    node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[Any]
+) -> list[QArray | None]:
     x = ins[0]
     idx, mult, L, oh, ow = _avg_tables(node, x.shape[1:])
     r, b = adj.shape[:2]
@@ -365,7 +393,14 @@ VJP["avgpool2d"] = _avg_vjp
 FLOAT["avgpool2d"] = _avg_float
 
 
-
 from formal.ops import pool as _maxpool  # noqa: E402,F401  (registers KINK_RULES["maxpool2d"])
 
-__all__ = ["window_index", "out_size", "gather_padded", "scatter_add", "avg_divisors", "rational_sqrt", "float_dot_bound"]
+__all__ = [
+    "window_index",
+    "out_size",
+    "gather_padded",
+    "scatter_add",
+    "avg_divisors",
+    "rational_sqrt",
+    "float_dot_bound",
+]

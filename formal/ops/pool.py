@@ -35,9 +35,10 @@ from typing import Any
 import numpy as np
 
 from formal.core.activations import Preset
+from formal.core.kinks import KinkNode, patch
 from formal.core.network import Network, Node
 from formal.core.qarray import QArray
-from formal.engine.forward import KINK_RULES, KinkNode, patch
+from formal.core.rules import register
 from formal.engine.signature import Oracle, exact_oracle, float_oracle, signatures
 from formal.errors import InvalidArgument
 from formal.ops.basic import ETA, U
@@ -58,7 +59,9 @@ def tie_rule(node: Node, preset: Preset, out_index: int) -> str:
     else:
         rule = spec[out_index % len(spec)]
     if rule not in ("first", "last"):
-        raise InvalidArgument(f"expected tie rule 'first' or 'last' on node {node.name!r}, got {rule!r}")
+        raise InvalidArgument(
+            f"expected tie rule 'first' or 'last' on node {node.name!r}, got {rule!r}"
+        )
     return rule
 
 
@@ -68,9 +71,20 @@ def _tables(node: Node, in_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarr
     return safe, valid, oh, ow
 
 
-def _geometry_tables(node: Node, in_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+def _geometry_tables(
+    node: Node, in_shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
     C, H, W = in_shape
-    key = (C, H, W, tuple(node.attr("kernel")), tuple(node.attr("strides")), tuple(node.attr("pads")), tuple(node.attr("dilations", (1, 1))), bool(node.attr("ceil_mode", False)))
+    key = (
+        C,
+        H,
+        W,
+        tuple(node.attr("kernel")),
+        tuple(node.attr("strides")),
+        tuple(node.attr("pads")),
+        tuple(node.attr("dilations", (1, 1))),
+        bool(node.attr("ceil_mode", False)),
+    )
     out = _safe_cached(*key)
     if out is None:
         raise InvalidArgument(f"max-pool node {node.name!r}: a window lies entirely in the padding")
@@ -78,7 +92,9 @@ def _geometry_tables(node: Node, in_shape: tuple[int, ...]) -> tuple[np.ndarray,
 
 
 @functools.lru_cache(maxsize=64)
-def _safe_cached(C: int, H: int, W: int, kernel: Any, strides: Any, pads: Any, dil: Any, ceil: bool) -> Any:
+def _safe_cached(
+    C: int, H: int, W: int, kernel: Any, strides: Any, pads: Any, dil: Any, ceil: bool
+) -> Any:
     """Tables of one geometry (also transposed, (K, n_out): reductions over K are then fast)."""
     from formal.ops.conv import window_index
 
@@ -105,7 +121,9 @@ class MaxPoolRule:
         return kh * kw > 1
 
     # -- exact ------------------------------------------------------------------
-    def forward(self, node: Node, ins: list[QArray], net: Network, preset: Preset, context: Any = None):
+    def forward(
+        self, node: Node, ins: list[QArray], net: Network, preset: Preset, context: Any = None
+    ):
         x = ins[0]
         B = x.shape[0]
         safe, valid, oh, ow = _tables(node, x.shape[1:])
@@ -116,11 +134,15 @@ class MaxPoolRule:
         count = eq.sum(axis=-1)
         choice = np.empty((B, safe.shape[0]), dtype=np.int64)
         # the common case, no tie: the unique maximum
-        choice[...] = np.take_along_axis(safe[None].repeat(B, 0), eq.argmax(axis=-1)[..., None], axis=-1)[..., 0]
+        choice[...] = np.take_along_axis(
+            safe[None].repeat(B, 0), eq.argmax(axis=-1)[..., None], axis=-1
+        )[..., 0]
         kinks: list[KinkNode] = []
         ties = np.argwhere(count > 1)
         if len(ties):
-            oracle: Oracle = exact_oracle(context.values) if context is not None else _uncertified(net)
+            oracle: Oracle = (
+                exact_oracle(context.values) if context is not None else _uncertified(net)
+            )
             sig = signatures(net, node.inputs[0], oracle).reshape(B, -1)
             for b, o in ties:
                 b, o = int(b), int(o)
@@ -138,12 +160,28 @@ class MaxPoolRule:
                     continue
                 inputs = tuple(sorted(reps.values(), key=tied.index))
                 kinks.append(
-                    KinkNode(node.name, b, o, "tie", inputs, Fraction(int(m[b, o]), x.den), choice=inputs.index(chosen))
+                    KinkNode(
+                        node.name,
+                        b,
+                        o,
+                        "tie",
+                        inputs,
+                        Fraction(int(m[b, o]), x.den),
+                        choice=inputs.index(chosen),
+                    )
                 )
         value = QArray(m.reshape((B,) + node.shape), x.den)
         return value, choice, kinks
 
-    def jvp(self, node: Node, ins: list[QArray], tan: QArray, state: Any, kinks: list[KinkNode], net: Network) -> QArray:
+    def jvp(
+        self,
+        node: Node,
+        ins: list[QArray],
+        tan: QArray,
+        state: Any,
+        kinks: list[KinkNode],
+        net: Network,
+    ) -> QArray:
         r, B = tan.shape[:2]
         flat = tan.num.reshape(r, B, -1)
         out = np.take_along_axis(flat, np.broadcast_to(state[None], (r,) + state.shape), axis=-1)
@@ -151,13 +189,27 @@ class MaxPoolRule:
         if not kinks:
             return res
         patches = [
-            (row, k.sample, k.index, k.apply([Fraction(int(flat[row, k.sample, i]), tan.den) for i in k.inputs]))
+            (
+                row,
+                k.sample,
+                k.index,
+                k.apply([Fraction(int(flat[row, k.sample, i]), tan.den) for i in k.inputs]),
+            )
             for k in kinks
             for row in range(r)
         ]
         return patch(res, patches)
 
-    def vjp(self, node: Node, ins: list[QArray], adj: QArray, state: Any, kinks: list[KinkNode], net: Network, cut: bool) -> QArray:
+    def vjp(
+        self,
+        node: Node,
+        ins: list[QArray],
+        adj: QArray,
+        state: Any,
+        kinks: list[KinkNode],
+        net: Network,
+        cut: bool,
+    ) -> QArray:
         x = ins[0]
         r, B = adj.shape[:2]
         a = adj.num.reshape(r, B, -1)
@@ -174,10 +226,19 @@ class MaxPoolRule:
 
     def kink_adjoint(self, adj: QArray, k: KinkNode) -> np.ndarray:
         flat = adj.num.reshape(adj.shape[0], adj.shape[1], -1)
-        return np.array([Fraction(int(v), adj.den) for v in flat[:, k.sample, k.index]], dtype=object)
+        return np.array(
+            [Fraction(int(v), adj.den) for v in flat[:, k.sample, k.index]], dtype=object
+        )
 
     # -- float filter -------------------------------------------------------------
-    def float_filter(self, node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net: Network, context: Any = None):
+    def float_filter(
+        self,
+        node: Node,
+        vals: list[np.ndarray],
+        errs: list[np.ndarray],
+        net: Network,
+        context: Any = None,
+    ):
         x, e = vals[0], errs[0]
         B = x.shape[0]
         _, _, safe_t, valid_t, oh, ow = _geometry_tables(node, x.shape[1:])
@@ -210,6 +271,6 @@ def _uncertified(net: Network) -> Oracle:
     return lambda node: np.full((net.batch,) + node.shape, -1, dtype=np.int64)
 
 
-KINK_RULES["maxpool2d"] = MaxPoolRule()
+register("maxpool2d", kink=MaxPoolRule())
 
 __all__ = ["MaxPoolRule", "choose", "tie_rule"]

@@ -49,7 +49,9 @@ def _param_name(net: Network, name: str) -> str | None:
     return n.attr("name") if n.op == "param" else None
 
 
-def float_dot_bound(a: np.ndarray, ea: np.ndarray, b: np.ndarray, eb: np.ndarray, n: int) -> np.ndarray:
+def float_dot_bound(
+    a: np.ndarray, ea: np.ndarray, b: np.ndarray, eb: np.ndarray, n: int
+) -> np.ndarray:
     """Rigorous bound on |fl(a @ b) - a_exact @ b_exact| for 2-D a (N, n), b (n, M)."""
     absb = np.abs(b)
     bound = (gamma(n + 2) * np.abs(a) + ea) @ absb + (n + 2) * ETA
@@ -71,7 +73,9 @@ def _matmul_exact(node: Node, ins: list[QArray], net: Network) -> QArray:
     return QArray(num.reshape(x.shape[:-1] + (w.shape[1],)), x.den * w.den)
 
 
-def _matmul_jvp(node: Node, ins: list[QArray], tans: list[QArray | None], net: Network) -> QArray | None:
+def _matmul_jvp(
+    node: Node, ins: list[QArray], tans: list[QArray | None], net: Network
+) -> QArray | None:
     x, w = ins
     xd, wd = tans
     n, m = w.shape
@@ -92,7 +96,9 @@ def _matmul_jvp(node: Node, ins: list[QArray], tans: list[QArray | None], net: N
     return out
 
 
-def _matmul_vjp(node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[Any]) -> list[QArray | None]:
+def _matmul_vjp(
+    node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[Any]
+) -> list[QArray | None]:
     x, w = ins
     n, m = w.shape
     r = adj.shape[0]
@@ -100,7 +106,11 @@ def _matmul_vjp(node: Node, ins: list[QArray], adj: QArray, net: Network, need: 
     if need[0] is not False:
         flat = adj.num.reshape(-1, m)
         pname = _param_name(net, node.inputs[1])
-        num = net.flint_param(pname).right_mul(flat, transpose=True) if pname else int_matmul(flat, w.num.T)
+        num = (
+            net.flint_param(pname).right_mul(flat, transpose=True)
+            if pname
+            else int_matmul(flat, w.num.T)
+        )
         out[0] = QArray(num.reshape(adj.shape[:-1] + (n,)), adj.den * w.den)
     if need[1] is not False:
         xf = x.num.reshape(-1, n)  # (B*L, n)
@@ -137,7 +147,9 @@ def _target(node: Node, net: Network, rows: int) -> tuple[int, ...]:
     return (rows,) + node.shape
 
 
-def _mul_jvp(node: Node, ins: list[QArray], tans: list[QArray | None], net: Network) -> QArray | None:
+def _mul_jvp(
+    node: Node, ins: list[QArray], tans: list[QArray | None], net: Network
+) -> QArray | None:
     out: QArray | None = None
     batched_out = is_batched(net, node.name)
     for k in (0, 1):
@@ -154,7 +166,9 @@ def _mul_jvp(node: Node, ins: list[QArray], tans: list[QArray | None], net: Netw
     return _expand(out, _target(node, net, out.shape[0]))
 
 
-def _mul_vjp(node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[Any]) -> list[QArray | None]:
+def _mul_vjp(
+    node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[Any]
+) -> list[QArray | None]:
     out: list[QArray | None] = []
     batched_out = is_batched(net, node.name)
     for k, (name, val) in enumerate(zip(node.inputs, ins)):
@@ -211,7 +225,9 @@ def _view_exact(node: Node, ins: list[QArray], net: Network) -> QArray:
     return x.reshape(x.shape[: _lead(net, node)] + node.shape)
 
 
-def _view_jvp(node: Node, ins: list[QArray], tans: list[QArray | None], net: Network) -> QArray | None:
+def _view_jvp(
+    node: Node, ins: list[QArray], tans: list[QArray | None], net: Network
+) -> QArray | None:
     t = tans[0]
     if t is None:
         return None
@@ -242,11 +258,18 @@ def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
 EXACT["transpose"] = lambda node, ins, net: QArray(
     np.ascontiguousarray(ins[0].num.transpose(_perm(node, _lead(net, node)))), ins[0].den
 )
-JVP["transpose"] = lambda node, ins, tans, net: None if tans[0] is None else QArray(
-    np.ascontiguousarray(tans[0].num.transpose(_perm(node, 1 + _lead(net, node)))), tans[0].den
+JVP["transpose"] = lambda node, ins, tans, net: (
+    None
+    if tans[0] is None
+    else QArray(
+        np.ascontiguousarray(tans[0].num.transpose(_perm(node, 1 + _lead(net, node)))), tans[0].den
+    )
 )
 VJP["transpose"] = lambda node, ins, adj, net, need: [
-    QArray(np.ascontiguousarray(adj.num.transpose(_inverse(_perm(node, 1 + _lead(net, node))))), adj.den)
+    QArray(
+        np.ascontiguousarray(adj.num.transpose(_inverse(_perm(node, 1 + _lead(net, node))))),
+        adj.den,
+    )
 ]
 FLOAT["transpose"] = lambda node, vals, errs, net: (
     vals[0].transpose(_perm(node, _lead(net, node))),
@@ -279,15 +302,21 @@ def _pad_exact(node: Node, ins: list[QArray], net: Network) -> QArray:
     return QArray(_padded(num, _pad_widths(node, 1), v.numerator * (den // v.denominator)), den)
 
 
-def _pad_jvp(node: Node, ins: list[QArray], tans: list[QArray | None], net: Network) -> QArray | None:
+def _pad_jvp(
+    node: Node, ins: list[QArray], tans: list[QArray | None], net: Network
+) -> QArray | None:
     t = tans[0]
     if t is None:
         return None
     return QArray(_padded(t.num, _pad_widths(node, 2), 0), t.den)
 
 
-def _pad_vjp(node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[Any]) -> list[QArray | None]:
-    sl = tuple(slice(None) for _ in range(2)) + tuple(slice(b, b + n) for (b, _), n in zip(node.attr("pads"), ins[0].shape[1:]))
+def _pad_vjp(
+    node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[Any]
+) -> list[QArray | None]:
+    sl = tuple(slice(None) for _ in range(2)) + tuple(
+        slice(b, b + n) for (b, _), n in zip(node.attr("pads"), ins[0].shape[1:])
+    )
     return [QArray(np.ascontiguousarray(adj.num[sl]), adj.den)]
 
 
@@ -320,7 +349,9 @@ def rational_sqrt(q: Fraction) -> Fraction | None:
 
 
 def _rsqrt_exact(node: Node, ins: list[QArray], net: Network) -> QArray:
-    raise NotExact(f"node {node.name!r}: 1/sqrt(var + epsilon) of a batch normalization is irrational")
+    raise NotExact(
+        f"node {node.name!r}: 1/sqrt(var + epsilon) of a batch normalization is irrational"
+    )
 
 
 def _rsqrt_float(node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net: Network):
@@ -337,7 +368,9 @@ FLOAT["rsqrt_scale"] = _rsqrt_float
 
 
 def _no_tangent(node: Node, *args: Any) -> Any:
-    raise NotExact(f"node {node.name!r}: 1/sqrt(var + epsilon) of a batch normalization is irrational")
+    raise NotExact(
+        f"node {node.name!r}: 1/sqrt(var + epsilon) of a batch normalization is irrational"
+    )
 
 
 JVP["rsqrt_scale"] = _no_tangent

@@ -25,7 +25,9 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def format_verdict(net: Network, v: Verdict, *, max_kinks: int = 20) -> str:
-    lines = [f"network      {net.source}  ({v.parameters} parameters in {v.numbers}, batch {net.batch})"]
+    lines = [
+        f"network      {net.source}  ({v.parameters} parameters in {v.numbers}, batch {net.batch})"
+    ]
     lines.append(f"proxy        {v.proxy}")
     lines.append(f"hypothesis H {'holds' if v.hypothesis_h else 'fails'}: {v.hypothesis_reason}")
     lines.append("")
@@ -47,8 +49,20 @@ def format_verdict(net: Network, v: Verdict, *, max_kinks: int = 20) -> str:
         lines.append("")
         rows = []
         for k in v.kinks[:max_kinks]:
-            adj = ", ".join(format_exact(a) for a in k.adjoint[:4]) + (" ..." if len(k.adjoint) > 4 else "")
-            rows.append([k.node, k.label, str(k.sample), k.kind, format_exact(k.value), "-" if k.proxy is None else format_exact(k.proxy), adj])
+            adj = ", ".join(format_exact(a) for a in k.adjoint[:4]) + (
+                " ..." if len(k.adjoint) > 4 else ""
+            )
+            rows.append(
+                [
+                    k.node,
+                    k.label,
+                    str(k.sample),
+                    k.kind,
+                    format_exact(k.value),
+                    "-" if k.proxy is None else format_exact(k.proxy),
+                    adj,
+                ]
+            )
         lines.append(table(rows, ["layer", "unit", "sample", "kind", "kink", "proxy", "adjoint"]))
         if len(v.kinks) > max_kinks:
             lines.append(f"... and {len(v.kinks) - max_kinks} more kink nodes (see --json)")

@@ -32,8 +32,14 @@ def format_count(res: CountResult, source: str = "") -> str:
     lines = []
     if source:
         lines.append(f"network:   {source}")
-    lines.append(f"numbers:   {res.numbers}  (|M| = {_msize(res)}), {res.parameters} parameters, proxy {res.proxy}")
-    space = "Omega = M^W" if res.space == "omega" else "the bias slice (other parameters fixed at the network's values)"
+    lines.append(
+        f"numbers:   {res.numbers}  (|M| = {_msize(res)}), {res.parameters} parameters, proxy {res.proxy}"
+    )
+    space = (
+        "Omega = M^W"
+        if res.space == "omega"
+        else "the bias slice (other parameters fixed at the network's values)"
+    )
     size = str(res.omega) if res.omega.bit_length() <= 96 else sci(res.omega)
     lines.append(f"method:    {res.method} over {space}, size {size}")
     if res.ndf is not None:
@@ -42,26 +48,36 @@ def format_count(res: CountResult, source: str = "") -> str:
     else:
         ci = res.ci or {}
         lo, hi = ci.get("density_ndf", (float("nan"), float("nan")))
-        lines.append(f"ndf:       density ~ {res.density_ndf:.4g}  95% CI [{lo:.4g}, {hi:.4g}]  ({res.samples} samples)")
+        lines.append(
+            f"ndf:       density ~ {res.density_ndf:.4g}  95% CI [{lo:.4g}, {hi:.4g}]  ({res.samples} samples)"
+        )
         lo, hi = ci.get("density_inc", (float("nan"), float("nan")))
         di = res.density_inc
         lines.append(f"inc:       density ~ {float(di):.4g}  95% CI [{lo:.4g}, {hi:.4g}]")
     if res.bound is not None:
         lines.append(f"T3 bound:  density <= {_dens(res.bound)}")
         if res.tightness is not None:
-            lines.append(f"tightness: {_dens(res.tightness)}  (exact density of the T3 tightness family with the same units)")
+            lines.append(
+                f"tightness: {_dens(res.tightness)}  (exact density of the T3 tightness family with the same units)"
+            )
     else:
         lines.append(f"T3 bound:  n/a ({res.hypothesis})")
     if res.cross_checked:
-        lines.append(f"checked:   {res.cross_checked} enumerated points re-decided by the core's check (all agree)")
+        lines.append(
+            f"checked:   {res.cross_checked} enumerated points re-decided by the core's check (all agree)"
+        )
     for n in res.notes:
         lines.append(f"note:      {n}")
     wit = res.extra.get("inc_witness") or None
     if wit:
-        lines.append("inc witness: " + ", ".join(f"{k} = {v['value']} ({v['bits']})" for k, v in wit.items()))
+        lines.append(
+            "inc witness: " + ", ".join(f"{k} = {v['value']} ({v['bits']})" for k, v in wit.items())
+        )
     wit = res.extra.get("ndf_witness") or None
     if wit:
-        lines.append("ndf witness: " + ", ".join(f"{k} = {v['value']} ({v['bits']})" for k, v in wit.items()))
+        lines.append(
+            "ndf witness: " + ", ".join(f"{k} = {v['value']} ({v['bits']})" for k, v in wit.items())
+        )
     lines.append(f"seconds:   {res.seconds:.3f}")
     return "\n".join(lines)
 
@@ -132,7 +148,11 @@ def density_curves(budget: str = "quick", seed: int = 0) -> dict[str, dict[str, 
                         while True:
                             e = rng.randint(-3, 2)
                             m = rng.randint(0, (1 << fmt.mbits) - 1)
-                            v = rng.choice((-1, 1)) * (1 + Fraction(m, 1 << fmt.mbits)) * Fraction(2) ** e
+                            v = (
+                                rng.choice((-1, 1))
+                                * (1 + Fraction(m, 1 << fmt.mbits))
+                                * Fraction(2) ** e
+                            )
                             if fmt.contains(v):
                                 break
                         vals.append(v)
@@ -157,21 +177,34 @@ def plot_densities(directory: str | Path, budget: str = "quick") -> list[Path]:
     for i, (name, rows) in enumerate(data.items()):
         c = colors[i % len(colors)]
         ax.plot(rows["N"], rows["bound"], "--", color=c, lw=1.2)
-        ax.plot(rows["N"], rows["tight"], "-", color=c, lw=1.6, label=f"{name}: tightness formula (dashed: T3 bound N/|M|)")
+        ax.plot(
+            rows["N"],
+            rows["tight"],
+            "-",
+            color=c,
+            lw=1.6,
+            label=f"{name}: tightness formula (dashed: T3 bound N/|M|)",
+        )
         ax.plot(rows["N"], rows["x1"], "o", color=c, ms=5)
         ax.plot(rows["N"], rows["x13"], "o", mfc="none", color=c, ms=5)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    positive = [v for rows in data.values() for k in ("x1", "x13", "tight") for v in rows[k] if v > 0]
+    positive = [
+        v for rows in data.values() for k in ("x1", "x13", "tight") for v in rows[k] if v > 0
+    ]
     ax.set_ylim(min(positive) / 3, 2)
     ax.axhline(1, color="gray", lw=0.8)
     ax.set_xlabel("hidden ReLU units N (1-N-1 network, one bias per unit)")
     ax.set_ylabel("density of ndf (exact, over the biases)")
-    ax.set_title("Non-differentiable parameters among machine numbers:\nexact densities (markers), T3 bound (dashed), tightness formula (solid)")
+    ax.set_title(
+        "Non-differentiable parameters among machine numbers:\nexact densities (markers), T3 bound (dashed), tightness formula (solid)"
+    )
     from matplotlib.lines import Line2D
 
-    extra = [Line2D([], [], marker="o", ls="", color="k", label="measured, input x = 1"),
-             Line2D([], [], marker="o", ls="", mfc="none", color="k", label="measured, input x = 1/3")]
+    extra = [
+        Line2D([], [], marker="o", ls="", color="k", label="measured, input x = 1"),
+        Line2D([], [], marker="o", ls="", mfc="none", color="k", label="measured, input x = 1/3"),
+    ]
     handles, _ = ax.get_legend_handles_labels()
     ax.legend(handles=handles + extra, fontsize=8, loc="lower right")
     ax.grid(True, which="major", alpha=0.3)

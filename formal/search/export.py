@@ -29,7 +29,15 @@ from formal.search.search import DEFAULT_WIDE_RANGE, SearchOptions, _Search, _se
 from formal.smt.fp import Domain, choose_search_format
 from formal.smt.queries import ExactQuery, RoundedQuery, checked
 
-__all__ = ["Export", "export_query", "solve_text", "solve_with", "BENCHMARKS", "generate", "Benchmark"]
+__all__ = [
+    "Export",
+    "export_query",
+    "solve_text",
+    "solve_with",
+    "BENCHMARKS",
+    "generate",
+    "Benchmark",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +55,9 @@ def _query(net: Network, opt: SearchOptions) -> tuple[Any, str]:
         dom = s.dom
         if not s.range_given and s.target.bits > 16:
             dom = Domain(s.target, DEFAULT_WIDE_RANGE[0], DEFAULT_WIDE_RANGE[1], opt.subnormals)
-        q = RoundedQuery(s.base, s.free, s.base_values, dom, s.preset, opt.find, opt.order, seed=opt.seed)
+        q = RoundedQuery(
+            s.base, s.free, s.base_values, dom, s.preset, opt.find, opt.order, seed=opt.seed
+        )
         space = s.space(dom)
     else:
         fmt = choose_search_format(s.target, opt.search_format)
@@ -84,7 +94,9 @@ def _run_rounds(net: Network, opt: SearchOptions, q: object, rounds: int, timeou
             ok = touch_values(net2, s.target, s.preset, opt.order, opt.find) is not None
         else:
             v = check(net2, s.preset)
-            ok = {"kink": v.kink_neurons > 0, "ndf": v.in_ndf is True, "inc": v.in_inc is True}[opt.find]
+            ok = {"kink": v.kink_neurons > 0, "ndf": v.in_ndf is True, "inc": v.in_inc is True}[
+                opt.find
+            ]
         if ok:
             break
         q.block()  # type: ignore[attr-defined]
@@ -137,7 +149,15 @@ def solve_with(solver: str, path: str | Path, timeout: float = 60.0) -> tuple[st
     raise ValueError(f"expected solver cvc5 or bitwuzla, got {solver!r}")
 
 
-def export_query(net: Network, opt: SearchOptions, *, source: str = "", timeout: float = 60.0, after_search: int = 0, command: str | None = None) -> Export:
+def export_query(
+    net: Network,
+    opt: SearchOptions,
+    *,
+    source: str = "",
+    timeout: float = 60.0,
+    after_search: int = 0,
+    command: str | None = None,
+) -> Export:
     """The SMT-LIB2 text of the query, with ``(set-info :status ...)`` confirmed by z3.
 
     ``after_search = N``: first replay up to N rounds of the search (each model
@@ -153,20 +173,26 @@ def export_query(net: Network, opt: SearchOptions, *, source: str = "", timeout:
     core = f"(set-logic {logic})\n{body}(check-sat)\n(exit)\n"
     status, seconds = solve_text(core, timeout)
     info = [
-        f"formal export-smt {command}" if command else f"formal export-smt {source} --query {opt.find}".strip(),
+        f"formal export-smt {command}"
+        if command
+        else f"formal export-smt {source} --query {opt.find}".strip(),
         f"numbers={s_name(net, opt)} proxy={opt.proxy} order={opt.order}",
         f"condition: {q.condition}",  # type: ignore[attr-defined]
         f"encoding: {q.describe()}",  # type: ignore[attr-defined]
         f"space: {space}",
         f"status by z3 {z3.get_version_string()}",
-    ] + ([f"after the search: {blocked} verified non-witness model(s) blocked"] if after_search else [])
+    ] + (
+        [f"after the search: {blocked} verified non-witness model(s) blocked"]
+        if after_search
+        else []
+    )
     header = "".join(f"; {line}\n" for line in info)
     src = " ".join(info[:2]).replace("|", "/").replace("\\", "/")
     text = (
         header
         + "(set-info :smt-lib-version 2.6)\n"
         + f"(set-info :source |{src}|)\n"
-        + "(set-info :category \"industrial\")\n"
+        + '(set-info :category "industrial")\n'
         + f"(set-info :status {status})\n"
         + core
     )
@@ -206,7 +232,9 @@ class Benchmark:
             parts.append("fixed-" + "-".join(f.split("=")[0].replace(".", "") for f in self.fix))
         if self.after_search:
             parts.append("final")
-        return ".".join(p.replace("(", "").replace(")", "").replace(",", "-") for p in parts) + ".smt2"
+        return (
+            ".".join(p.replace("(", "").replace(")", "").replace(",", "-") for p in parts) + ".smt2"
+        )
 
     def argv(self) -> list[str]:
         out = [self.example, "--query", self.query, "--proxy", self.proxy]
@@ -223,7 +251,15 @@ class Benchmark:
         return out + ["-o", f"encodings/{self.filename}"]
 
     def options(self) -> SearchOptions:
-        return SearchOptions(find=self.query, proxy=self.proxy, numbers=self.numbers, search_format=self.search_format, fix=self.fix, lo=self.lo, hi=self.hi)
+        return SearchOptions(
+            find=self.query,
+            proxy=self.proxy,
+            numbers=self.numbers,
+            search_format=self.search_format,
+            fix=self.fix,
+            lo=self.lo,
+            hi=self.hi,
+        )
 
 
 BENCHMARKS: tuple[Benchmark, ...] = (
@@ -241,7 +277,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("rounding-trap", "missed-kink", numbers="binary32"),
     Benchmark("lemma3", "spurious-kink", numbers="binary32"),
     Benchmark("tiny-mlp", "kink", search_format="e4m3", fix=("0.weight", "1.weight", "1.bias")),
-    Benchmark("tiny-mlp", "spurious-kink", numbers="binary32", fix=("0.weight", "1.weight", "1.bias")),
+    Benchmark(
+        "tiny-mlp", "spurious-kink", numbers="binary32", fix=("0.weight", "1.weight", "1.bias")
+    ),
     Benchmark("tiny-mlp", "spurious-kink", numbers="binary32"),
     Benchmark("e1", "spurious-kink", numbers="binary16"),
     Benchmark("f1", "ndf", search_format="binary32", after_search=20),
@@ -262,7 +300,14 @@ def generate(outdir: str | Path, *, timeout: float = 120.0) -> list[tuple[Benchm
     done = []
     for b in BENCHMARKS:
         net = load_example(b.example)
-        e = export_query(net, b.options(), source=b.example, timeout=timeout, after_search=b.after_search, command=shlex.join(b.argv()))
+        e = export_query(
+            net,
+            b.options(),
+            source=b.example,
+            timeout=timeout,
+            after_search=b.after_search,
+            command=shlex.join(b.argv()),
+        )
         (out / b.filename).write_text(e.text)
         done.append((b, e))
     return done
@@ -271,7 +316,9 @@ def generate(outdir: str | Path, *, timeout: float = 120.0) -> list[tuple[Benchm
 def main(argv: list[str]) -> int:  # pragma: no cover - script entry
     outdir = argv[0] if argv else "encodings"
     for b, e in generate(outdir):
-        print(f"{b.filename:50s} {e.status:8s} {e.seconds:8.3f} s   formal export-smt {shlex.join(b.argv())}")
+        print(
+            f"{b.filename:50s} {e.status:8s} {e.seconds:8.3f} s   formal export-smt {shlex.join(b.argv())}"
+        )
     return 0
 
 

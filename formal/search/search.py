@@ -49,8 +49,13 @@ __all__ = ["FINDS", "SearchOptions", "SearchResult", "search", "parse_range"]
 FINDS = ("kink", "ndf", "inc", "spurious-kink", "missed-kink")
 TINY_SHARE = 0.25  # share of the remaining time given to each tiny search format of the ladder
 TINY_FORMATS = ("fp(2,1)", "fp(3,2)")
-ESCALATE_MAX_FREE = 3  # after an exhausted search format, search the target itself up to this many parameters
-DEFAULT_WIDE_RANGE = (Fraction(1, 1 << 16), Fraction(1 << 16))  # formats above 16 bits, rounded queries
+ESCALATE_MAX_FREE = (
+    3  # after an exhausted search format, search the target itself up to this many parameters
+)
+DEFAULT_WIDE_RANGE = (
+    Fraction(1, 1 << 16),
+    Fraction(1 << 16),
+)  # formats above 16 bits, rounded queries
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +157,13 @@ class _Search:
             raise InvalidArgument(f"expected a positive --timeout, got {opt.timeout}")
         self.opt = opt
         self.clock = _Clock(opt.timeout)
-        self.target = opt.numbers if isinstance(opt.numbers, Format) else parse_format(opt.numbers) if opt.numbers else net.numbers
+        self.target = (
+            opt.numbers
+            if isinstance(opt.numbers, Format)
+            else parse_format(opt.numbers)
+            if opt.numbers
+            else net.numbers
+        )
         self.preset: Preset = parse_preset(opt.proxy)
         self.net = net
         par = net.parameterization()
@@ -176,8 +187,13 @@ class _Search:
         for g, v in changes.items():
             if not self.target.contains(v):
                 lo_n, hi_n = self.target.neighbors(v)
-                near = " and ".join("none" if x is None else f"{hex_float(x)} = {format_exact(x)}" for x in (lo_n, hi_n))
-                raise NotInFormat(f"expected a member of {self.target.name} for the fixed parameter {par.label(g)}, got {format_exact(v)} (nearest members: {near})")
+                near = " and ".join(
+                    "none" if x is None else f"{hex_float(x)} = {format_exact(x)}"
+                    for x in (lo_n, hi_n)
+                )
+                raise NotInFormat(
+                    f"expected a member of {self.target.name} for the fixed parameter {par.label(g)}, got {format_exact(v)} (nearest members: {near})"
+                )
         for g, v in group_values(net, free).items():
             p = _project(self.dom, v)
             if p != v:
@@ -191,18 +207,50 @@ class _Search:
     def space(self, dom: Domain | None = None) -> str:
         d = dom or self.dom
         par = self.net.parameterization()
-        names = ", ".join(par.label(g) for g in self.free[:6]) + (", ..." if len(self.free) > 6 else "")
+        names = ", ".join(par.label(g) for g in self.free[:6]) + (
+            ", ..." if len(self.free) > 6 else ""
+        )
         fixed = self.net.parameterization().size - len(self.free)
         return f"{len(self.free)} searched parameter(s) ({names}) in {d.describe()}; {fixed} fixed"
 
-    def result(self, status: str, reason: str, method: str, *, net: Network | None = None, verdict: Verdict | None = None, touch: dict[str, Any] | None = None, search_format: str | None = None, space: str | None = None) -> SearchResult:
+    def result(
+        self,
+        status: str,
+        reason: str,
+        method: str,
+        *,
+        net: Network | None = None,
+        verdict: Verdict | None = None,
+        touch: dict[str, Any] | None = None,
+        search_format: str | None = None,
+        space: str | None = None,
+    ) -> SearchResult:
         return SearchResult(
-            status, reason, self.opt.find, method, self.target.name, self.preset.name, space or self.space(),
-            self.clock.elapsed(), self.checked, search_format, net, verdict, touch, tuple(self.stages),
+            status,
+            reason,
+            self.opt.find,
+            method,
+            self.target.name,
+            self.preset.name,
+            space or self.space(),
+            self.clock.elapsed(),
+            self.checked,
+            search_format,
+            net,
+            verdict,
+            touch,
+            tuple(self.stages),
         )
 
     def stage(self, name: str, status: str, t0: float, detail: str = "") -> None:
-        self.stages.append({"stage": name, "status": status, "seconds": round(time.perf_counter() - t0, 6), "detail": detail})
+        self.stages.append(
+            {
+                "stage": name,
+                "status": status,
+                "seconds": round(time.perf_counter() - t0, 6),
+                "detail": detail,
+            }
+        )
 
     def verify(self, net2: Network) -> tuple[bool, Verdict]:
         """The exact verdict says net2 is a witness of the sought property."""
@@ -218,13 +266,22 @@ class _Search:
     # -- driver -----------------------------------------------------------------------
     def run(self) -> SearchResult:
         rounded = self.opt.find in ("spurious-kink", "missed-kink")
-        steps = [("given", self.given), ("theorem", self.theorems), ("closed-form", self.closed), ("smt", self.smt)]
+        steps = [
+            ("given", self.given),
+            ("theorem", self.theorems),
+            ("closed-form", self.closed),
+            ("smt", self.smt),
+        ]
         last: SearchResult | None = None
         for name, fn in steps:
             if name not in self.opt.stages or (rounded and name == "theorem"):
                 continue
             if self.clock.left() <= 0:
-                return self.result("unknown", f"time-out ({self.opt.timeout:g} s) before the {name} stage", "timeout")
+                return self.result(
+                    "unknown",
+                    f"time-out ({self.opt.timeout:g} s) before the {name} stage",
+                    "timeout",
+                )
             t0 = time.perf_counter()
             try:
                 res = fn()
@@ -249,26 +306,49 @@ class _Search:
             if hit is not None:
                 self.stage("given", "found", t0)
                 v = check(self.base, self.preset, timeout=max(self.clock.left(), 1.0))
-                return self.result("found", "the given parameters are already a witness (exact engine and both rounding references agree)", "given-point", net=self.base, verdict=v, touch=hit)
+                return self.result(
+                    "found",
+                    "the given parameters are already a witness (exact engine and both rounding references agree)",
+                    "given-point",
+                    net=self.base,
+                    verdict=v,
+                    touch=hit,
+                )
             self.stage("given", "no", t0)
             return None
         ok, v = self.verify(self.base)
         self.stage("given", "found" if ok else "no", t0)
         if ok:
-            return self.result("found", f"the given parameters are already a witness ({v.method})", "given-point", net=self.base, verdict=v)
+            return self.result(
+                "found",
+                f"the given parameters are already a witness ({v.method})",
+                "given-point",
+                net=self.base,
+                verdict=v,
+            )
         return None
 
     def theorems(self) -> SearchResult | None:
         t0 = time.perf_counter()
         net = self.base
-        if not any(n.op == "act" and n.attr("activation").kinks for n in net.nodes) and all(n.op in _SMOOTH_OK for n in net.nodes):
+        if not any(n.op == "act" and n.attr("activation").kinks for n in net.nodes) and all(
+            n.op in _SMOOTH_OK for n in net.nodes
+        ):
             self.stage("theorem", "exhausted", t0)
-            return self.result("exhausted", "no kinked activation in the network: f is analytic everywhere, so there is no kink, ndf or inc point at all", "theorem-no-kinks")
+            return self.result(
+                "exhausted",
+                "no kinked activation in the network: f is analytic everywhere, so there is no kink, ndf or inc point at all",
+                "theorem-no-kinks",
+            )
         if self.opt.find == "inc":
             h = bias_structure(net)
             if h.holds:
                 self.stage("theorem", "exhausted", t0, h.reason)
-                return self.result("exhausted", f"T1: hypothesis H holds ({h.reason}), so inc(f) is empty on all of R^W, whatever the proxies", "theorem-T1")
+                return self.result(
+                    "exhausted",
+                    f"T1: hypothesis H holds ({h.reason}), so inc(f) is empty on all of R^W, whatever the proxies",
+                    "theorem-T1",
+                )
         self.stage("theorem", "n/a", t0)
         return None
 
@@ -280,26 +360,47 @@ class _Search:
         if find == "spurious-kink":
             from formal.smt.queries import rounded_closed_form  # noqa: PLC0415
 
-            for net2, touch in rounded_closed_form(self.base, self.target, self.dom, self.free, self.preset, self.opt.order, find):
+            for net2, touch in rounded_closed_form(
+                self.base, self.target, self.dom, self.free, self.preset, self.opt.order, find
+            ):
                 self.checked += 1
                 if self.clock.left() <= 0:
                     break
                 v = check(net2, self.preset, timeout=max(self.clock.left(), 1.0))
                 self.stage("closed-form", "found", t0)
-                return self.result("found", f"closed form: the last operand of {touch['unit']} in {self.opt.order} order solved exactly; exact engine and both rounding references agree", "closed-form-rounded", net=net2, verdict=v, touch=touch)
+                return self.result(
+                    "found",
+                    f"closed form: the last operand of {touch['unit']} in {self.opt.order} order solved exactly; exact engine and both rounding references agree",
+                    "closed-form-rounded",
+                    net=net2,
+                    verdict=v,
+                    touch=touch,
+                )
             self.stage("closed-form", "none", t0)
             return None
-        scan = closed_form.CandidateScan(self.base, self.preset, self.dom, self.free, limit=self.opt.max_candidates)
+        scan = closed_form.CandidateScan(
+            self.base, self.preset, self.dom, self.free, limit=self.opt.max_candidates
+        )
         par = self.net.parameterization()
         for c in scan:
             if self.clock.left() <= 0:
                 self.stage("closed-form", "timeout", t0)
-                return self.result("unknown", f"time-out in the closed-form stage after {self.checked} candidate(s)", "closed-form")
+                return self.result(
+                    "unknown",
+                    f"time-out in the closed-form stage after {self.checked} candidate(s)",
+                    "closed-form",
+                )
             net2 = with_groups(self.base, {c.slot.group: c.value}, numbers=self.target)
             ok, v = self.verify(net2)
             if ok:
                 self.stage("closed-form", "found", t0)
-                return self.result("found", f"closed form: {par.label(c.slot.group)} = {format_exact(c.value)} puts {c.slot.node}[{c.slot.unit}] (sample {c.sample}) on the kink {c.kink}; verified by {v.method}", "closed-form", net=net2, verdict=v)
+                return self.result(
+                    "found",
+                    f"closed form: {par.label(c.slot.group)} = {format_exact(c.value)} puts {c.slot.node}[{c.slot.unit}] (sample {c.sample}) on the kink {c.kink}; verified by {v.method}",
+                    "closed-form",
+                    net=net2,
+                    verdict=v,
+                )
         detail = f"{scan.examined} slot(s), {scan.found} candidate(s) in the domain"
         if self.free and scan.complete:
             every, why = closed_form.slots_complete(self.base, self.free, self.preset)
@@ -319,24 +420,41 @@ class _Search:
         """A missed touch needs an exact kink: test every closed-form exact kink in float."""
         from formal.smt.queries import touch_values  # noqa: PLC0415
 
-        cands, examined, complete = closed_form.candidates(self.base, self.preset, self.dom, self.free, limit=self.opt.max_candidates)
+        cands, examined, complete = closed_form.candidates(
+            self.base, self.preset, self.dom, self.free, limit=self.opt.max_candidates
+        )
         for c in cands:
             if self.clock.left() <= 0:
                 self.stage("closed-form", "timeout", t0)
-                return self.result("unknown", f"time-out in the closed-form stage after {self.checked} candidate(s)", "closed-form")
+                return self.result(
+                    "unknown",
+                    f"time-out in the closed-form stage after {self.checked} candidate(s)",
+                    "closed-form",
+                )
             net2 = with_groups(self.base, {c.slot.group: c.value}, numbers=self.target)
             self.checked += 1
             touch = touch_values(net2, self.target, self.preset, self.opt.order, "missed-kink")
             if touch is not None:
                 v = check(net2, self.preset, timeout=max(self.clock.left(), 1.0))
                 self.stage("closed-form", "found", t0)
-                return self.result("found", "closed form: an exact kink whose float value misses it; exact engine and both rounding references agree", "closed-form-rounded", net=net2, verdict=v, touch=touch)
+                return self.result(
+                    "found",
+                    "closed form: an exact kink whose float value misses it; exact engine and both rounding references agree",
+                    "closed-form-rounded",
+                    net=net2,
+                    verdict=v,
+                    touch=touch,
+                )
         detail = f"{examined} slot(s), {len(cands)} exact kink candidate(s)"
         if self.free and complete:
             every, why = closed_form.slots_complete(self.base, self.free, self.preset)
             if every and (not cands or len(self.free) == 1):
                 self.stage("closed-form", "exhausted", t0, detail)
-                return self.result("exhausted", f"closed form: {why}; a missed touch needs an exact kink, and each of the {len(cands)} exact kink point(s) of the space was evaluated in float ({self.opt.order} order): none misses", "closed-form")
+                return self.result(
+                    "exhausted",
+                    f"closed form: {why}; a missed touch needs an exact kink, and each of the {len(cands)} exact kink point(s) of the space was evaluated in float ({self.opt.order} order): none misses",
+                    "closed-form",
+                )
             detail += f"; not exhaustive: {why}"
         self.stage("closed-form", "none", t0, detail)
         return None
@@ -352,7 +470,11 @@ class _Search:
         give 'exhausted'."""
         if not self.free:
             self.stage("smt", "n/a", time.perf_counter(), "nothing is searched")
-            return self.result("exhausted", "every parameter is fixed and the given point is not a witness", "given-point")
+            return self.result(
+                "exhausted",
+                "every parameter is fixed and the given point is not a witness",
+                "given-point",
+            )
         ladder = search_ladder(self.target, self.opt.search_format)
         notes: list[str] = []
         exhausted_sub = False
@@ -362,7 +484,15 @@ class _Search:
                 break
             sdom = _search_domain(fmt, self.dom)
             t0 = time.perf_counter()
-            query = ExactQuery(self.base, self.free, self.base_values, sdom, self.preset, self.opt.find, seed=self.opt.seed)
+            query = ExactQuery(
+                self.base,
+                self.free,
+                self.base_values,
+                sdom,
+                self.preset,
+                self.opt.find,
+                seed=self.opt.seed,
+            )
             budget = None if final else max(self.clock.left() * TINY_SHARE, 0.05)
             res = self._cegis(query, t0, sdom, fmt == self.target, fmt.name, budget)
             if res.status != "unknown":
@@ -370,13 +500,24 @@ class _Search:
             notes.append(f"[{fmt.name}] {res.reason}")
             exhausted_sub = self.stages[-1]["status"] == "unsat"
         escalate = (
-            ladder[-1] != self.target and exhausted_sub and not self.opt.search_format
-            and len(self.free) <= ESCALATE_MAX_FREE and self.clock.left() > 0
+            ladder[-1] != self.target
+            and exhausted_sub
+            and not self.opt.search_format
+            and len(self.free) <= ESCALATE_MAX_FREE
+            and self.clock.left() > 0
         )
         if escalate:  # the default subspace is exhausted: search the whole target space
             t1 = time.perf_counter()
             try:
-                query = ExactQuery(self.base, self.free, self.base_values, self.dom, self.preset, self.opt.find, seed=self.opt.seed)
+                query = ExactQuery(
+                    self.base,
+                    self.free,
+                    self.base_values,
+                    self.dom,
+                    self.preset,
+                    self.opt.find,
+                    seed=self.opt.seed,
+                )
             except UnsupportedOp as exc:
                 notes.append(f"[{self.target.name}] not searched: {exc}")
             else:
@@ -384,35 +525,82 @@ class _Search:
                 if res2.status != "unknown":
                     return res2
                 notes.append(f"[{self.target.name}] {res2.reason}")
-        return self.result("unknown", "; ".join(notes) or "no time left for the SMT stage", "smt", search_format=ladder[-1].name, space=self.space(_search_domain(ladder[-1], self.dom)))
+        return self.result(
+            "unknown",
+            "; ".join(notes) or "no time left for the SMT stage",
+            "smt",
+            search_format=ladder[-1].name,
+            space=self.space(_search_domain(ladder[-1], self.dom)),
+        )
 
     def _smt_rounded(self) -> SearchResult | None:
         t0 = time.perf_counter()
         if not self.free:
             self.stage("smt", "n/a", t0, "nothing is searched")
-            return self.result("exhausted", "every parameter is fixed and the given point has no such float kink touch", "given-point")
+            return self.result(
+                "exhausted",
+                "every parameter is fixed and the given point has no such float kink touch",
+                "given-point",
+            )
         dom = self.dom
         full = True
         if not self.range_given and self.target.bits > 16:
-            dom = Domain(self.target, DEFAULT_WIDE_RANGE[0], DEFAULT_WIDE_RANGE[1], self.opt.subnormals)
+            dom = Domain(
+                self.target, DEFAULT_WIDE_RANGE[0], DEFAULT_WIDE_RANGE[1], self.opt.subnormals
+            )
             full = False
-        query = RoundedQuery(self.base, self.free, self.base_values, dom, self.preset, self.opt.find, self.opt.order, seed=self.opt.seed)
+        query = RoundedQuery(
+            self.base,
+            self.free,
+            self.base_values,
+            dom,
+            self.preset,
+            self.opt.find,
+            self.opt.order,
+            seed=self.opt.seed,
+        )
         res = self._cegis(query, t0, dom, full, self.target.name, None)
-        if full or res.status != "unknown" or len(self.free) > ESCALATE_MAX_FREE or self.clock.left() <= 0:
+        if (
+            full
+            or res.status != "unknown"
+            or len(self.free) > ESCALATE_MAX_FREE
+            or self.clock.left() <= 0
+        ):
             return res
         if self.stages[-1]["status"] != "unsat":
             return res
         t1 = time.perf_counter()  # the default range is exhausted: search the whole format
         try:
-            query = RoundedQuery(self.base, self.free, self.base_values, self.dom, self.preset, self.opt.find, self.opt.order, seed=self.opt.seed)
+            query = RoundedQuery(
+                self.base,
+                self.free,
+                self.base_values,
+                self.dom,
+                self.preset,
+                self.opt.find,
+                self.opt.order,
+                seed=self.opt.seed,
+            )
         except UnsupportedOp as exc:
-            return self.result("unknown", f"{res.reason}; the whole of {self.dom.describe()} was not searched: {exc}", res.method, search_format=self.target.name)
+            return self.result(
+                "unknown",
+                f"{res.reason}; the whole of {self.dom.describe()} was not searched: {exc}",
+                res.method,
+                search_format=self.target.name,
+            )
         res2 = self._cegis(query, t1, self.dom, True, self.target.name, None)
         if res2.status == "unknown":
-            return self.result("unknown", f"{res.reason}; then, over all of {self.dom.describe()}: {res2.reason}", res2.method, search_format=self.target.name)
+            return self.result(
+                "unknown",
+                f"{res.reason}; then, over all of {self.dom.describe()}: {res2.reason}",
+                res2.method,
+                search_format=self.target.name,
+            )
         return res2
 
-    def _cegis(self, query: Any, t0: float, dom: Domain, full: bool, sname: str, budget: float | None) -> SearchResult:
+    def _cegis(
+        self, query: Any, t0: float, dom: Domain, full: bool, sname: str, budget: float | None
+    ) -> SearchResult:
         """Propose, verify exactly, block, repeat; ``budget`` limits this stage (seconds)."""
         space = self.space(dom)
         stop = time.perf_counter() + budget if budget is not None else self.clock.deadline
@@ -422,19 +610,45 @@ class _Search:
             left = stop - time.perf_counter()
             if left <= 0:
                 self.stage("smt", "timeout", t0, f"{sname}: {rounds} round(s)")
-                why = "its time slice" if budget is not None and stop < self.clock.deadline else f"the time-out ({self.opt.timeout:g} s)"
-                return self.result("unknown", f"{sname}: {why} ran out after {rounds} proposal(s)", "smt", search_format=sname, space=space)
+                why = (
+                    "its time slice"
+                    if budget is not None and stop < self.clock.deadline
+                    else f"the time-out ({self.opt.timeout:g} s)"
+                )
+                return self.result(
+                    "unknown",
+                    f"{sname}: {why} ran out after {rounds} proposal(s)",
+                    "smt",
+                    search_format=sname,
+                    space=space,
+                )
             status, values = query.propose(int(left * 1000))
             rounds += 1
             if status == "unknown":
                 self.stage("smt", "unknown", t0, f"{sname}: {query.reason}")
-                return self.result("unknown", f"{sname}: z3 returned unknown after {rounds} round(s) ({query.reason})", "smt", search_format=sname, space=space)
+                return self.result(
+                    "unknown",
+                    f"{sname}: z3 returned unknown after {rounds} round(s) ({query.reason})",
+                    "smt",
+                    search_format=sname,
+                    space=space,
+                )
             if status == "unsat":
-                self.stage("smt", "unsat", t0, f"{sname}: {rounds - 1} candidate(s) verified and blocked")
+                self.stage(
+                    "smt", "unsat", t0, f"{sname}: {rounds - 1} candidate(s) verified and blocked"
+                )
                 how = f"z3 ({query.describe()}) proved that no point outside the {rounds - 1} blocked candidate(s) satisfies {query.condition}, a necessary condition; each blocked candidate was checked exactly"
                 if full:
-                    return self.result("exhausted", how, "smt-" + query.kind, search_format=sname, space=space)
-                return self.result("unknown", f"no witness in the subspace {dom.describe()}: {how}; the rest of {self.target.name} was not searched", "smt-" + query.kind, search_format=sname, space=space)
+                    return self.result(
+                        "exhausted", how, "smt-" + query.kind, search_format=sname, space=space
+                    )
+                return self.result(
+                    "unknown",
+                    f"no witness in the subspace {dom.describe()}: {how}; the rest of {self.target.name} was not searched",
+                    "smt-" + query.kind,
+                    search_format=sname,
+                    space=space,
+                )
             net2 = with_groups(self.base, values, numbers=self.target)
             if query.kind == "rounded":
                 touch = touch_values(net2, self.target, self.preset, self.opt.order, self.opt.find)
@@ -442,12 +656,29 @@ class _Search:
                 if touch is not None:
                     v = check(net2, self.preset, timeout=max(self.clock.left(), 1.0))
                     self.stage("smt", "found", t0, f"{sname}: {rounds} round(s)")
-                    return self.result("found", f"z3 ({query.describe()}) proposed it; the exact engine and both rounding references agree", "smt-rounded", net=net2, verdict=v, touch=touch, search_format=sname, space=space)
+                    return self.result(
+                        "found",
+                        f"z3 ({query.describe()}) proposed it; the exact engine and both rounding references agree",
+                        "smt-rounded",
+                        net=net2,
+                        verdict=v,
+                        touch=touch,
+                        search_format=sname,
+                        space=space,
+                    )
             else:
                 ok, v = self.verify(net2)
                 if ok:
                     self.stage("smt", "found", t0, f"{sname}: {rounds} round(s)")
-                    return self.result("found", f"z3 proposed it in {sname} ({query.describe()}), lifted exactly to {self.target.name}; verified by the exact verdict ({v.method})", "smt-" + query.kind, net=net2, verdict=v, search_format=sname, space=space)
+                    return self.result(
+                        "found",
+                        f"z3 proposed it in {sname} ({query.describe()}), lifted exactly to {self.target.name}; verified by the exact verdict ({v.method})",
+                        "smt-" + query.kind,
+                        net=net2,
+                        verdict=v,
+                        search_format=sname,
+                        space=space,
+                    )
             query.block()
 
 
@@ -460,7 +691,11 @@ def search_ladder(target: Format, requested: str | None = None) -> list[Format]:
     main = choose_search_format(target, requested)
     if requested is not None:
         return [main]
-    out = [f for f in (parse_format(t) for t in TINY_FORMATS) if f.bits < main.bits and embeds(f, target)]
+    out = [
+        f
+        for f in (parse_format(t) for t in TINY_FORMATS)
+        if f.bits < main.bits and embeds(f, target)
+    ]
     return out + [main]
 
 
@@ -487,15 +722,26 @@ def _search_domain(s: Format, dom: Domain) -> Domain:
         return dom
     if not embeds(s, dom.fmt):
         raise InvalidArgument(f"expected a search format embedded in {dom.fmt.name}, got {s.name}")
-    sub = all(dom.allows(v) for v in s.enumerate() if v != 0 and abs(v) < s.min_normal and dom.lo <= abs(v) and (dom.hi is None or abs(v) <= dom.hi))
+    sub = all(
+        dom.allows(v)
+        for v in s.enumerate()
+        if v != 0
+        and abs(v) < s.min_normal
+        and dom.lo <= abs(v)
+        and (dom.hi is None or abs(v) <= dom.hi)
+    )
     out = Domain(s, dom.lo, dom.hi, sub)
     bad = [v for v in s.enumerate() if out.allows(v) and not dom.allows(v)]
     if bad:
-        raise InvalidArgument(f"search format {s.name} has members outside {dom.describe()}, e.g. {format_exact(bad[0])}")
+        raise InvalidArgument(
+            f"search format {s.name} has members outside {dom.describe()}, e.g. {format_exact(bad[0])}"
+        )
     return out
 
 
-def _touch_at(net: Network, fmt: Format, preset: Preset, order: str, find: str) -> dict[str, Any] | None:
+def _touch_at(
+    net: Network, fmt: Format, preset: Preset, order: str, find: str
+) -> dict[str, Any] | None:
     return touch_values(net, fmt, preset, order, find, None)
 
 
@@ -512,6 +758,13 @@ def search(net: Network, options: SearchOptions) -> SearchResult:
     try:
         return _Search(net, options).run()
     except z3.Z3Exception as exc:  # pragma: no cover - solver failure is an honest unknown
-        return SearchResult("unknown", f"z3 error: {exc}", options.find, "smt", str(options.numbers or net.numbers), str(options.proxy), "", 0.0)
-
-
+        return SearchResult(
+            "unknown",
+            f"z3 error: {exc}",
+            options.find,
+            "smt",
+            str(options.numbers or net.numbers),
+            str(options.proxy),
+            "",
+            0.0,
+        )

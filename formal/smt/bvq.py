@@ -34,7 +34,9 @@ class BVQ:
     const: int
     den: int
     bound: int
-    parts: tuple[z3.BitVecRef, z3.BitVecRef] | None = None  # (sign bit, |num|) of a searched parameter
+    parts: tuple[z3.BitVecRef, z3.BitVecRef] | None = (
+        None  # (sign bit, |num|) of a searched parameter
+    )
 
     @property
     def is_const(self) -> bool:
@@ -77,7 +79,9 @@ def var(v: FPVar, negate: bool = False) -> BVQ:
 def _check(bound: int) -> int:
     w = _w(bound)
     if w > MAX_WIDTH:
-        raise UnsupportedOp(f"exact bit-vector encoding needs {w} bits (> {MAX_WIDTH}); restrict --range or the search format")
+        raise UnsupportedOp(
+            f"exact bit-vector encoding needs {w} bits (> {MAX_WIDTH}); restrict --range or the search format"
+        )
     return w
 
 
@@ -203,7 +207,10 @@ def total(terms: list[BVQ]) -> BVQ:
     if not rest:
         return ZERO
     while len(rest) > 1:
-        rest = [add(rest[i], rest[i + 1]) if i + 1 < len(rest) else rest[i] for i in range(0, len(rest), 2)]
+        rest = [
+            add(rest[i], rest[i + 1]) if i + 1 < len(rest) else rest[i]
+            for i in range(0, len(rest), 2)
+        ]
     return rest[0]
 
 
@@ -228,4 +235,21 @@ def model_value(m: z3.ModelRef, a: BVQ) -> Fraction:
     return Fraction(n, a.den)
 
 
-__all__ = ["BVQ", "ZERO", "MAX_WIDTH", "const", "var", "scale", "add", "neg", "sub", "mul", "ite", "compare", "nonzero", "total", "poly", "model_value"]
+__all__ = [
+    "BVQ",
+    "ZERO",
+    "MAX_WIDTH",
+    "const",
+    "var",
+    "scale",
+    "add",
+    "neg",
+    "sub",
+    "mul",
+    "ite",
+    "compare",
+    "nonzero",
+    "total",
+    "poly",
+    "model_value",
+]

@@ -29,7 +29,15 @@ from formal.engine.forward import KINK_RULES, Forward, exact_forward, float_valu
 from formal.ops.basic import FLOAT
 from formal.smt.fp import Domain
 
-__all__ = ["Slot", "Candidate", "CandidateScan", "linear_slots", "candidates", "slots_complete", "float_pass"]
+__all__ = [
+    "Slot",
+    "Candidate",
+    "CandidateScan",
+    "linear_slots",
+    "candidates",
+    "slots_complete",
+    "float_pass",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +69,11 @@ def _unique_groups(net: Network) -> np.ndarray:
     cached = net.cache.get("smt:unique_groups")
     if cached is None:
         allg = [g.reshape(-1) for g in par.groups.values()]
-        counts = np.bincount(np.concatenate(allg), minlength=par.size) if allg else np.zeros(0, dtype=np.int64)
+        counts = (
+            np.bincount(np.concatenate(allg), minlength=par.size)
+            if allg
+            else np.zeros(0, dtype=np.int64)
+        )
         cached = counts == 1
         net.cache["smt:unique_groups"] = cached
     return cached
@@ -74,7 +86,9 @@ def _param_node_ok(net: Network, node: Node) -> bool:
     return len(readers) == 1 and len(net.consumers(node.name)) == 1 and name in net.trainable
 
 
-def linear_slots(net: Network, free: Iterable[int] | None = None, *, weights: bool = True) -> list[Slot]:
+def linear_slots(
+    net: Network, free: Iterable[int] | None = None, *, weights: bool = True
+) -> list[Slot]:
     """Every (free, untied) bias or own-row weight entering a kinked unit affinely."""
     par = net.parameterization()
     unique = _unique_groups(net)
@@ -92,7 +106,11 @@ def linear_slots(net: Network, free: Iterable[int] | None = None, *, weights: bo
         if pre.op == "add" and len(net.consumers(pre.name)) == 1:
             for i in pre.inputs:
                 cand = net.node(i)
-                if cand.op == "param" and _param_node_ok(net, cand) and tuple(net.params[cand.attr("name")].shape) == tuple(node.shape):
+                if (
+                    cand.op == "param"
+                    and _param_node_ok(net, cand)
+                    and tuple(net.params[cand.attr("name")].shape) == tuple(node.shape)
+                ):
                     name = cand.attr("name")
                     g = par.groups[name].reshape(-1)
                     s = par.signs[name].reshape(-1)
@@ -111,7 +129,11 @@ def linear_slots(net: Network, free: Iterable[int] | None = None, *, weights: bo
         g2 = par.groups[name]
         s2 = par.signs[name]
         for u, k in zip(*np.nonzero(mask[g2])):
-            out.append(Slot(int(g2[u, k]), node.name, int(u), "weight", lin.inputs[0], int(k), int(s2[u, k])))
+            out.append(
+                Slot(
+                    int(g2[u, k]), node.name, int(u), "weight", lin.inputs[0], int(k), int(s2[u, k])
+                )
+            )
     return out
 
 
@@ -152,11 +174,22 @@ def _group_value(net: Network, slot: Slot) -> Fraction:
 def _may_hold_member(dom: Domain, lo: float, hi: float) -> bool:
     """Could [lo, hi] (floats, exact endpoints) contain an allowed member?"""
     dt = dom.fmt.numpy_dtype()
-    if dt is not None and dt.itemsize <= 4 and np.isfinite(lo) and np.isfinite(hi) and abs(lo) < 1e30 and abs(hi) < 1e30:
+    if (
+        dt is not None
+        and dt.itemsize <= 4
+        and np.isfinite(lo)
+        and np.isfinite(hi)
+        and abs(lo) < 1e30
+        and abs(hi) < 1e30
+    ):
         # members of a <= 32-bit format are float64 numbers: look at the rounding of the midpoint
         with np.errstate(over="ignore"):
             m = dt.type((lo + hi) / 2)
-            near = [m, np.nextafter(m, dt.type(np.inf)), np.nextafter(m, dt.type(-np.inf))] if dt.kind == "f" and dt.itemsize >= 2 else []
+            near = (
+                [m, np.nextafter(m, dt.type(np.inf)), np.nextafter(m, dt.type(-np.inf))]
+                if dt.kind == "f" and dt.itemsize >= 2
+                else []
+            )
         if near and hi - lo < 0.5 * abs(float(np.spacing(m))):
             return any(lo <= float(v) <= hi for v in near)
     a, b = Fraction(lo), Fraction(hi)
@@ -173,7 +206,16 @@ class CandidateScan:
     whether every slot was examined (``limit`` not reached).
     """
 
-    def __init__(self, net: Network, preset: Preset, dom: Domain, free: Iterable[int] | None = None, *, weights: bool = True, limit: int = 100_000) -> None:
+    def __init__(
+        self,
+        net: Network,
+        preset: Preset,
+        dom: Domain,
+        free: Iterable[int] | None = None,
+        *,
+        weights: bool = True,
+        limit: int = 100_000,
+    ) -> None:
         self.net = net
         self.preset = preset
         self.dom = dom
@@ -193,9 +235,17 @@ class CandidateScan:
         bias: Node | None = None
         if node.op == "add" and len(node.inputs) == 2:
             a, c = (net.node(i) for i in node.inputs)
-            if a.op == "linear" and c.op == "param" and tuple(net.params[c.attr("name")].shape) == tuple(node.shape):
+            if (
+                a.op == "linear"
+                and c.op == "param"
+                and tuple(net.params[c.attr("name")].shape) == tuple(node.shape)
+            ):
                 lin, bias = a, c
-        if lin is not None and net.node(lin.inputs[0]).op == "input" and net.node(lin.inputs[1]).op == "param":
+        if (
+            lin is not None
+            and net.node(lin.inputs[0]).op == "input"
+            and net.node(lin.inputs[1]).op == "param"
+        ):
             w = net.params[net.node(lin.inputs[1]).attr("name")]
             x = net.inputs
             row = w.num[index]
@@ -231,7 +281,11 @@ class CandidateScan:
                         y0 = float(yf.reshape(B, -1)[b, slot.unit])
                         e0 = float(ye.reshape(B, -1)[b, slot.unit])
                         centre = float(p_now) + float(c) - y0
-                        slack = 4 * (abs(centre) + abs(float(p_now)) + abs(float(c)) + abs(y0)) * 2.0**-52
+                        slack = (
+                            4
+                            * (abs(centre) + abs(float(p_now)) + abs(float(c)) + abs(y0))
+                            * 2.0**-52
+                        )
                         width = 2 * e0 + slack + 2.0**-1070
                         if not _may_hold_member(dom, centre - width, centre + width):
                             continue  # the entry b* (the domain is symmetric) is provably not in M
@@ -249,7 +303,15 @@ class CandidateScan:
                         yield Candidate(slot, b, c, value)
 
 
-def candidates(net: Network, preset: Preset, dom: Domain, free: Iterable[int] | None = None, *, weights: bool = True, limit: int = 100_000) -> tuple[list[Candidate], int, bool]:
+def candidates(
+    net: Network,
+    preset: Preset,
+    dom: Domain,
+    free: Iterable[int] | None = None,
+    *,
+    weights: bool = True,
+    limit: int = 100_000,
+) -> tuple[list[Candidate], int, bool]:
     """All closed-form kink candidates: (candidates, slots examined, complete)."""
     scan = CandidateScan(net, preset, dom, free, weights=weights, limit=limit)
     out = list(scan)
@@ -278,17 +340,30 @@ def slots_complete(net: Network, free: Iterable[int], preset: Preset) -> tuple[b
         units[(s.node, s.unit)] = units.get((s.node, s.unit), 0) + 1
     crowded = [u for u, n in units.items() if n > 1]
     if crowded:
-        return False, f"unit {crowded[0][0]}[{crowded[0][1]}] has {units[crowded[0]]} searched parameters"
+        return (
+            False,
+            f"unit {crowded[0][0]}[{crowded[0][1]}] has {units[crowded[0]]} searched parameters",
+        )
     nodes = {s.node for s in slots}
     down = _downstream(net, nodes)
     for node in net.nodes:
-        if node.name in down and node.op in KINK_RULES and (node.op != "act" or node.attr("activation").kinks):
-            return False, f"non-smooth node {node.name!r} ({node.op}) lies downstream of a searched parameter"
+        if (
+            node.name in down
+            and node.op in KINK_RULES
+            and (node.op != "act" or node.attr("activation").kinks)
+        ):
+            return (
+                False,
+                f"non-smooth node {node.name!r} ({node.op}) lies downstream of a searched parameter",
+            )
     fwd = exact_forward(net, preset)
     for k in fwd.kinks:
         if k.kind != "act" or (k.node, k.index) not in units:
             return False, f"{k.label(net)} sits on a kink whatever the searched values"
-    return True, "each searched parameter moves one pre-activation of the last kinked layer(s) affinely, alone"
+    return (
+        True,
+        "each searched parameter moves one pre-activation of the last kinked layer(s) affinely, alone",
+    )
 
 
 def _downstream(net: Network, roots: set[str]) -> set[str]:

@@ -29,8 +29,8 @@ import z3
 
 from formal.core.activations import Activation, Preset
 from formal.core.network import Network, Node
-from formal.engine.forward import _proxy
 from formal.errors import UnsupportedOp
+from formal.ops.activation import proxy_of
 from formal.smt.bvq import (
     BVQ,
     ZERO,
@@ -94,7 +94,18 @@ def _map1(fn: Callable[[BVQ], BVQ], a: Any) -> np.ndarray:
     return out
 
 
-SUPPORTED_OPS = ("input", "param", "const", "linear", "add", "sub", "neg", "scale", "act", "reshape")
+SUPPORTED_OPS = (
+    "input",
+    "param",
+    "const",
+    "linear",
+    "add",
+    "sub",
+    "neg",
+    "scale",
+    "act",
+    "reshape",
+)
 
 
 class NetworkEncoding:
@@ -105,12 +116,18 @@ class NetworkEncoding:
     ones).
     """
 
-    def __init__(self, net: Network, params: Mapping[str, np.ndarray], preset: Preset | None = None) -> None:
+    def __init__(
+        self, net: Network, params: Mapping[str, np.ndarray], preset: Preset | None = None
+    ) -> None:
         for node in net.nodes:
             if node.op not in SUPPORTED_OPS:
-                raise UnsupportedOp(f"op {node.op!r} (node {node.name!r}) has no rule in the exact bit-vector encoding")
+                raise UnsupportedOp(
+                    f"op {node.op!r} (node {node.name!r}) has no rule in the exact bit-vector encoding"
+                )
             if node.op == "act" and node.attr("activation").transcendental:
-                raise UnsupportedOp(f"activation node {node.name!r} ({node.attr('activation').name}) has transcendental values")
+                raise UnsupportedOp(
+                    f"activation node {node.name!r} ({node.attr('activation').name}) has transcendental values"
+                )
         self.net = net
         self.params = params
         self.preset = preset
@@ -152,7 +169,9 @@ class NetworkEncoding:
         if op == "linear":
             x, w = ins
             if self.batched[node.inputs[1]]:
-                raise UnsupportedOp(f"node {node.name!r}: a batched weight operand is not supported by the exact encoding")
+                raise UnsupportedOp(
+                    f"node {node.name!r}: a batched weight operand is not supported by the exact encoding"
+                )
             B, n = x.shape
             m = w.shape[0]
             out = np.empty((B, m), dtype=object)
@@ -213,7 +232,10 @@ class NetworkEncoding:
                     out[b, o] = _or(terms)
             return out
         if op in ("add", "sub"):
-            a, b2 = (self.may[i] if self.batched[i] else self.may[i].reshape((1,) + self.may[i].shape) for i in ins)
+            a, b2 = (
+                self.may[i] if self.batched[i] else self.may[i].reshape((1,) + self.may[i].shape)
+                for i in ins
+            )
             a, b2 = np.broadcast_arrays(a, b2)
             out = np.empty(a.shape, dtype=object)
             for idx in np.ndindex(*a.shape):
@@ -233,13 +255,26 @@ class NetworkEncoding:
             y = self.values[ins[0]]
             my = self.may[ins[0]]
             out = np.empty(y.shape, dtype=object)
-            yf, mf, of = y.reshape(y.shape[0], -1), my.reshape(y.shape[0], -1), out.reshape(y.shape[0], -1)
+            yf, mf, of = (
+                y.reshape(y.shape[0], -1),
+                my.reshape(y.shape[0], -1),
+                out.reshape(y.shape[0], -1),
+            )
             for b in range(yf.shape[0]):
                 for i in range(yf.shape[1]):
                     v = yf[b, i]
-                    edge = _piecewise_bool(act, v, [nonzero(poly(_deriv(p), v)) for p in act.pieces])
+                    edge = _piecewise_bool(
+                        act, v, [nonzero(poly(_deriv(p), v)) for p in act.pieces]
+                    )
                     for c in act.kinks:
-                        k_edge = act.d_minus(c) != 0 or act.d_plus(c) != 0 or (self.preset is not None and _proxy(node, self.preset, act, c, i) != 0)
+                        k_edge = (
+                            act.d_minus(c) != 0
+                            or act.d_plus(c) != 0
+                            or (
+                                self.preset is not None
+                                and proxy_of(node, self.preset, act, c, i) != 0
+                            )
+                        )
                         edge = _ite_bool(compare(v, c, "=="), k_edge, edge)
                     of[b, i] = _and(mf[b, i], edge)
             return out
@@ -280,7 +315,11 @@ class NetworkEncoding:
             adj: dict[str, np.ndarray] = {net.output: seeds[r]}
             for node in reversed(net.nodes):
                 a = adj.pop(node.name, None)
-                if a is None or not self.depends[node.name] or node.op in ("param", "input", "const"):
+                if (
+                    a is None
+                    or not self.depends[node.name]
+                    or node.op in ("param", "input", "const")
+                ):
                     continue
                 if node.op == "act":
                     flat = a.reshape(a.shape[0], -1)
@@ -343,7 +382,7 @@ class NetworkEncoding:
                     base = piecewise(act, v, slopes)
                     for c in act.kinks:
                         assert self.preset is not None
-                        p = _proxy(node, self.preset, act, c, i)
+                        p = proxy_of(node, self.preset, act, c, i)
                         base = ite(compare(v, c, "=="), scale(g, p), base)
                     of[b, i] = base
             return [(ins[0], out_y)]
@@ -387,7 +426,9 @@ def _or(items: list[z3.BoolRef | bool]) -> z3.BoolRef | bool:
     return rest[0] if len(rest) == 1 else z3.Or(rest)
 
 
-def _ite_bool(c: z3.BoolRef | bool, a: z3.BoolRef | bool, b: z3.BoolRef | bool) -> z3.BoolRef | bool:
+def _ite_bool(
+    c: z3.BoolRef | bool, a: z3.BoolRef | bool, b: z3.BoolRef | bool
+) -> z3.BoolRef | bool:
     if c is True:
         return a
     if c is False:
@@ -411,7 +452,7 @@ def _sum_to(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     out = _obj_array(shape)
     gb: Any = g
     for idx in np.ndindex(*gb.shape):
-        tgt = tuple(0 if s == 1 else i for i, s in zip(idx[len(idx) - len(shape):], shape))
+        tgt = tuple(0 if s == 1 else i for i, s in zip(idx[len(idx) - len(shape) :], shape))
         out[tgt] = add(out[tgt], gb[idx])
     return out
 
@@ -454,7 +495,9 @@ def parameter_leaves(
     return out
 
 
-def param_arrays(net: Network, fixed: Mapping[int, Fraction], variables: Mapping[int, FPVar]) -> dict[str, np.ndarray]:
+def param_arrays(
+    net: Network, fixed: Mapping[int, Fraction], variables: Mapping[int, FPVar]
+) -> dict[str, np.ndarray]:
     """BVQ arrays of every parameter tensor: searched groups as variables, others constant."""
     return parameter_leaves(net, fixed, variables, lambda v, neg: var(v, negate=neg), const)
 
@@ -482,4 +525,3 @@ __all__ = [
 ]
 
 _reexported = (model_value, ite)
-

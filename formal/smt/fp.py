@@ -120,9 +120,13 @@ def choose_search_format(target: Format, requested: str | None = None) -> Format
     if requested is not None:
         s = parse_format(requested)
         if s.bits > 16 and s != target:
-            raise InvalidArgument(f"expected a search format of at most 16 bits (or the target), got search format={s.name}")
+            raise InvalidArgument(
+                f"expected a search format of at most 16 bits (or the target), got search format={s.name}"
+            )
         if not embeds(s, target) if s.bits <= 16 else s != target:
-            raise InvalidArgument(f"expected a search format whose members all lie in {target.name}, got search format={s.name}")
+            raise InvalidArgument(
+                f"expected a search format whose members all lie in {target.name}, got search format={s.name}"
+            )
         return s
     if target.bits <= 8:
         return target
@@ -222,7 +226,12 @@ class Domain:
 def show(q: Fraction) -> str:
     """Short exact text: '3/4' for small ones, '2^-126' for powers of two, else a hex float."""
     q = Fraction(q)
-    if q > 0 and q.numerator & (q.numerator - 1) == 0 and q.denominator & (q.denominator - 1) == 0 and (q > 1024 or q < Fraction(1, 1024)):
+    if (
+        q > 0
+        and q.numerator & (q.numerator - 1) == 0
+        and q.denominator & (q.denominator - 1) == 0
+        and (q > 1024 or q < Fraction(1, 1024))
+    ):
         return f"2^{q.numerator.bit_length() - q.denominator.bit_length()}"
     text = format_exact(q)
     if len(text) <= 12 or q.denominator & (q.denominator - 1):
@@ -274,7 +283,12 @@ class FPVar:
             if lo is None:
                 out.append(z3.fpIsZero(x))
             else:
-                out.append(z3.Or(z3.fpIsZero(x), z3.And(z3.fpGEQ(a, fp_value(lo, fmt)), z3.fpLEQ(a, fp_value(hi, fmt)))))
+                out.append(
+                    z3.Or(
+                        z3.fpIsZero(x),
+                        z3.And(z3.fpGEQ(a, fp_value(lo, fmt)), z3.fpLEQ(a, fp_value(hi, fmt))),
+                    )
+                )
             return out
         # no z3 sort of its own: finite patterns and |v| order = unsigned order of the magnitude bits
         ones = (1 << fmt.ebits) - 1
@@ -288,7 +302,9 @@ class FPVar:
         if lo is None:
             out.append(mag == 0)
         else:
-            out.append(z3.Or(mag == 0, z3.And(z3.UGE(mag, fmt.to_bits(lo)), z3.ULE(mag, fmt.to_bits(hi)))))
+            out.append(
+                z3.Or(mag == 0, z3.And(z3.UGE(mag, fmt.to_bits(lo)), z3.ULE(mag, fmt.to_bits(hi))))
+            )
         return out
 
     # -- views -----------------------------------------------------------------------
@@ -301,7 +317,9 @@ class FPVar:
         inner = z3.FPSort(11, max(fmt.mbits + 1, 3))  # wide exponent range: K and K/den both exact
         wide = z3.ZeroExt(1, k)
         signed = z3.If(self.sign == 1, -wide, wide)
-        x = z3.fpMul(z3.RNE(), z3.fpSignedToFP(z3.RNE(), signed, inner), _pow2_fp(-_log2(den), inner))
+        x = z3.fpMul(
+            z3.RNE(), z3.fpSignedToFP(z3.RNE(), signed, inner), _pow2_fp(-_log2(den), inner)
+        )
         return z3.fpFPToFP(z3.RNE(), x, fp_sort(fmt))
 
     def exact_parts(self) -> tuple[z3.BitVecRef, int]:

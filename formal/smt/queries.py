@@ -104,7 +104,9 @@ class _Query:
 
     def __init__(self, free: list[int], dom: Domain, seed: int) -> None:
         if len(free) > MAX_FREE:
-            raise UnsupportedOp(f"{len(free)} searched parameters exceed the SMT limit of {MAX_FREE}; use --fix or --free")
+            raise UnsupportedOp(
+                f"{len(free)} searched parameters exceed the SMT limit of {MAX_FREE}; use --fix or --free"
+            )
         self.dom = dom
         self.vars = {g: FPVar(f"w{g}", dom) for g in free}
         self.solver = make_solver(self.tactic)
@@ -132,7 +134,9 @@ class _Query:
         assert self.model is not None
         m = self.model
         diff = [v.bits != m.eval(v.bits, model_completion=True) for v in self.vars.values()]
-        self.solver.add(diff[0] if len(diff) == 1 else z3.Or(diff))  # SMT-LIB's `or` needs two arguments
+        self.solver.add(
+            diff[0] if len(diff) == 1 else z3.Or(diff)
+        )  # SMT-LIB's `or` needs two arguments
         self.blocked += 1
 
     def describe(self) -> str:
@@ -147,7 +151,17 @@ class ExactQuery(_Query):
 
     kind = "exact"
 
-    def __init__(self, net: Network, free: list[int], base: Mapping[int, Fraction], dom: Domain, preset: Preset, find: str, *, seed: int = 0) -> None:
+    def __init__(
+        self,
+        net: Network,
+        free: list[int],
+        base: Mapping[int, Fraction],
+        dom: Domain,
+        preset: Preset,
+        find: str,
+        *,
+        seed: int = 0,
+    ) -> None:
         super().__init__(free, dom, seed)
         fixed = {g: v for g, v in base.items() if g not in self.vars}
         enc = NetworkEncoding(net, param_arrays(net, fixed, self.vars), preset)
@@ -172,7 +186,7 @@ class ExactQuery(_Query):
                 R = {n: _or(rel[n]) for n in order}
                 terms = []
                 for j, n in enumerate(order):
-                    later = [R[m] for m in order[j + 1:]]
+                    later = [R[m] for m in order[j + 1 :]]
                     zero = self._zero_input(net, n)
                     terms.append(_and([R[n], z3.Not(_or(later)) if later else True, zero]))
                 cond = _or(terms)
@@ -217,7 +231,18 @@ class RoundedQuery(_Query):
     kind = "rounded"
     tactic = "qffpbv"
 
-    def __init__(self, net: Network, free: list[int], base: Mapping[int, Fraction], dom: Domain, preset: Preset, find: str, order: str, *, seed: int = 0) -> None:
+    def __init__(
+        self,
+        net: Network,
+        free: list[int],
+        base: Mapping[int, Fraction],
+        dom: Domain,
+        preset: Preset,
+        find: str,
+        order: str,
+        *,
+        seed: int = 0,
+    ) -> None:
         super().__init__(free, dom, seed)
         fixed = {g: v for g, v in base.items() if g not in self.vars}
         arith = Z3Arith(dom.fmt)
@@ -239,7 +264,11 @@ class RoundedQuery(_Query):
             else:
                 terms.append(_and([compare(y, s.kink, "=="), z3.Not(hit)]))
             self.sites.append((s, y))
-        self.condition = ("'yhat == c in " + order + " order while the exact y != c'") if find == "spurious-kink" else ("'the exact y == c while yhat != c (" + order + " order)'")
+        self.condition = (
+            ("'yhat == c in " + order + " order while the exact y != c'")
+            if find == "spurious-kink"
+            else ("'the exact y == c while yhat != c (" + order + " order)'")
+        )
         self.cond = _or(terms)
         self.solver.add(self.cond)
         self.order = order
@@ -249,7 +278,9 @@ class RoundedQuery(_Query):
         return f"fp.mul/fp.add RNE in {self.dom.fmt.name}, {self.order} order, against the exact bit-vector encoding; {len(self.vars)} variable(s)"
 
 
-def _fp_params(net: Network, fixed: Mapping[int, Fraction], variables: Mapping[int, FPVar], arith: Z3Arith) -> dict[str, np.ndarray]:
+def _fp_params(
+    net: Network, fixed: Mapping[int, Fraction], variables: Mapping[int, FPVar], arith: Z3Arith
+) -> dict[str, np.ndarray]:
     def fp_var(v: FPVar, negate: bool) -> Any:
         x = v.fp()
         return z3.fpNeg(x) if negate else x
@@ -261,7 +292,9 @@ def _fp_params(net: Network, fixed: Mapping[int, Fraction], variables: Mapping[i
 # Verification of float touches and the rounded closed form
 
 
-def touch_values(net: Network, fmt: Format, preset: Preset, order: str, find: str, hint: Any = None) -> dict[str, Any] | None:
+def touch_values(
+    net: Network, fmt: Format, preset: Preset, order: str, find: str, hint: Any = None
+) -> dict[str, Any] | None:
     """The first site with a spurious (or missed) float kink touch, checked three ways.
 
     The exact engine gives y; the exact-RNE reference and numpy/ml_dtypes (when
@@ -297,7 +330,17 @@ def touch_values(net: Network, fmt: Format, preset: Preset, order: str, find: st
     return None
 
 
-def rounded_closed_form(net: Network, fmt: Format, dom: Domain, free: list[int], preset: Preset, order: str, find: str, *, limit: int = 256) -> Iterator[tuple[Network, dict[str, Any]]]:
+def rounded_closed_form(
+    net: Network,
+    fmt: Format,
+    dom: Domain,
+    free: list[int],
+    preset: Preset,
+    order: str,
+    find: str,
+    *,
+    limit: int = 256,
+) -> Iterator[tuple[Network, dict[str, Any]]]:
     """Witnesses from solving the last operand of a pre-activation exactly.
 
     spurious: a free bias b with ``RNE(acc + b) == c`` (acc = the float linear
@@ -339,7 +382,10 @@ def rounded_closed_form(net: Network, fmt: Format, dom: Domain, free: list[int],
                     acc0 = vals[other[0]].reshape(net.batch, -1)[b, slot.unit]
                     if acc0 is None:
                         continue
-                    assigns = [{slot.group: v * slot.sign} for v in rounding_interval_members(fmt, dom, acc0, c)]
+                    assigns = [
+                        {slot.group: v * slot.sign}
+                        for v in rounding_interval_members(fmt, dom, acc0, c)
+                    ]
                 elif order == "sequential" and pre.op == "linear":
                     x = vals[pre.inputs[0]].reshape(net.batch, -1)[b]
                     w = vals[pre.inputs[1]]
@@ -358,8 +404,18 @@ def rounded_closed_form(net: Network, fmt: Format, dom: Domain, free: list[int],
                         yield net2, t
 
 
-
-def _last_weight(fmt: Format, dom: Domain, any_member: Domain, ref: ExactRounding, x: Any, w: Any, slot: closed_form.Slot, prev: closed_form.Slot | None, c: Fraction, tries: int = 8) -> list[dict[int, Fraction]]:
+def _last_weight(
+    fmt: Format,
+    dom: Domain,
+    any_member: Domain,
+    ref: ExactRounding,
+    x: Any,
+    w: Any,
+    slot: closed_form.Slot,
+    prev: closed_form.Slot | None,
+    c: Fraction,
+    tries: int = 8,
+) -> list[dict[int, Fraction]]:
     """Sequential order: ``yhat = RNE(acc + RNE(x[n-1] w[n-1]))``.  Solve for the last
     weight; when no member hits the needed product, move the previous weight (if
     searched) a few members away and retry."""

@@ -82,7 +82,9 @@ class Z3Arith(Arith):
 
     def __init__(self, fmt: Format) -> None:
         if not native(fmt):
-            raise UnsupportedOp(f"rounded semantics needs a format z3 has as an IEEE sort, got {fmt.name} (E4M3 has no infinities; z3 needs >= 2 fraction bits)")
+            raise UnsupportedOp(
+                f"rounded semantics needs a format z3 has as an IEEE sort, got {fmt.name} (E4M3 has no infinities; z3 needs >= 2 fraction bits)"
+            )
         self.fmt = fmt
         self.sort = fp_sort(fmt)
         self.rm = z3.RNE()
@@ -221,26 +223,39 @@ def _sum(arith: Arith, terms: list[Any], order: str) -> Any:
             acc = arith.add(acc, t)
         return acc
     while len(terms) > 1:
-        terms = [arith.add(terms[i], terms[i + 1]) if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+        terms = [
+            arith.add(terms[i], terms[i + 1]) if i + 1 < len(terms) else terms[i]
+            for i in range(0, len(terms), 2)
+        ]
     return terms[0]
 
 
-def float_forward(net: Network, arith: Arith, params: Mapping[str, np.ndarray], order: str = "sequential") -> tuple[dict[str, np.ndarray], list[FloatSite]]:
+def float_forward(
+    net: Network, arith: Arith, params: Mapping[str, np.ndarray], order: str = "sequential"
+) -> tuple[dict[str, np.ndarray], list[FloatSite]]:
     """Float values of every node and the kinked pre-activation sites, in the stated order.
 
     ``params`` maps tensor names to object arrays of back-end values (searched
     entries as variables); tensors not in ``params`` are rounded constants.
     """
     if order not in ORDERS:
-        raise UnsupportedOp(f"expected a summation order ({', '.join(ORDERS)}), got order={order!r}")
+        raise UnsupportedOp(
+            f"expected a summation order ({', '.join(ORDERS)}), got order={order!r}"
+        )
     vals: dict[str, np.ndarray] = {}
     sites: list[FloatSite] = []
     trainable = set(net.trainable)
     depends: dict[str, bool] = {}
     for node in net.nodes:
         if node.op not in _OPS:
-            raise UnsupportedOp(f"op {node.op!r} (node {node.name!r}) has no rule in the rounded semantics")
-        depends[node.name] = (node.attr("name") in trainable) if node.op == "param" else any(depends[i] for i in node.inputs)
+            raise UnsupportedOp(
+                f"op {node.op!r} (node {node.name!r}) has no rule in the rounded semantics"
+            )
+        depends[node.name] = (
+            (node.attr("name") in trainable)
+            if node.op == "param"
+            else any(depends[i] for i in node.inputs)
+        )
         ins = [vals[i] for i in node.inputs]
         vals[node.name] = _eval(net, node, ins, arith, params, order, vals)
         if node.op == "act":
@@ -263,13 +278,23 @@ def _const_arr(arith: Arith, q: Any) -> np.ndarray:
     return out
 
 
-def _eval(net: Network, node: Node, ins: list[np.ndarray], arith: Arith, params: Mapping[str, np.ndarray], order: str, vals: dict[str, np.ndarray]) -> np.ndarray:
+def _eval(
+    net: Network,
+    node: Node,
+    ins: list[np.ndarray],
+    arith: Arith,
+    params: Mapping[str, np.ndarray],
+    order: str,
+    vals: dict[str, np.ndarray],
+) -> np.ndarray:
     op = node.op
     if op == "input":
         return _const_arr(arith, net.inputs.to_fractions())
     if op == "param":
         name = node.attr("name")
-        return params[name] if name in params else _const_arr(arith, net.params[name].to_fractions())
+        return (
+            params[name] if name in params else _const_arr(arith, net.params[name].to_fractions())
+        )
     if op == "const":
         return _const_arr(arith, node.attr("value").to_fractions())
     if op == "linear":
@@ -308,7 +333,9 @@ def _eval(net: Network, node: Node, ins: list[np.ndarray], arith: Arith, params:
     fmt = getattr(arith, "fmt", None)
     for kink in act.kinks:
         if fmt is not None and not fmt.contains(kink):
-            raise UnsupportedOp(f"kink {kink} of {act.describe()} (node {node.name!r}) is not a member of {fmt.name}: the float piece test is undefined")
+            raise UnsupportedOp(
+                f"kink {kink} of {act.describe()} (node {node.name!r}) is not a member of {fmt.name}: the float piece test is undefined"
+            )
     if act.transcendental:
         raise UnsupportedOp(f"activation node {node.name!r} ({act.name}) has no rounded rule")
 
@@ -328,7 +355,9 @@ def _map(fn: Callable[[Any], Any], a: np.ndarray) -> np.ndarray:
     return out
 
 
-def reference_preactivations(net: Network, fmt: Format, order: str) -> dict[str, list[tuple[FloatSite, Fraction | None, Fraction | None]]]:
+def reference_preactivations(
+    net: Network, fmt: Format, order: str
+) -> dict[str, list[tuple[FloatSite, Fraction | None, Fraction | None]]]:
     """Float pre-activation of every kinked site by both references: (site, exact-RNE, numpy).
 
     The numpy value is None when the format has no numpy dtype (or the value
@@ -347,18 +376,31 @@ def reference_preactivations(net: Network, fmt: Format, order: str) -> dict[str,
     return out
 
 
-def rounding_interval_members(fmt: Format, dom: Domain, acc: Fraction, c: Fraction, limit: int = 64) -> list[Fraction]:
+def rounding_interval_members(
+    fmt: Format, dom: Domain, acc: Fraction, c: Fraction, limit: int = 64
+) -> list[Fraction]:
     """Allowed members L with RNE(acc + L) == c, nearest to c - acc first (at most ``limit``
     steps each way: the set is a run of consecutive members, possibly huge when c - acc is tiny)."""
-    return _walk(dom, fmt.round_nearest_even(c - acc), lambda v: fmt.round_nearest_even(acc + v) == c, limit)
+    return _walk(
+        dom, fmt.round_nearest_even(c - acc), lambda v: fmt.round_nearest_even(acc + v) == c, limit
+    )
 
 
-def product_members(fmt: Format, dom: Domain, x: Fraction, target: Fraction, limit: int = 64) -> list[Fraction]:
+def product_members(
+    fmt: Format, dom: Domain, x: Fraction, target: Fraction, limit: int = 64
+) -> list[Fraction]:
     """Allowed members w with RNE(x * w) == target (x != 0), nearest to target / x first."""
-    return _walk(dom, fmt.round_nearest_even(target / x), lambda v: fmt.round_nearest_even(x * v) == target, limit)
+    return _walk(
+        dom,
+        fmt.round_nearest_even(target / x),
+        lambda v: fmt.round_nearest_even(x * v) == target,
+        limit,
+    )
 
 
-def _walk(dom: Domain, start: Fraction | None, ok: Callable[[Fraction], bool], limit: int) -> list[Fraction]:
+def _walk(
+    dom: Domain, start: Fraction | None, ok: Callable[[Fraction], bool], limit: int
+) -> list[Fraction]:
     if start is None:
         return []
     out: list[Fraction] = []

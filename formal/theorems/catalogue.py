@@ -47,7 +47,9 @@ class Recorder:
         self.items.append(Evidence(text, True, tuple(data.items())))
 
     def expect(self, ok: bool, text: str, **data: Any) -> bool:
-        self.items.append(Evidence(text if ok else "FAILED: " + text, bool(ok), tuple(data.items())))
+        self.items.append(
+            Evidence(text if ok else "FAILED: " + text, bool(ok), tuple(data.items()))
+        )
         return bool(ok)
 
     def quiet(self, ok: bool, text: str) -> bool:
@@ -173,8 +175,17 @@ class Theorem:
         if not rec.items:
             rec.expect(False, "the check gathered no evidence")
         status = "fail" if rec.failures else "pass"
-        return CheckResult(self.name, self.title, status, self.hypotheses, self.statement, tuple(rec.items),
-                           time.perf_counter() - t0, self.proof, self.test)
+        return CheckResult(
+            self.name,
+            self.title,
+            status,
+            self.hypotheses,
+            self.statement,
+            tuple(rec.items),
+            time.perf_counter() - t0,
+            self.proof,
+            self.test,
+        )
 
 
 def catalogue() -> list[Theorem]:
@@ -183,69 +194,162 @@ def catalogue() -> list[Theorem]:
 
     T = "tests/test_theorems.py"
     return [
-        Theorem("Lemma D", "differentiability = linearity of d -> f'(w; d)",
-                "f is differentiable at w iff d -> f'(w; d) is linear, and then grad_j = f'(w; e_j); "
-                "linearity on the axes alone is not enough",
-                "locally Lipschitz, directionally differentiable f (every network of THEORY section 1)",
-                "proofs/lemma-d.md", f"{T}::test_lemma_d", ev.lemma_d),
-        Theorem("Lemma Z", "zero kink adjoints => differentiable and AD correct",
-                "if every kink node's AD adjoint is 0 (any proxies) then f is differentiable at w and AD(w) = grad f(w)",
-                "any network", "proofs/lemma-z.md", f"{T}::test_lemma_z", ev.lemma_z),
-        Theorem("T1", "no incorrect set under H",
-                "under H, inc(f) is empty whatever the proxies", "H: B = 1 and every kinked unit has its own trainable bias",
-                "proofs/t1-t2.md", f"{T}::test_t1_t2_t3", ev.t1, _h),
-        Theorem("T2", "the bias criterion",
-                "under H, w is in ndf(f) iff some kink neuron has a non-zero AD adjoint (any proxies)",
-                "H", "proofs/t1-t2.md", f"{T}::test_t1_t2_t3", ev.t2, _h),
-        Theorem("T3", "size of ndf on machine numbers",
-                "under H, |ndf_Omega| <= |M|^(W-1) sum_l N_l k_l, i.e. density <= sum_l N_l k_l / |M|",
-                "H", "proofs/t3.md", f"{T}::test_t1_t2_t3", ev.t3, _h),
-        Theorem("T3 tightness", "the bound is attained to first order",
-                "one hidden layer of N units, input 0, output sum_i v_i rho(b_i): density = "
-                "1 - (1 - k_M (1 - 1/|M|) / |M|)^N exactly",
-                "H, input 0, trainable hidden weights, biases and output weights",
-                "proofs/t3.md", f"{T}::test_tightness", ev.tightness, _h),
-        Theorem("T4", "what AD computes on ndf",
-                "under H: one-sided proxies give AD(w) in the Bouligand subdifferential, proxies between D- and D+ "
-                "give AD(w) in the Clarke subdifferential; with B >= 2 and distinct biases, one lambda per layer "
-                "still gives Clarke",
-                "H (first part); distinct biases, any B (second part)", "proofs/t4.md", f"{T}::test_t4", ev.t4, _h_b2),
-        Theorem("Bias-free bound", "ndf and inc without biases (THEORY section 4)",
-                "|ndf_Omega u inc_Omega| <= sum_(unit, sample) (k |M|^(W-1) + [0 in ndf(rho)] |{w : the unit's "
-                "inputs are all 0}|)",
-                "dense chain, every weight trainable and untied (units with a bias contribute the first term only)",
-                "proofs/bias-free-bound.md", f"{T}::test_bias_free_bound", ev.bias_free_bound, _bias_free_dense),
-        Theorem("E1", "bias-free inc is non-empty",
-                "f = relu(w2 relu(w1 x)), x = 1, at (0, -1): f = 0 nearby, AD df/dw1 = -p^2 for relu'(0) = p",
-                "bias-free, B = 1", "proofs/e1.md", f"{T}::test_named_cases", ev.e1),
-        Theorem("Lemma 2", "tied weight (ICLR 2024)",
-                "pre-activations (u, -u), objective z1 - z2 = u: AD = 2p, gradient 1: wrong unless p = 1/2",
-                "tied weight, no bias, B = 1", "proofs/lemma-2.md", f"{T}::test_named_cases", ev.lemma2),
-        Theorem("Lemma 3", "B = 2 breaks T1 (ICLR 2024)",
-                "one bias b, X = (3, -3), HardSigmoid, batch sum: gradient 1/6, AD a + b for proxies (a, b)",
-                "distinct bias, B = 2", "proofs/lemma-3.md", f"{T}::test_named_cases", ev.lemma3),
-        Theorem("Lemma 7", "max-pool ties (ICLR 2024)",
-                "pre-activations (u + b, b, -u + b, b), max-pools {1,2}, {3,4}, objective m1 - m2 = u: AD (2, 0) "
-                "first-index, (0, 0) second-index, (1, 0) mixed; gradient (1, 0)",
-                "shared bias, max-pool", "proofs/lemma-7.md", f"{T}::test_named_cases", ev.lemma7),
-        Theorem("f1-f3", "App. H examples (ICLR 2024)",
-                "f1 = g(w) - g(-w): AD 0, truth 1; f2 = g(w) - h(w): AD -1, truth 0; f3 = h(-h(w)): AD -1, truth 0 "
-                "(g = relu with proxy 0, h = relu with proxy 1)",
-                "ties / two proxies for one activation / nesting", "proofs/f1-f3.md", f"{T}::test_named_cases", ev.f123),
-        Theorem("T5", "anchored kinks: when bias-free AD is still right (ours)",
-                "B = 1, dense, untied trainable weights.  A kink neuron is anchored if it has a trainable bias or a "
-                "non-zero input.  (i) If every kink neuron is anchored, every side pattern is feasible, so where f is "
-                "differentiable AD = grad f for all proxies in [D-, D+]; activations without a kink at 0 (HardTanh, "
-                "HardSigmoid, HardSwish) always are.  (ii) With one-sided proxies such that rho(y) = 0 implies "
-                "rho'(y) = 0 or a kink with proxy 0 (ReLU and ReLU6 with proxy 0 at 0), AD = grad f wherever f is "
-                "differentiable.  So inc(f) is empty in these cases, at every depth and width",
-                "B = 1, dense chain, untied trainable weights; the proxy conditions of (i) or (ii)", "proofs/t5-anchored.md",
-                f"{T}::test_t5", ev.t5, _zero_side),
-        Theorem("Open question", "is inc empty for bias-free dense nets? (THEORY section 4)",
-                "for B = 1, <= 2 hidden layers of <= 2 units, each kinked activation, presets pytorch, left, right, "
-                "lambda=1/2: exhaustive counts of inc_Omega on small formats, with witnesses",
-                "bias-free dense, B = 1", "proofs/open-question.md", "tests/test_reproduce.py::test_open_question",
-                ev.open_question, _bias_free_dense),
+        Theorem(
+            "Lemma D",
+            "differentiability = linearity of d -> f'(w; d)",
+            "f is differentiable at w iff d -> f'(w; d) is linear, and then grad_j = f'(w; e_j); "
+            "linearity on the axes alone is not enough",
+            "locally Lipschitz, directionally differentiable f (every network of THEORY section 1)",
+            "proofs/lemma-d.md",
+            f"{T}::test_lemma_d",
+            ev.lemma_d,
+        ),
+        Theorem(
+            "Lemma Z",
+            "zero kink adjoints => differentiable and AD correct",
+            "if every kink node's AD adjoint is 0 (any proxies) then f is differentiable at w and AD(w) = grad f(w)",
+            "any network",
+            "proofs/lemma-z.md",
+            f"{T}::test_lemma_z",
+            ev.lemma_z,
+        ),
+        Theorem(
+            "T1",
+            "no incorrect set under H",
+            "under H, inc(f) is empty whatever the proxies",
+            "H: B = 1 and every kinked unit has its own trainable bias",
+            "proofs/t1-t2.md",
+            f"{T}::test_t1_t2_t3",
+            ev.t1,
+            _h,
+        ),
+        Theorem(
+            "T2",
+            "the bias criterion",
+            "under H, w is in ndf(f) iff some kink neuron has a non-zero AD adjoint (any proxies)",
+            "H",
+            "proofs/t1-t2.md",
+            f"{T}::test_t1_t2_t3",
+            ev.t2,
+            _h,
+        ),
+        Theorem(
+            "T3",
+            "size of ndf on machine numbers",
+            "under H, |ndf_Omega| <= |M|^(W-1) sum_l N_l k_l, i.e. density <= sum_l N_l k_l / |M|",
+            "H",
+            "proofs/t3.md",
+            f"{T}::test_t1_t2_t3",
+            ev.t3,
+            _h,
+        ),
+        Theorem(
+            "T3 tightness",
+            "the bound is attained to first order",
+            "one hidden layer of N units, input 0, output sum_i v_i rho(b_i): density = "
+            "1 - (1 - k_M (1 - 1/|M|) / |M|)^N exactly",
+            "H, input 0, trainable hidden weights, biases and output weights",
+            "proofs/t3.md",
+            f"{T}::test_tightness",
+            ev.tightness,
+            _h,
+        ),
+        Theorem(
+            "T4",
+            "what AD computes on ndf",
+            "under H: one-sided proxies give AD(w) in the Bouligand subdifferential, proxies between D- and D+ "
+            "give AD(w) in the Clarke subdifferential; with B >= 2 and distinct biases, one lambda per layer "
+            "still gives Clarke",
+            "H (first part); distinct biases, any B (second part)",
+            "proofs/t4.md",
+            f"{T}::test_t4",
+            ev.t4,
+            _h_b2,
+        ),
+        Theorem(
+            "Bias-free bound",
+            "ndf and inc without biases (THEORY section 4)",
+            "|ndf_Omega u inc_Omega| <= sum_(unit, sample) (k |M|^(W-1) + [0 in ndf(rho)] |{w : the unit's "
+            "inputs are all 0}|)",
+            "dense chain, every weight trainable and untied (units with a bias contribute the first term only)",
+            "proofs/bias-free-bound.md",
+            f"{T}::test_bias_free_bound",
+            ev.bias_free_bound,
+            _bias_free_dense,
+        ),
+        Theorem(
+            "E1",
+            "bias-free inc is non-empty",
+            "f = relu(w2 relu(w1 x)), x = 1, at (0, -1): f = 0 nearby, AD df/dw1 = -p^2 for relu'(0) = p",
+            "bias-free, B = 1",
+            "proofs/e1.md",
+            f"{T}::test_named_cases",
+            ev.e1,
+        ),
+        Theorem(
+            "Lemma 2",
+            "tied weight (ICLR 2024)",
+            "pre-activations (u, -u), objective z1 - z2 = u: AD = 2p, gradient 1: wrong unless p = 1/2",
+            "tied weight, no bias, B = 1",
+            "proofs/lemma-2.md",
+            f"{T}::test_named_cases",
+            ev.lemma2,
+        ),
+        Theorem(
+            "Lemma 3",
+            "B = 2 breaks T1 (ICLR 2024)",
+            "one bias b, X = (3, -3), HardSigmoid, batch sum: gradient 1/6, AD a + b for proxies (a, b)",
+            "distinct bias, B = 2",
+            "proofs/lemma-3.md",
+            f"{T}::test_named_cases",
+            ev.lemma3,
+        ),
+        Theorem(
+            "Lemma 7",
+            "max-pool ties (ICLR 2024)",
+            "pre-activations (u + b, b, -u + b, b), max-pools {1,2}, {3,4}, objective m1 - m2 = u: AD (2, 0) "
+            "first-index, (0, 0) second-index, (1, 0) mixed; gradient (1, 0)",
+            "shared bias, max-pool",
+            "proofs/lemma-7.md",
+            f"{T}::test_named_cases",
+            ev.lemma7,
+        ),
+        Theorem(
+            "f1-f3",
+            "App. H examples (ICLR 2024)",
+            "f1 = g(w) - g(-w): AD 0, truth 1; f2 = g(w) - h(w): AD -1, truth 0; f3 = h(-h(w)): AD -1, truth 0 "
+            "(g = relu with proxy 0, h = relu with proxy 1)",
+            "ties / two proxies for one activation / nesting",
+            "proofs/f1-f3.md",
+            f"{T}::test_named_cases",
+            ev.f123,
+        ),
+        Theorem(
+            "T5",
+            "anchored kinks: when bias-free AD is still right (ours)",
+            "B = 1, dense, untied trainable weights.  A kink neuron is anchored if it has a trainable bias or a "
+            "non-zero input.  (i) If every kink neuron is anchored, every side pattern is feasible, so where f is "
+            "differentiable AD = grad f for all proxies in [D-, D+]; activations without a kink at 0 (HardTanh, "
+            "HardSigmoid, HardSwish) always are.  (ii) With one-sided proxies such that rho(y) = 0 implies "
+            "rho'(y) = 0 or a kink with proxy 0 (ReLU and ReLU6 with proxy 0 at 0), AD = grad f wherever f is "
+            "differentiable.  So inc(f) is empty in these cases, at every depth and width",
+            "B = 1, dense chain, untied trainable weights; the proxy conditions of (i) or (ii)",
+            "proofs/t5-anchored.md",
+            f"{T}::test_t5",
+            ev.t5,
+            _zero_side,
+        ),
+        Theorem(
+            "Open question",
+            "is inc empty for bias-free dense nets? (THEORY section 4)",
+            "for B = 1, <= 2 hidden layers of <= 2 units, each kinked activation, presets pytorch, left, right, "
+            "lambda=1/2: exhaustive counts of inc_Omega on small formats, with witnesses",
+            "bias-free dense, B = 1",
+            "proofs/open-question.md",
+            "tests/test_reproduce.py::test_open_question",
+            ev.open_question,
+            _bias_free_dense,
+        ),
     ]
 
 
@@ -255,10 +359,16 @@ def get(name: str) -> Theorem:
             return t
     from formal.errors import InvalidArgument
 
-    raise InvalidArgument(f"expected a theorem name ({', '.join(t.name for t in catalogue())}), got {name!r}")
+    raise InvalidArgument(
+        f"expected a theorem name ({', '.join(t.name for t in catalogue())}), got {name!r}"
+    )
 
 
-def run_all(budget: str = "quick", only: list[str] | None = None, progress: Callable[[str], None] | None = None) -> list[CheckResult]:
+def run_all(
+    budget: str = "quick",
+    only: list[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[CheckResult]:
     """Run every check (sharing enumeration results between them)."""
     cache: dict[str, Any] = {}
     out = []
@@ -271,4 +381,13 @@ def run_all(budget: str = "quick", only: list[str] | None = None, progress: Call
     return out
 
 
-__all__ = ["Theorem", "CheckResult", "Evidence", "Recorder", "catalogue", "get", "run_all", "BUDGETS"]
+__all__ = [
+    "Theorem",
+    "CheckResult",
+    "Evidence",
+    "Recorder",
+    "catalogue",
+    "get",
+    "run_all",
+    "BUDGETS",
+]

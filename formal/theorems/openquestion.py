@@ -56,9 +56,17 @@ def bias_free_net(numbers: str, x: str, hidden: tuple[int, ...], act: Any, out_a
         layers.append({"type": "dense", "units": u, "bias": False, "activation": a})
         params[f"{i}.weight"] = [[0] * width for _ in range(u)]
         width = u
-    doc = {"format": "formal-net/1", "numbers": numbers, "inputs": [[x]], "layers": layers, "params": params}
+    doc = {
+        "format": "formal-net/1",
+        "numbers": numbers,
+        "inputs": [[x]],
+        "layers": layers,
+        "params": params,
+    }
     name = "x".join(map(str, (1, *hidden, 1)))
-    return from_dict(doc, source=f"bias-free {name} {act if isinstance(act, str) else act['name']} x={x}")
+    return from_dict(
+        doc, source=f"bias-free {name} {act if isinstance(act, str) else act['name']} x={x}"
+    )
 
 
 def zero_input_hook(chain: Chain | None, w: np.ndarray, q: int, bv: Any) -> dict[str, int]:
@@ -104,7 +112,10 @@ class Row:
             "omega": str(self.omega),
             "ndf": str(self.ndf),
             "inc": {k: str(v) for k, v in self.inc.items()},
-            "witnesses": {k: dict(zip(self.labels, (format_exact(v) for v in w))) for k, w in self.witnesses.items()},
+            "witnesses": {
+                k: dict(zip(self.labels, (format_exact(v) for v in w)))
+                for k, w in self.witnesses.items()
+            },
         }
 
 
@@ -142,15 +153,43 @@ def n_params(arch: tuple[int, ...]) -> int:
     return arch[0] + sum(a * b for a, b in zip(arch, arch[1:])) + arch[-1]
 
 
-def run_one(numbers: str, arch: tuple[int, ...], act: str, out: str, x: str, *, progress: bool = False,
-            cross_check: int = 2) -> Row:
+def run_one(
+    numbers: str,
+    arch: tuple[int, ...],
+    act: str,
+    out: str,
+    x: str,
+    *,
+    progress: bool = False,
+    cross_check: int = 2,
+) -> Row:
     spec = ACTIVATIONS[act]
     net = bias_free_net(numbers, x, arch, spec, spec if out == "same" else "identity")
     t0 = time.perf_counter()
-    ex = exhaustive(net, PRESETS, cross_check=cross_check, hooks=[zero_input_hook], witnesses=1, progress=progress)
+    ex = exhaustive(
+        net,
+        PRESETS,
+        cross_check=cross_check,
+        hooks=[zero_input_hook],
+        witnesses=1,
+        progress=progress,
+    )
     wit = {p: tuple(ex.witnesses[f"inc:{p}"][0]) for p in PRESETS if ex.witnesses[f"inc:{p}"]}
-    return Row(numbers, arch, act, out, x, ex.omega, net.param_count(), ex.ndf, dict(ex.inc), wit,
-               tuple(net.parameterization().labels), {k: v for k, v in ex.extra.items()}, time.perf_counter() - t0)
+    return Row(
+        numbers,
+        arch,
+        act,
+        out,
+        x,
+        ex.omega,
+        net.param_count(),
+        ex.ndf,
+        dict(ex.inc),
+        wit,
+        tuple(net.parameterization().labels),
+        {k: v for k, v in ex.extra.items()},
+        time.perf_counter() - t0,
+    )
 
 
 def verify_witness(row: Row, preset: str) -> bool:
@@ -158,7 +197,9 @@ def verify_witness(row: Row, preset: str) -> bool:
     from formal.engine.verdict import check
 
     spec = ACTIVATIONS[row.activation]
-    net = bias_free_net(row.numbers, row.x, row.arch, spec, spec if row.output == "same" else "identity")
+    net = bias_free_net(
+        row.numbers, row.x, row.arch, spec, spec if row.output == "same" else "identity"
+    )
     v = check(with_point(net, list(row.witnesses[preset])), parse_preset(preset))
     return v.in_inc is True and v.differentiable is True
 
@@ -168,10 +209,18 @@ def search(budget: str = "quick", *, progress: bool = False) -> list[Row]:
     runs = plan(budget)
     for i, r in enumerate(runs):
         if progress:
-            print(f"\ropen question: run {i + 1}/{len(runs)} {r[0]} 1-{'-'.join(map(str, r[1]))}-1 {r[2]} {r[3]} x={r[4]}",
-                  end="", file=sys.stderr, flush=True)
+            print(
+                f"\ropen question: run {i + 1}/{len(runs)} {r[0]} 1-{'-'.join(map(str, r[1]))}-1 {r[2]} {r[3]} x={r[4]}",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
         heavy = n_params(r[1]) >= 4 and r[4] == "1"
-        rows.append(run_one(*r, progress=progress, cross_check=(1 if heavy else 0) if budget == "quick" else 4))
+        rows.append(
+            run_one(
+                *r, progress=progress, cross_check=(1 if heavy else 0) if budget == "quick" else 4
+            )
+        )
     if progress:
         print(file=sys.stderr)
     return rows
@@ -211,8 +260,21 @@ def sampled(numbers: str, act: str, out: str, x: str, n: int, *, seed: int = 0) 
             inc[p] += len(hits)
             if len(hits) and p not in wit:
                 wit[p] = tuple(Fraction(int(v), q) for v in w[hits[0]])
-    return Row(numbers, (2, 2), act, out, x, n, W, ndf, inc, wit, tuple(net.parameterization().labels), {},
-               time.perf_counter() - t0)
+    return Row(
+        numbers,
+        (2, 2),
+        act,
+        out,
+        x,
+        n,
+        W,
+        ndf,
+        inc,
+        wit,
+        tuple(net.parameterization().labels),
+        {},
+        time.perf_counter() - t0,
+    )
 
 
 def summarize(rows: list[Row]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -220,7 +282,9 @@ def summarize(rows: list[Row]) -> dict[tuple[str, str], dict[str, Any]]:
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for r in rows:
         for p in PRESETS:
-            s = out.setdefault((r.activation, p), {"points": 0, "inc": 0, "runs": 0, "witness": None})
+            s = out.setdefault(
+                (r.activation, p), {"points": 0, "inc": 0, "runs": 0, "witness": None}
+            )
             s["points"] += r.omega
             s["inc"] += r.inc[p]
             s["runs"] += 1
@@ -229,4 +293,16 @@ def summarize(rows: list[Row]) -> dict[tuple[str, str], dict[str, Any]]:
     return out
 
 
-__all__ = ["bias_free_net", "search", "summarize", "run_one", "verify_witness", "Row", "PRESETS", "ACTIVATIONS", "ARCHS", "plan", "sampled"]
+__all__ = [
+    "bias_free_net",
+    "search",
+    "summarize",
+    "run_one",
+    "verify_witness",
+    "Row",
+    "PRESETS",
+    "ACTIVATIONS",
+    "ARCHS",
+    "plan",
+    "sampled",
+]
