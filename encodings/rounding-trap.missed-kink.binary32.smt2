@@ -30,19 +30,27 @@
                                (fp #b0 #x82 #b01000000000000000000000)
                                ((_ to_fp 8 24) w0))
                        (fp #b1 #x7f #b00000000000000000000000))))
-      (a!6 (not (fp.eq (fp.mul roundNearestTiesToEven
+      (a!5 (not (fp.isInfinite (fp.mul roundNearestTiesToEven
+                                       (fp #b0 #x82 #b01000000000000000000000)
+                                       ((_ to_fp 8 24) w0)))))
+      (a!6 (not (fp.isNaN (fp.mul roundNearestTiesToEven
+                                  (fp #b0 #x82 #b01000000000000000000000)
+                                  ((_ to_fp 8 24) w0)))))
+      (a!8 (not (fp.eq (fp.mul roundNearestTiesToEven
                                (fp #b0 #x82 #b01000000000000000000000)
                                ((_ to_fp 8 24) w0))
                        (fp #b0 #x7f #b00000000000000000000000)))))
 (let ((a!3 (ite (= ((_ extract 31 31) w0) #b1)
                 (bvneg ((_ zero_extend 1) (bvshl a!1 a!2)))
                 ((_ zero_extend 1) (bvshl a!1 a!2)))))
-(let ((a!5 (and (= #xfffff8000000000
+(let ((a!7 (and (= #xfffff8000000000
                    (bvmul ((_ sign_extend 2) a!3) #x00000000000000a))
-                a!4))
-      (a!7 (and (= #x000008000000000
+                a!4
+                (and a!5 a!6)))
+      (a!9 (and (= #x000008000000000
                    (bvmul ((_ sign_extend 2) a!3) #x00000000000000a))
-                a!6)))
-  (or a!5 a!7)))))
+                a!8
+                (and a!5 a!6))))
+  (or a!7 a!9)))))
 (check-sat)
 (exit)

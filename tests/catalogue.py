@@ -1,4 +1,6 @@
-"""Named cases with hand-checked ground truth (THEORY sections 4 and 4b; Lemma 7 with conv + max-pool).
+"""Named cases with hand-checked ground truth.
+
+From docs/theory.md sections 4 and 5; Lemma 7 with conv + max-pool.
 
 Each :class:`Case` is a formal-net/1 document plus, per proxy preset, what a
 correct verdict must say.  Every number below was computed by hand; the
@@ -339,9 +341,10 @@ TINY = Case(
 )
 
 # --- the cusp: differentiable, AD wrong, yet AD a Bouligand subgradient --------------------------
-# Parameters p = 0.weight[0,0], y = 0.weight[1,0] (identity layer, x = 1) and (a, b, c, d) = 1.weight;
-# f = relu(a p + b y) - relu(c p + d y) (frozen output weights (1, -1)), relu proxies 1 (unit 0)
-# and 0 (unit 1), at p = y = a = c = 0, b = d = 1.  |f(w + e)| <= |(a - c) p + (b - d) y| = O(|e|^2):
+# Parameters p = 0.weight[0,0], y = 0.weight[1,0] (identity layer, x = 1) and
+# (a, b, c, d) = 1.weight; f = relu(a p + b y) - relu(c p + d y) (frozen output weights
+# (1, -1)), relu proxies 1 (unit 0) and 0 (unit 1), at p = y = a = c = 0, b = d = 1.
+# |f(w + e)| <= |(a - c) p + (b - d) y| = O(|e|^2):
 # differentiable with grad 0.  AD = 1 * b on y, i.e. e_y.  Along w_n = w + (p = t, y = t^2, c = -2t)
 # the two pre-activations are t^2 > 0 and -t^2 < 0, so near w_n f = a p + b y and
 # grad f(w_n) = (a, b, p, y, 0, 0) -> (0, 1, 0, 0, 0, 0) = AD: AD is in the Bouligand (hence
@@ -400,7 +403,7 @@ CUSP = Case(
 # (u + b, b, -u + b, b); max-pools over {1, 2} and {3, 4}; objective m1 - m2.  f = b + relu(u) -
 # b - relu(-u) = u: grad (1, 0).  Both windows tie at (0, 0).  AD, first index: m1 -> u + b,
 # m2 -> -u + b: (1 + 1, 1 - 1) = (2, 0); last index: both -> b: (0, 0); mixed (first, last): (1, 0).
-LEMMA7_DOC = {
+LEMMA7_DOC: dict[str, Any] = {
     "format": "formal-net/1",
     "numbers": "binary32",
     "input_shape": [1, 1, 4],

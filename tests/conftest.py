@@ -40,13 +40,11 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
-CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parent / "data"
 EXAMPLES = Path(__file__).resolve().parents[1] / "formal" / "examples"
 
 
 @pytest.fixture
 def corpus() -> Path:
-    """The shared corpus of real networks (read-only); skips when it is absent."""
-    if not CORPUS.is_dir():
-        pytest.skip(f"corpus of real networks not found at {CORPUS.resolve()}")
+    """The corpus of real networks shipped in tests/data (VNN-COMP 2021; see its README)."""
     return CORPUS.resolve()

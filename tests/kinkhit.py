@@ -26,8 +26,8 @@ import numpy as np
 from formal.core.activations import parse_preset
 from formal.core.network import Network, Node
 from formal.core.qarray import QArray
+from formal.core.signatures import exact_oracle, signatures
 from formal.engine.forward import exact_forward, output_value, reverse
-from formal.engine.signature import exact_oracle, signatures
 
 PRESET = parse_preset("pytorch")
 
@@ -170,7 +170,8 @@ def _place(
 def _residuals(net: Network, chosen: list[tuple[str, int]]) -> list[Fraction]:
     fwd = exact_forward(net, PRESET)
     return [
-        fwd.values[n].item((0,) + np.unravel_index(u, net.node(n).shape)) - _kink_of(net, n)
+        fwd.values[n].item((0, *(int(k) for k in np.unravel_index(u, net.node(n).shape))))
+        - _kink_of(net, n)
         for n, u in chosen
     ]
 
@@ -236,7 +237,9 @@ def bias_rays_nonlinear(
     *,
     first: bool = False,
 ) -> bool:
-    """Independent evidence: is ``s -> f(w + s e_b)`` non-linear at 0 for the bias b of a chosen unit?
+    """Independent evidence: is ``s -> f(w + s e_b)`` non-linear at 0?
+
+    Here b is the bias of a chosen unit.
 
     A bias-only ray is piecewise linear in s, so below its first breakpoint
     the one-sided quotients are exact directional derivatives; equal quotients

@@ -62,7 +62,9 @@ WIDE_GRID = [
 ]
 WIDE_INPUTS = [F(0), F(1), F(-1), F(1, 3), F(2) ** 200, F(1, 10**30), F(-7, 2**600)]
 
-KINKED = [
+ActivationSpec = str | dict[str, Any]  # a formal-net/1 activation: a name or a dict
+
+KINKED: list[ActivationSpec] = [
     "relu",
     {"name": "leaky_relu", "slope": "1/4"},
     {"name": "leaky_relu", "slope": "1/100"},
@@ -106,7 +108,10 @@ def networks(
     grid: list[Fraction] | None = None,
     input_grid: list[Fraction] | None = None,
 ) -> dict[str, Any]:
-    """A formal-net/1 document.  ``hypothesis_h`` = B = 1 and every kinked unit has its own trainable bias."""
+    """A formal-net/1 document.
+
+    ``hypothesis_h``: B = 1 and every kinked unit has its own trainable bias.
+    """
     acts = activations if activations is not None else ACTIVATIONS
     fmt_name = draw(st.sampled_from(formats or FORMATS))
     fmt = parse_format(fmt_name)
@@ -139,7 +144,7 @@ def networks(
             )
         trainable = keep or [names[0]]
     # ties: pairs (head, tail) of trainable weight entries, head before tail
-    shapes = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     width = n_in
     for i in range(n_layers):
         shapes[f"{i}.weight"] = (widths[i], width)
@@ -294,7 +299,10 @@ def h_networks(**kw: Any) -> st.SearchStrategy[dict[str, Any]]:
 
 
 def bias_free_networks(**kw: Any) -> st.SearchStrategy[dict[str, Any]]:
-    """Networks without any bias (kinks forced by solving weight entries; zero inputs hit kinks at 0)."""
+    """Networks without any bias.
+
+    Kinks are forced by solving weight entries; zero inputs hit kinks at 0.
+    """
     return networks(bias="none", **kw)
 
 
@@ -313,7 +321,9 @@ __all__ = [
 
 @st.composite
 def image_networks(draw: st.DrawFn, *, formats: list[str] | None = None) -> dict[str, Any]:
-    """conv2d -> maxpool2d (ties likely: few distinct input values, shared weights) -> flatten -> dense.
+    """conv2d -> maxpool2d -> flatten -> dense.
+
+    Max-pool ties are likely: few distinct input values, shared weights.
 
     The conv bias (shared per channel) is solved so one position sits on a kink;
     optional: a residual add from the input (1x1 conv), an avgpool2d, a per-layer

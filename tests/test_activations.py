@@ -1,8 +1,10 @@
-"""Activations: kinks, one-sided derivatives, every preset's proxy at every kink, exact and float values.
+"""Activations: kinks, one-sided derivatives, every preset's proxy at every kink.
 
-The expected numbers are typed in from THEORY section 1 (and the table in
+Also their exact and float values.
+
+The expected numbers are typed in from docs/theory.md section 1 (and the table in
 formal/activations.py's docstring); the oracle's sympy formulas
-(tests/oracle.py) give an independent evaluation of values and D-/D+.
+(tests/oracle/) give an independent evaluation of values and D-/D+.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def test_activation_parameter_errors():
 
 
 # ---------------------------------------------------------------------------
-# proxies: one row per (preset, activation, kink), from THEORY section 1
+# proxies: one row per (preset, activation, kink), from docs/theory.md section 1
 
 H = F(1, 2)
 PROXY_ROWS = [
@@ -271,13 +273,15 @@ def test_exact_apply_matches_sympy_formula(spec, xs):
     st.sampled_from([0.0, 1e-12, 1e-3]),
 )
 def test_float_activation_within_its_error_bound(spec, ys, e):
-    """ActRule's float filter: |z - rho(y')| <= err for every exact y' with |y' - y| <= e (e = input error),
-    and an exact kink within e of y is always flagged as suspect."""
+    """ActRule's float filter: |z - rho(y')| <= err for every exact y' with |y' - y| <= e.
+
+    (e is the input error), and an exact kink within e of y is always flagged as suspect.
+    """
     act = _formal(spec)
     y = np.array([ys], dtype=np.float64)
     errs = np.full_like(y, e)
     node = Node("a", "act", ("x",), (y.shape[1],), (("activation", act),))
-    z, err, suspect = ActRule().float_filter(node, [y], [errs], None)
+    z, err, suspect = ActRule().float_filter(node, [y], [errs], None)  # type: ignore[arg-type]
     exact_near_kink = any(abs(F(v) - c) <= F(e) for v in ys for c in act.kinks)
     if exact_near_kink:
         assert suspect

@@ -106,7 +106,7 @@ def test_import_formal_registers_every_op() -> None:
         import numpy as np
         from fractions import Fraction
 
-        x = QArray.from_fractions(np.array([[Fraction(1), Fraction(-2)]], dtype=object))
+        x = QArray.from_fractions(np.array([[Fraction(1), Fraction(2)]], dtype=object))
         w = QArray.from_fractions(np.array([[Fraction(1, 2), Fraction(1, 4)]], dtype=object))
         nodes = [
             Node("x", "input", (), (2,)),
@@ -115,7 +115,15 @@ def test_import_formal_registers_every_op() -> None:
             Node("y", "matmul", ("x", "wt"), (1,)),
             Node("z", "act", ("y",), (1,), (("activation", relu()),)),
         ]
-        net = Network(nodes=tuple(nodes), inputs=x, params={"0.weight": w}, numbers=BINARY32, output="z")
+        net = Network(
+            nodes=tuple(nodes),
+            output="z",
+            inputs=x,
+            params={"0.weight": w},
+            numbers=BINARY32,
+            param_order=("0.weight",),
+            trainable=("0.weight",),
+        )
         v = formal.check(net, proxy="pytorch")
         print(v.method, v.differentiable)
         print(sorted(registered_ops("exact")))

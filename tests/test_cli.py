@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -86,7 +87,7 @@ def test_output_file_written_whole(tmp_path, capsys):
 def test_params_npz(tmp_path, capsys):
     doc = base_doc()
     params = doc.pop("params")
-    arrays = {
+    arrays: dict[str, Any] = {
         k: np.array(
             [[float(eval(str(v).replace("0x1p-3", "0.125"))) for v in row] for row in val]
             if isinstance(val[0], list)
@@ -101,7 +102,8 @@ def test_params_npz(tmp_path, capsys):
     assert code == 0, err
     assert json.loads(out)["in_ndf"] is True
     # wrong dtype: float64 arrays for a binary32 network
-    np.savez(tmp_path / "p64.npz", **{k: v.astype(np.float64) for k, v in arrays.items()})
+    arrays64: dict[str, Any] = {k: v.astype(np.float64) for k, v in arrays.items()}
+    np.savez(tmp_path / "p64.npz", **arrays64)
     code, out, err = run_cli(capsys, "check", net, "--params", str(tmp_path / "p64.npz"))
     assert (
         code == 2

@@ -76,7 +76,8 @@ def test_search_json_inc_witness(capsys):
     assert KEYS <= set(doc)
     assert doc["status"] == "found" and doc["verdict"]["in_inc"] is True
     assert doc["verdict"]["method"] and doc["verdict"]["numbers"] == "binary32"
-    # params are exact strings in formal-net/1 shapes; bits are the binary32 patterns of the same values
+    # params are exact strings in formal-net/1 shapes; bits are the binary32 patterns of the
+    # same values
     assert set(doc["params"]) == {"0.weight", "1.weight"}
     assert isinstance(doc["params"]["0.weight"][0][0], str)
     for name in doc["params"]:

@@ -11,15 +11,13 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-import formal.ops.conv  # noqa: F401  (registers the rules)
 from formal.core.activations import get_activation, parse_preset
 from formal.core.network import Network, Node
 from formal.core.numbers import parse_format
 from formal.core.qarray import QArray
 from formal.engine.forward import (
-    KINK_RULES,
     exact_forward,
-    float_values,
+    float_pass,
     jvp,
     output_seeds,
     reverse,
@@ -27,7 +25,6 @@ from formal.engine.forward import (
 from formal.engine.verdict import check
 from formal.errors import InvalidArgument
 from formal.io.formalnet import from_dict
-from formal.ops.basic import FLOAT
 from formal.ops.conv import avg_divisors, window_index
 
 PRESET = parse_preset("pytorch")
@@ -289,20 +286,10 @@ def test_float_rules_bound_their_error():
     )
     net = Network(nodes, "s", x, net.params, net.numbers, net.param_order, net.trainable)
     fwd = exact_forward(net, PRESET)
-    vals, errs = {}, {}
+    fp = float_pass(net, stop_on_suspect=False)
+    assert fp.complete
+    vals, errs = fp.vals, fp.errs
     for node in net.nodes:
-        if node.op == "input":
-            vals[node.name], errs[node.name] = float_values(net, "<input>")
-        elif node.op == "param":
-            vals[node.name], errs[node.name] = float_values(net, node.attr("name"))
-        elif node.op in KINK_RULES:
-            vals[node.name], errs[node.name], _ = KINK_RULES[node.op].float_filter(
-                node, [vals[i] for i in node.inputs], [errs[i] for i in node.inputs], net
-            )
-        else:
-            vals[node.name], errs[node.name] = FLOAT[node.op](
-                node, [vals[i] for i in node.inputs], [errs[i] for i in node.inputs], net
-            )
         exact = fwd.values[node.name].to_fractions()
         for idx in np.ndindex(*exact.shape):
             assert abs(Fraction(float(vals[node.name][idx])) - exact[idx]) <= Fraction(

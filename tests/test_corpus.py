@@ -1,4 +1,4 @@
-"""Verdicts on every network of the shared corpus (VNN-COMP 2021), one test per network.
+"""Verdicts on every network of the corpus in tests/data (VNN-COMP 2021), one test per network.
 
 For each network: the verdict at the center of its VNN-LIB box (nets without
 a box: zeros for the toy nets, a fixed random image for the CIFAR ResNet, the
@@ -10,7 +10,7 @@ sits exactly on its kink (``kinkhit``: biases solved in closed form and kept
 in binary32, inputs solved exactly), with the expected method (T2 under
 hypothesis H for dense nets, the kink graph for shared convolution biases)
 and non-differentiability confirmed by exact one-sided quotients along bias
-rays.  Skipped when ``../shared/corpus`` is absent.
+rays.  The corpus ships with the repository (tests/data/vnncomp2021/README.md).
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def reference(path: Path, x: np.ndarray, names: list[str]) -> list[np.ndarray]:
     inits = {t.name for t in model.graph.initializer}
     gin = next(i for i in model.graph.input if i.name not in inits)
     dims = [d.dim_value or 1 for d in gin.type.tensor_type.shape.dim]
-    return ReferenceEvaluator(model).run(names, {gin.name: x.astype(np.float32).reshape(dims)})
+    outs = ReferenceEvaluator(model).run(names, {gin.name: x.astype(np.float32).reshape(dims)})
+    assert isinstance(outs, list)
+    return outs
 
 
 def float_input(net) -> np.ndarray:

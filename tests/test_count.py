@@ -1,14 +1,19 @@
-"""Counting on Omega: the vectorized pattern method against the core, exact vs conditional, intervals."""
+"""Counting on Omega.
+
+The vectorized pattern method against the core, exact vs conditional, intervals.
+"""
 
 from __future__ import annotations
 
 import random
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import pytest
 
 from formal.core.activations import parse_preset
+from formal.core.builders import zero_mlp as mlp
 from formal.core.numbers import parse_format
 from formal.count.bias import count_conditional, slice_good_point, split
 from formal.count.counting import (
@@ -26,13 +31,12 @@ from formal.count.counting import (
     wilson,
     with_point,
 )
-from formal.engine.batch import dense_chain
+from formal.engine.batch import Chain, dense_chain
 from formal.engine.patterns import decide, explain, t2_criterion
 from formal.engine.verdict import check
 from formal.errors import InvalidArgument, NotInFormat
 from formal.examples import load_example
 from formal.io.formalnet import from_dict
-from formal.theorems.evidence import mlp
 
 PRESETS = ("pytorch", "left", "right", "lambda=1/2", "value=3")
 ACTS = [
@@ -103,7 +107,9 @@ def _random_net(rng: random.Random, fmt: str):
     n_in = rng.choice([1, 2])
     B = rng.choice([1, 1, 2])
     sizes = [rng.choice([1, 2]) for _ in range(rng.choice([1, 2]))] + [1]
-    layers, params, width = [], {}, n_in
+    layers: list[dict[str, Any]] = []
+    params: dict[str, Any] = {}
+    width = n_in
     for i, u in enumerate(sizes):
         last = i == len(sizes) - 1
         act = rng.choice(ACTS + ["identity"]) if last else rng.choice(ACTS)
@@ -128,7 +134,9 @@ def _random_net(rng: random.Random, fmt: str):
 
 def _agree(net, points, q):
     presets = [parse_preset(p) for p in PRESETS]
-    bv = decide(dense_chain(net), np.array(points, dtype=np.int64), q, presets)
+    chain = dense_chain(net)
+    assert chain is not None
+    bv = decide(chain, np.array(points, dtype=np.int64), q, presets)
     n = 0
     for i, pt in enumerate(points):
         if bv.undecided[i]:
@@ -175,8 +183,10 @@ def test_pattern_method_on_examples(name):
 
 
 def test_explain_e1():
+    chain = dense_chain(load_example("e1"))
+    assert chain is not None
     rep = explain(
-        dense_chain(load_example("e1")),
+        chain,
         np.array([0, -1]),
         1,
         [parse_preset(p) for p in ("pytorch", "right", "lambda=1/2")],
@@ -214,12 +224,12 @@ def test_conditional_equals_enumeration(act, x, hidden, out_bias):
 def test_t2_criterion_vectorized_matches_pattern_method():
     net = mlp("fp(2,1)", [["1"]], [1, 1], "relu")
     vals, q = members_scaled(net.numbers)
-    ex = exhaustive(
-        net,
-        ("pytorch",),
-        cross_check=0,
-        hooks=[lambda ch, w, q, bv: {"mis": int(np.sum(t2_criterion(ch, w, q) != bv.ndf))}],
-    )
+
+    def mismatches(ch: Chain | None, w: np.ndarray, q: int, bv: Any) -> dict[str, int]:
+        assert ch is not None
+        return {"mis": int(np.sum(t2_criterion(ch, w, q) != bv.ndf))}
+
+    ex = exhaustive(net, ("pytorch",), cross_check=0, hooks=[mismatches])
     assert ex.extra["mis"] == 0 and ex.ndf > 0
 
 
@@ -230,13 +240,17 @@ def test_tightness_family_exact(N):
     M = 11
     assert res.density_ndf == tightness_density(M, [(N, 1)])
     assert res.density_ndf == 1 - (1 - Fraction(M - 1, M * M)) ** N
+    assert res.bound is not None
     assert res.density_ndf <= res.bound == Fraction(N, M)
     # without the (1 - 1/|M|) factor (v_i != 0) the formula would be wrong
     assert res.density_ndf != 1 - (1 - Fraction(1, M)) ** N
 
 
 def _slice_ndf_brute(net, vals, counted):
-    """|ndf| over the slice: every counted column over M, the others at vals, full-network verdicts."""
+    """|ndf| over the slice, by full-network verdicts.
+
+    Every counted column ranges over M, the others are at vals.
+    """
     fmt = net.numbers
     members, q = members_scaled(fmt)
     labels = net.parameterization().labels
@@ -245,7 +259,9 @@ def _slice_ndf_brute(net, vals, counted):
     grid = np.array(np.meshgrid(*[members] * len(cols), indexing="ij")).reshape(len(cols), -1).T
     w = np.tile(np.array(base, dtype=np.int64), (len(grid), 1))
     w[:, cols] = grid
-    bv = decide(dense_chain(net), w, q, [parse_preset("pytorch")])
+    chain = dense_chain(net)
+    assert chain is not None
+    bv = decide(chain, w, q, [parse_preset("pytorch")])
     assert not bv.undecided.any() and not bv.inc.any()
     return int(bv.ndf.sum()), len(grid)
 
@@ -297,14 +313,19 @@ def test_sample_intervals_contain_exact_density():
     net = mlp("fp(2,1)", [["1/2"]], [2], "relu")
     exact = count_exact(net, "pytorch", cross_check=0).density_ndf
     res = count_sample(net, "pytorch", samples=400, seed=3)
+    assert res.ci is not None
     lo, hi = res.ci["density_ndf"]
     assert lo <= float(exact) <= hi
     assert res.inc == 0 and res.method == "sample"
     net = load_example("e1")
     net = reformat(net, parse_format("fp(2,1)"))
-    exact = count_exact(net, "right", cross_check=0)
+    exact_res = count_exact(net, "right", cross_check=0)
     res = count_sample(net, "right", samples=600, seed=5)
-    for key, want in (("density_ndf", exact.density_ndf), ("density_inc", exact.density_inc)):
+    assert res.ci is not None
+    for key, want in (
+        ("density_ndf", exact_res.density_ndf),
+        ("density_inc", exact_res.density_inc),
+    ):
         lo, hi = res.ci[key]
         assert lo <= float(want) <= hi
 

@@ -121,7 +121,7 @@ def b64_kinked(draw) -> dict[str, Any]:
     bias = [c - sum((w * x for w, x in zip(W[0], X)), F(0))] + [
         draw(_inputs()) for _ in range(units - 1)
     ]
-    doc = {
+    doc: dict[str, Any] = {
         "format": "formal-net/1",
         "numbers": "binary64",
         "inputs": [[str(x) for x in X]],
@@ -158,7 +158,7 @@ def test_float_filter_never_hides_an_exact_kink(doc):
 @settings(max_examples=150)
 @given(b64_kinked(), st.sampled_from([F(1, 2**60), F(-1, 2**60), F(1, 2**1074), F(3, 2**30)]))
 def test_float_filter_sound_near_kinks(doc, delta):
-    """Move the kinked unit slightly off its kink: whatever the filter says, it must agree with exact arithmetic."""
+    """Move the kinked unit slightly off its kink: the filter must agree with exact arithmetic."""
     b = F(doc["params"]["0.bias"][0]) + delta
     doc["params"]["0.bias"][0] = str(b)
     if "1.bias" in doc["params"]:
@@ -220,7 +220,7 @@ def test_float_filter_overflow_falls_back_quietly():
     """Regression: float64 overflow in the filter (2^200 * 2^1000) used to emit a numpy
     RuntimeWarning (an error under pytest's filterwarnings); it must just fall back to exact."""
     big = str(2**1000)
-    doc = {
+    doc: dict[str, Any] = {
         "format": "formal-net/1",
         "numbers": "binary64",
         "inputs": [[str(2**200), 0]],

@@ -1,4 +1,6 @@
-"""The formal-net/1 loader at library level: exact number parsing, and one clear error per bad input.
+"""The formal-net/1 loader at library level.
+
+Exact number parsing, and one clear error per bad input.
 
 Every error is a FormalError (an InvalidArgument) whose message names the
 file and the field; the CLI's exit-code behaviour is tested in test_cli.py.
@@ -9,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 from fractions import Fraction
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -19,7 +22,7 @@ from formal.examples import example_names, load_example
 from formal.io.formalnet import from_dict, load
 
 F = Fraction
-BASE = {
+BASE: dict[str, Any] = {
     "format": "formal-net/1",
     "numbers": "binary32",
     "inputs": [[1, "1/2"]],
@@ -34,11 +37,16 @@ BASE = {
 DELETE = object()
 
 
+def savez(path: Any, arrays: dict[str, Any]) -> None:
+    """np.savez with arrays named like parameters ("0.weight" is no Python identifier)."""
+    np.savez(path, **arrays)
+
+
 def mod(**changes) -> dict:
     doc = copy.deepcopy(BASE)
     for path, value in changes.items():
         keys = path.split("__")
-        tgt = doc
+        tgt: Any = doc
         for k in keys[:-1]:
             tgt = tgt[int(k)] if isinstance(tgt, list) else tgt[k]
         last: str | int = int(keys[-1]) if isinstance(tgt, list) else keys[-1]
@@ -75,7 +83,8 @@ BAD = {
     "not-member": (
         mod(**{"params__0.bias": ["0.1", 0]}),
         "params.0.bias[0]",
-        "expected a member of binary32, got 1/10 (nearest members: 0x1.999998p-4 = 3355443/33554432 and "
+        "expected a member of binary32, got 1/10 (nearest members: "
+        "0x1.999998p-4 = 3355443/33554432 and "
         "0x1.99999ap-4 = 13421773/134217728)",
     ),
     "not-member-e4m3": (
@@ -184,7 +193,10 @@ def test_file_errors(tmp_path):
 
 
 def test_numbers_are_read_exactly(tmp_path):
-    """JSON decimals are read from their text (0.1 is 1/10, not the nearest double); hex and p/q strings too."""
+    """JSON decimals are read from their text (0.1 is 1/10, not the nearest double).
+
+    Hex and p/q strings too.
+    """
     doc = copy.deepcopy(BASE)
     doc["inputs"] = [[0.1, "-2/3"]]
     doc["params"]["0.bias"] = ["0x1.8p-3", "-0x1p-149"]
@@ -209,9 +221,9 @@ def test_params_from_npz(tmp_path):
     path = tmp_path / "net.json"
     path.write_text(json.dumps(doc))
     npz = tmp_path / "p.npz"
-    np.savez(
+    savez(
         npz,
-        **{
+        {
             "0.weight": np.array([[1, 2], [3, 0.1]], dtype=np.float32),
             "0.bias": np.zeros(2, np.float32),
             "1.weight": np.ones((1, 2), np.float32),
@@ -222,17 +234,15 @@ def test_params_from_npz(tmp_path):
         np.float32(0.1).item()
     )  # the float32 value, exactly
     wrong = tmp_path / "w.npz"
-    np.savez(
-        wrong, **{"0.weight": np.zeros((2, 2)), "0.bias": np.zeros(2), "1.weight": np.ones((1, 2))}
-    )
+    savez(wrong, {"0.weight": np.zeros((2, 2)), "0.bias": np.zeros(2), "1.weight": np.ones((1, 2))})
     with pytest.raises(InvalidArgument, match="expected dtype float32"):
         load(path, params=wrong)
     with pytest.raises(InputFileError, match="cannot read as .npz"):
         load(path, params=tmp_path / "nope.npz")
     nan = tmp_path / "nan.npz"
-    np.savez(
+    savez(
         nan,
-        **{
+        {
             "0.weight": np.array([[1, 2], [3, np.nan]], dtype=np.float32),
             "0.bias": np.zeros(2, np.float32),
             "1.weight": np.ones((1, 2), np.float32),
@@ -243,9 +253,9 @@ def test_params_from_npz(tmp_path):
     e4 = tmp_path / "e4.npz"
     doc8 = dict(doc, numbers="e4m3")
     (tmp_path / "n8.json").write_text(json.dumps(doc8))
-    np.savez(
+    savez(
         e4,
-        **{
+        {
             "0.weight": np.array([[1, 2], [3, 448]], dtype=ml_dtypes.float8_e4m3fn),
             "0.bias": np.zeros(2, ml_dtypes.float8_e4m3fn),
             "1.weight": np.ones((1, 2), ml_dtypes.float8_e4m3fn),

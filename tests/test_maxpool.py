@@ -86,6 +86,7 @@ def test_lemma7_three_tie_choices(preset, tie, ad):
     assert v.in_inc is (ad != (1, 0))
     if ad != (1, 0):
         assert v.ad_gradient == ((F(ad[0]), F(ad[1])),)
+        assert v.witness is not None
         assert v.witness.kind == "ad-mismatch" and v.witness.param == "theta[0,0]"
 
 
@@ -107,11 +108,11 @@ def single_window(values: list, *, relu: bool = False, w: int = 1) -> Network:
     """out = max over one window of (w * x_i + b) (optionally ReLU'd): a 1x1 conv, shared bias b."""
     n = len(values)
     x = QArray.from_fractions([[[[F(v) for v in values]]]])
-    w = QArray.from_fractions(np.array([[[[F(w)]]]], dtype=object))
+    wq = QArray.from_fractions(np.array([[[[F(w)]]]], dtype=object))
     b = QArray.from_fractions([F(0)])
     nodes = [
         Node("x", "input", (), (1, 1, n)),
-        Node("p:w", "param", (), w.shape, (("name", "w"),)),
+        Node("p:w", "param", (), wq.shape, (("name", "w"),)),
         Node("p:b", "param", (), (1,), (("name", "b"),)),
         Node(
             "c",
@@ -137,7 +138,7 @@ def single_window(values: list, *, relu: bool = False, w: int = 1) -> Network:
         )
     )
     return Network(
-        tuple(nodes), "m", x, {"w": w, "b": b}, parse_format("binary32"), ("w", "b"), ("w", "b")
+        tuple(nodes), "m", x, {"w": wq, "b": b}, parse_format("binary32"), ("w", "b"), ("w", "b")
     )
 
 

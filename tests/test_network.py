@@ -1,4 +1,7 @@
-"""The IR: parameterization (ties with signs, frozen tensors, labels), bias structure (H), well-formedness."""
+"""The IR: parameterization (ties with signs, frozen tensors, labels), bias structure (H).
+
+Also well-formedness.
+"""
 
 from __future__ import annotations
 
@@ -127,7 +130,10 @@ def test_chained_ties_form_one_group():
 
 
 def test_contradictory_tie_signs_are_an_error():
-    """Regression: w tied to -w (directly or around a cycle) forces w = 0; it used to be a free parameter."""
+    """Regression: w tied to -w (directly or around a cycle) forces w = 0.
+
+    It used to be a free parameter.
+    """
     for tied in (
         [["0.weight[0,0]", "-0.weight[0,0]"]],
         [["0.weight[0,0]", "0.weight[1,0]"], ["0.weight[1,0]", "-0.weight[0,0]"]],
@@ -142,7 +148,7 @@ def test_contradictory_tie_signs_are_an_error():
 @settings(max_examples=60)
 @given(networks())
 def test_parameterization_reproduces_the_entries(doc):
-    """Every trainable entry equals sign * (its group's value); labels match the oracle's numbering."""
+    """Every trainable entry equals sign * (its group's value); labels follow the oracle's."""
     net = from_dict(doc)
     par = net.parameterization()
     o = Oracle(doc)

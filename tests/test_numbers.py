@@ -494,3 +494,29 @@ def test_hex_float_roundtrip(x: float) -> None:
     q = Fraction(x)
     assert parse_exact(hex_float(q)) == q
     assert float.fromhex(hex_float(q)) == x
+
+
+
+def _digits_value(text: str) -> int:
+    """The integer of a long decimal text, read in chunks under Python's digit limit."""
+    value = 0
+    for k in range(0, len(text), 4000):
+        chunk = text[k : k + 4000]
+        value = value * 10 ** len(chunk) + int(chunk)
+    return value
+
+
+def test_format_exact_any_size() -> None:
+    """Past Python's 4300-digit int-to-str limit: full decimal text, read back exactly."""
+    n = 2**20000
+    text = format_exact(n)
+    assert len(text) == 6021 and text.startswith("3980276840337966") and text.endswith("9376")
+    assert _digits_value(text) == n
+    assert format_exact(-n) == "-" + text
+    q = Fraction(3**30001 + 7, 2**40000)
+    num, den = format_exact(q).split("/")
+    assert len(num) > 4300 and len(den) > 4300
+    assert _digits_value(num) == q.numerator and _digits_value(den) == q.denominator
+    assert format_exact(-q) == f"-{num}/{den}"
+    for small in (Fraction(0), Fraction(-7, 3), Fraction(10**300, 3), Fraction(2**11999)):
+        assert format_exact(small) == str(small)

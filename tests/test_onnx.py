@@ -50,7 +50,9 @@ def float_out(net) -> np.ndarray:
 
 
 def agree(model: onnx.ModelProto, x: np.ndarray, *, exact: bool = True) -> None:
-    ref = ReferenceEvaluator(model).run(None, {"X": x})[0].astype(np.float64).reshape(-1)
+    outs = ReferenceEvaluator(model).run(None, {"X": x})
+    assert isinstance(outs, list)
+    ref = outs[0].astype(np.float64).reshape(-1)
     net = from_model(model, input=x)
     got = exact_out(net) if exact else float_out(net)
     assert got.shape == ref.shape
@@ -358,7 +360,8 @@ def test_inputs_from_box_npy_and_defaults(tmp_path):
     spec = tmp_path / "box.vnnlib"
     spec.write_text(
         "(declare-const X_0 Real)(declare-const X_1 Real)(declare-const X_2 Real)\n"
-        "(assert (<= X_0 0.1))(assert (>= X_0 0.0))(assert (<= X_1 1))(assert (>= X_1 -1))(assert (and (<= X_2 3) (>= X_2 2)))"
+        "(assert (<= X_0 0.1))(assert (>= X_0 0.0))(assert (<= X_1 1))(assert (>= X_1 -1))"
+        "(assert (and (<= X_2 3) (>= X_2 2)))"
     )
     center = load(path, spec=spec)
     tenth = F(float(np.float32(0.1)))  # box points are rounded to the input's float32

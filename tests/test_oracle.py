@@ -1,4 +1,4 @@
-"""formal.check against the independent sympy oracle (tests/oracle.py) on random small networks.
+"""formal.check against the independent sympy oracle (tests/oracle/) on random small networks.
 
 For every hypothesis-generated network (kinks forced, zero weights and
 inputs, dead units, ties, frozen tensors, B in 1..2) and several presets:
@@ -15,6 +15,7 @@ inputs, dead units, ties, frozen tensors, B in 1..2) and several presets:
 
 from __future__ import annotations
 
+import ast
 import json
 import random
 from fractions import Fraction
@@ -78,12 +79,14 @@ def assert_matches_oracle(doc, o: Oracle, preset: str, *, count_kinks: bool = Tr
         kinked = [k for k in o.kink_units() if o.depends(k[0])]
         assert v.kink_neurons == len(kinked)
     if dec.differentiable:
+        assert dec.gradient is not None
         assert v.gradient == dec.gradient
         assert v.ad_correct is (oad == dec.gradient)
         assert v.in_inc is (oad != dec.gradient)
         if v.ad_correct:
             assert v.bouligand is True and v.clarke is True
         else:
+            assert v.witness is not None
             assert v.witness.kind == "ad-mismatch"
             o_idx = o.output_labels.index(v.witness.output)
             j = o.labels.index(v.witness.param)
@@ -93,6 +96,7 @@ def assert_matches_oracle(doc, o: Oracle, preset: str, *, count_kinks: bool = Tr
     else:
         assert v.ad_correct is False and v.in_inc is False
         w = v.witness
+        assert w is not None
         assert w.kind == "non-additive"
         i = o.output_labels.index(w.output)
         d1, d2 = dict(w.d1), dict(w.d2)
@@ -137,7 +141,10 @@ NO_HARDTANH = [a for a in KINKED if _name(a) != "hardtanh"] + ["identity"]
 @settings(max_examples=25)
 @given(networks(activations=NO_HARDTANH))
 def test_check_matches_oracle_other_presets(doc):
-    """TensorFlow (no hardtanh convention), the PyTorch version presets, value=p and lambda outside [0, 1]."""
+    """TensorFlow (no hardtanh convention), the PyTorch version presets.
+
+    Also value=p and lambda outside [0, 1].
+    """
     o = _oracle(doc)
     for preset in ["tensorflow", "pytorch-2.6", "pytorch-2.13", "value=3", "lambda=2"]:
         assert_matches_oracle(doc, o, preset)
@@ -155,7 +162,10 @@ def test_check_matches_oracle_wide_binary64(doc):
 @settings(max_examples=20)
 @given(image_networks())
 def test_check_matches_oracle_conv_maxpool(doc):
-    """conv2d / max-pool (ties, tie rules first/last and per-layer overrides) / avg-pool / residual nets."""
+    """conv2d / max-pool / avg-pool / residual nets.
+
+    Max-pools with ties, tie rules first/last and per-layer overrides.
+    """
     o = _oracle(doc)
     for preset in ["pytorch", "pytorch,tie=last", "right", "lambda=1/2"]:
         assert_matches_oracle(doc, o, preset, count_kinks=False)
@@ -210,6 +220,7 @@ def test_oracle_decision_is_consistent_with_lemma_d(doc, rnd):
             g == [sum((a * x for a, x in zip(row, d)), F(0)) for row in L] for L in cell_maps
         )
     if dec.differentiable:
+        assert dec.gradient is not None
         assert o.additivity_violations(pairs) == []
         for j, e in enumerate(axes):
             assert o.directional(e) == [row[j] for row in dec.gradient]
@@ -237,7 +248,10 @@ def test_oracle_lp_certificates():
 
 
 def test_oracle_sees_the_axis_trap():
-    """Axis directions alone do not refute differentiability of |w1 + w2| - |w1| - |w2|; the oracle does."""
+    """Axis directions alone do not refute differentiability of |w1 + w2| - |w1| - |w2|.
+
+    The oracle does.
+    """
     o = Oracle(json.loads((EXAMPLES / "axis-trap.json").read_text()))
     axes = axis_directions(o.W)
     assert o.additivity_violations([(e, [-x for x in e]) for e in axes]) == []
@@ -248,7 +262,10 @@ def test_oracle_sees_the_axis_trap():
 
 @pytest.mark.parametrize("seed", range(3))
 def test_random_near_kink_inputs_are_not_kinks(seed):
-    """A pre-activation one binary16 ulp away from a kink is not a kink (oracle and engine agree)."""
+    """A pre-activation one binary16 ulp away from a kink is not a kink.
+
+    The oracle and the engine agree.
+    """
     rnd = random.Random(seed)
     ulp = F(1, 128)
     for act in ["relu", "relu6", "hardtanh", "hardsigmoid", "abs"]:
@@ -265,3 +282,16 @@ def test_random_near_kink_inputs_are_not_kinks(seed):
         v = check(from_dict(doc), "pytorch", gradient=True)
         assert o.kink_units() == [] and v.kink_neurons == 0 and v.method == "no-kinks"
         assert v.gradient == o.decide().gradient
+
+
+def test_oracle_is_independent_of_formal():
+    """The oracle package imports nothing from formal: its verdicts are computed independently."""
+    for path in sorted((Path(__file__).resolve().parent / "oracle").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert not any(n == "formal" or n.startswith("formal.") for n in names), (path, names)

@@ -1,4 +1,4 @@
-"""QArray: exact rational arrays, against plain Fraction loops; the flint and numpy product paths."""
+"""QArray: exact rational arrays, against plain Fraction loops; flint and numpy products."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def test_qmatmul_equals_fraction_loops(pair):
 @settings(max_examples=25)
 @given(pair=matrix_pairs(elems=big_ints, max_dim=7))
 def test_int_matmul_flint_and_numpy_paths(pair, flint_min):
-    """Both product paths give the exact product, as Python ints (never flint fmpz) in object arrays."""
+    """Both product paths give the exact product, as Python ints (never fmpz) in object arrays."""
     a, b = pair
     A = np.empty((len(a), len(a[0])), dtype=object)
     A[...] = [[int(v) for v in r] for r in a]

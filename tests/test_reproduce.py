@@ -1,4 +1,7 @@
-"""`formal reproduce --budget quick`: every check passes; JSON contract; plots; exit 1 on failure."""
+"""`formal reproduce --budget quick`.
+
+Every check passes; JSON contract; plots; exit 1 on failure.
+"""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import pytest
@@ -63,7 +64,10 @@ CASES = [
 
 @pytest.mark.parametrize("name,proxy", CASES)
 def test_search_agrees_with_enumeration_on_a_tiny_format(name, proxy):
-    """found => the witness is in the enumerated set (and verified); exhausted => the set is empty."""
+    """found => the witness is in the enumerated set (and verified).
+
+    exhausted => the set is empty.
+    """
     net = load_example(name)
     sets = enumerate_sets(net, TINY, proxy)
     for find in ("kink", "ndf", "inc"):
@@ -83,6 +87,7 @@ def test_search_agrees_with_enumeration_on_a_tiny_format(name, proxy):
             point = witness_point(res)
             assert point in sets[find], (find, point)
             assert all(TINY.contains(v) for v in point)
+            assert res.network is not None
             again = check(res.network, proxy)
             assert {"kink": again.kink_neurons > 0, "ndf": again.in_ndf, "inc": again.in_inc}[
                 find
@@ -92,8 +97,10 @@ def test_search_agrees_with_enumeration_on_a_tiny_format(name, proxy):
 
 
 def test_e1_inc_pytorch_is_exhausted_in_fp32_but_found_with_right():
-    """THEORY 4 open question, tiny instance: E1 with relu'(0) = 0 has no inc point in fp(3,2)
-    (exhaustive, cross-checked by enumeration); with relu'(0) = 1 it has."""
+    """docs/theory.md section 4, open question, tiny instance.
+
+    E1 with relu'(0) = 0 has no inc point in fp(3,2) (exhaustive, cross-checked by
+    enumeration); with relu'(0) = 1 it has."""
     net = load_example("e1")
     fmt = parse_format("fp(3,2)")
     sets = enumerate_sets(net, fmt, "pytorch", subnormals=False)
@@ -107,7 +114,9 @@ def test_e1_inc_pytorch_is_exhausted_in_fp32_but_found_with_right():
         net,
         SearchOptions(find="inc", proxy="right", numbers="fp(3,2)", stages=NO_GIVEN, timeout=60),
     )
-    assert res.status == "found" and check(res.network, "right").in_inc is True
+    assert res.status == "found"
+    assert res.network is not None
+    assert check(res.network, "right").in_inc is True
 
 
 def test_inc_witness_in_binary32_via_search_format_is_lifted_exactly():
@@ -118,6 +127,7 @@ def test_inc_witness_in_binary32_via_search_format_is_lifted_exactly():
     s_fmt = parse_format(res.search_format)
     point = witness_point(res)
     assert all(s_fmt.contains(v) and BINARY32.contains(v) for v in point)
+    assert res.network is not None
     assert res.network.numbers == BINARY32
     v = check(res.network, "right")
     assert v.in_inc is True and v.differentiable is True and v.ad_correct is False
@@ -156,6 +166,7 @@ def test_bias_kink_by_closed_form_is_verified():
         net, SearchOptions(find="ndf", free=("0.bias",), stages=("closed-form",), timeout=30)
     )
     assert res.status == "found" and res.method == "closed-form"
+    assert res.verdict is not None and res.network is not None
     assert res.verdict.in_ndf is True
     # only a bias changed, and it is a binary32 member
     old, new = group_values(net), group_values(res.network)
@@ -171,6 +182,7 @@ def test_fix_and_free_are_respected():
         SearchOptions(find="inc", proxy="right", fix=("1.weight=-2",), stages=("smt",), timeout=30),
     )
     assert res.status == "found"
+    assert res.network is not None
     assert group_values(res.network)[1] == -2
     res = search(
         net,
@@ -178,7 +190,9 @@ def test_fix_and_free_are_respected():
             find="kink", free=("1.weight",), fix=("0.weight=1",), stages=NO_GIVEN, timeout=30
         ),
     )
-    assert res.status == "found" and group_values(res.network)[0] == 1
+    assert res.status == "found"
+    assert res.network is not None
+    assert group_values(res.network)[0] == 1
     with pytest.raises(NotInFormat, match=r"0\.weight\[0,0\].*1/10"):
         search(net, SearchOptions(find="inc", fix=("0.weight[0,0]=1/10",)))
     with pytest.raises(InvalidArgument, match="expected a parameter name"):
@@ -201,7 +215,7 @@ def test_timeouts_give_unknown_never_a_boolean():
 
 def _unit(x, w, fmt="binary32", bias=None, act="relu"):
     layer = {"type": "dense", "units": 1, "bias": bias is not None, "activation": act}
-    params = {"0.weight": [[str(v) for v in w]]}
+    params: dict[str, list[Any]] = {"0.weight": [[str(v) for v in w]]}
     if bias is not None:
         params["0.bias"] = [str(bias)]
     return from_dict(
@@ -223,6 +237,7 @@ def _by_hand(net, dtype):
     for xi, wi in zip(x, w):
         p = dtype(float(xi)) * dtype(float(wi))
         acc = p if acc is None else dtype(acc + p)
+    assert acc is not None
     exact = sum((a * b for a, b in zip(x, w)), F(0))
     if "0.bias" in net.params:
         b = F(net.params["0.bias"].to_fractions()[0])
@@ -235,6 +250,7 @@ def test_spurious_touch_of_the_rounding_trap():
     res = search(load_example("rounding-trap"), SearchOptions(find="spurious-kink", timeout=30))
     assert res.status == "found"
     t = res.touch
+    assert t is not None and res.network is not None
     assert t["float_value"] == "1" and t["exact_value"] != "1"
     flt, exact = _by_hand(res.network, np.float32)
     assert flt == 1 and exact != 1 and F(t["exact_value"]) == exact
@@ -247,13 +263,16 @@ def test_spurious_touch_by_smt_verified_by_numpy():
         SearchOptions(find="spurious-kink", stages=("smt",), lo=F(1, 256), hi=F(256), timeout=60),
     )
     assert res.status == "found", res.reason
+    assert res.network is not None and res.touch is not None
     w = [F(v) for v in res.network.params["0.weight"].to_fractions()[0]]
     assert all(v == 0 or F(1, 256) <= abs(v) <= 256 for v in w)
     xr = [BINARY32.round_nearest_even(F(s)) for s in ("0.7", "-1.3", "0.45")]
-    acc = None
+    acc: np.float32 | None = None
     for xi, wi in zip(xr, w):
+        assert xi is not None
         p = np.float32(float(xi)) * np.float32(float(wi))
         acc = p if acc is None else np.float32(acc + p)
+    assert acc is not None
     assert float(acc) == 0.0  # the float pre-activation touches relu's kink
     exact = sum((F(s) * wi for s, wi in zip(("0.7", "-1.3", "0.45"), w)), F(0))
     assert exact != 0 and F(res.touch["exact_value"]) == exact
@@ -264,6 +283,7 @@ def test_missed_touch_by_smt_verified_by_numpy():
     net = _unit(["3", "5", "1"], ["1", "1", "1"], fmt="binary16")
     res = search(net, SearchOptions(find="missed-kink", stages=("smt",), timeout=60))
     assert res.status == "found", res.reason
+    assert res.network is not None and res.touch is not None
     flt, exact = _by_hand(res.network, np.float16)
     assert exact == 0 and flt != 0
     assert F(res.touch["float_value"]) == flt
@@ -285,6 +305,8 @@ def test_summation_order_is_part_of_the_semantics():
     r_pair = search(
         net, SearchOptions(find="missed-kink", stages=("given",), order="pairwise", timeout=10)
     )
-    assert r_seq.status == "found" and r_seq.touch["order"] == "sequential"
+    assert r_seq.status == "found"
+    assert r_seq.touch is not None
+    assert r_seq.touch["order"] == "sequential"
     assert (r_seq.touch["float_value"], r_seq.touch["exact_value"]) == ("-1", "0")
     assert r_pair.status != "found"

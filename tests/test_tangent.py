@@ -103,7 +103,8 @@ def test_gradient_from_graph(name, proxy, grad):
 
 
 def test_e1_kink_graph_coefficients():
-    # f = relu(w2 relu(w1)), x = 1 at (0, -1): y1 = w1 (a = e1), y2 = w2 z1 (C[2,1] = w2 = -1, a = z1 = 0)
+    # f = relu(w2 relu(w1)), x = 1 at (0, -1): y1 = w1 (a = e1),
+    # y2 = w2 z1 (C[2,1] = w2 = -1, a = z1 = 0)
     net = load_example("e1")
     g = build_kink_graph(forward(net, parse_preset("pytorch")))
     assert g.A.to_fractions().tolist() == [[1, 0], [0, 0]]

@@ -1,4 +1,7 @@
-"""Theorem objects: hypotheses on networks, their evidence on independent small cases, loud failures."""
+"""Theorem objects.
+
+Hypotheses on networks, their evidence on independent small cases, loud failures.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import numpy as np
 import pytest
 
 from formal.core.activations import parse_preset
+from formal.core.builders import zero_mlp as mlp
 from formal.count.counting import (
     count_exact,
     exhaustive,
@@ -20,7 +24,7 @@ from formal.engine.batch import dense_chain
 from formal.engine.patterns import explain
 from formal.examples import load_example
 from formal.theorems.catalogue import Recorder, Theorem, catalogue, get, run_all
-from formal.theorems.evidence import _convex_member, mlp
+from formal.theorems.evidence_cases import convex_member
 from formal.theorems.openquestion import bias_free_net, zero_input_hook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +112,9 @@ def test_lemma_d():
         ],
     )
     assert [row[0] for row in d] == [0, 0, 0, 0, -2]
-    rep = explain(dense_chain(net), np.array([0, 0]), 1, [parse_preset("pytorch")])
+    chain = dense_chain(net)
+    assert chain is not None
+    rep = explain(chain, np.array([0, 0]), 1, [parse_preset("pytorch")])
     assert not rep.differentiable and check(net).in_ndf is True
     res = get("Lemma D").check("quick")
     assert res.passed and "f'(e1 - e2) = -2" in res.evidence[0].text
@@ -119,7 +125,9 @@ def test_lemma_z():
     assert res.passed
     import re
 
-    n = int(re.search(r"(\d+) kink points", res.evidence[-1].text).group(1))
+    m = re.search(r"(\d+) kink points", res.evidence[-1].text)
+    assert m is not None
+    n = int(m.group(1))
     assert n >= 10
 
 
@@ -129,7 +137,9 @@ def test_t1_t2_t3():
     presets = ("pytorch", "left", "right", "lambda=1/3", "value=-5")
     ex = exhaustive(net, presets, cross_check=6)
     assert all(v == 0 for v in ex.inc.values())  # T1
-    assert 0 < Fraction(ex.ndf, ex.omega) <= t3_bound(net) == Fraction(2, 23)  # T3
+    bound = t3_bound(net)
+    assert bound is not None
+    assert 0 < Fraction(ex.ndf, ex.omega) <= bound == Fraction(2, 23)  # T3
     from formal.engine.patterns import t2_criterion
 
     vals, q = members_scaled(net.numbers)
@@ -137,6 +147,7 @@ def test_t1_t2_t3():
     w = vals[rng.integers(0, len(vals), size=(4000, net.param_count()))]
     # bias = kink - w x for half the points, so that kinks are frequent
     chain = dense_chain(net)
+    assert chain is not None
     from formal.engine.patterns import decide
 
     bv = decide(chain, w, q, [parse_preset("pytorch")])
@@ -170,14 +181,16 @@ def test_t4():
     }
     row = np.array([w[lab] for lab in labels], dtype=np.int64)
     presets = [parse_preset(p) for p in ("pytorch", "left", "right", "lambda=1/2")]
-    rep = explain(dense_chain(net), row, q, presets)
+    chain = dense_chain(net)
+    assert chain is not None
+    rep = explain(chain, row, q, presets)
     assert len(rep.kinks) == 2 and len(rep.feasible) == 4 and not rep.differentiable
     for p in ("pytorch", "left", "right"):
         assert rep.ad[p] in set(rep.bouligand)
     assert rep.ad["lambda=1/2"] not in set(rep.bouligand)
-    assert _convex_member(rep.bouligand, rep.ad["lambda=1/2"])
+    assert convex_member(rep.bouligand, rep.ad["lambda=1/2"])
     bogus = ((Fraction(10**6),) * len(labels),)
-    assert not _convex_member(rep.bouligand, bogus)
+    assert not convex_member(rep.bouligand, bogus)
 
 
 def test_bias_free_bound():

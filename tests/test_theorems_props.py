@@ -1,4 +1,4 @@
-"""T1, T2, T4 and Lemma Z (THEORY sections 2-3) as properties of random networks.
+"""T1, T2, T4 and Lemma Z (docs/theory.md sections 2-3) as properties of random networks.
 
 Networks come from tests/strategies.py with kinks forced.  Under hypothesis H
 (B = 1, every kinked unit with its own trainable bias):
@@ -79,7 +79,10 @@ def test_t1_tensorflow_under_h(doc):
 @settings(max_examples=30)
 @given(h_networks())
 def test_t4_bouligand_and_clarke_under_h(doc):
-    """Under H, one-sided proxies: AD is a piece gradient of d -> f'(w; d); lambda in [0, 1]: in their hull."""
+    """Under H, one-sided proxies: AD is a piece gradient of d -> f'(w; d).
+
+    lambda in [0, 1]: AD is in their hull.
+    """
     net = from_dict(doc)
     o = Oracle(doc)
     dec = _decide(o)

@@ -1,4 +1,5 @@
-"""The catalogue of named cases (tests/catalogue.py): exact verdicts, numbers, methods, witnesses."""
+"""The catalogue of named cases (tests/catalogue.py): exact verdicts, numbers, methods,
+witnesses."""
 
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ def test_catalogue_verdict(case, preset):
     want = case.witness.get(preset)
     if want:
         w = v.witness
+        assert w is not None
         assert w.kind == want["kind"]
         for key in ("param", "output"):
             if key in want:
@@ -100,11 +102,13 @@ def test_axis_trap_witness_follows_the_formula(preset):
     net = from_dict(case.doc)
     v = check(net, preset)
     w = v.witness
+    assert w is not None
     assert w.kind == "non-additive"
     d1 = dict(w.d1)
     d2 = dict(w.d2)
-    a1, b1 = d1.get("0.weight[0,0]", 0), d1.get("0.weight[1,0]", 0)
-    a2, b2 = d2.get("0.weight[0,0]", 0), d2.get("0.weight[1,0]", 0)
+    zero = Fraction(0)
+    a1, b1 = d1.get("0.weight[0,0]", zero), d1.get("0.weight[1,0]", zero)
+    a2, b2 = d2.get("0.weight[0,0]", zero), d2.get("0.weight[1,0]", zero)
     vals = dict(w.values)
     assert vals["df_d1"] == axis_trap_g(a1, b1)
     assert vals["df_d2"] == axis_trap_g(a2, b2)
@@ -124,7 +128,8 @@ def test_axis_trap_axes_alone_look_linear():
 
 
 def test_rounding_trap_is_real_in_float32():
-    """float32 computes w * 10 == 1.0 exactly (a spurious kink of hardtanh); exactly it is 1 + 2^-26."""
+    """float32 computes w * 10 == 1.0 exactly (a spurious kink of hardtanh);
+    exactly it is 1 + 2^-26."""
     w32 = np.float32(float.fromhex("0x1.99999ap-4"))
     assert Fraction(float(w32)) == ROUNDING_W and BINARY32.contains(ROUNDING_W)
     prod = w32 * np.float32(10)

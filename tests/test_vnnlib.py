@@ -15,8 +15,8 @@ HEAD = "(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 R
 
 def test_bounds_are_exact_and_output_constraints_are_skipped():
     spec = parse(
-        HEAD
-        + "; a comment (with parens\n(assert (<= X_0 0.029999999329447746))\n(assert (>= X_0 0.0))\n"
+        HEAD + "; a comment (with parens\n(assert (<= X_0 0.029999999329447746))\n"
+        "(assert (>= X_0 0.0))\n"
         "(assert (and (< X_1 1e-3) (> X_1 (- 2.5E-1))))\n(assert (>= Y_0 3.99))\n"
     )
     assert spec.n_inputs == 2 and spec.n_outputs == 1 and len(spec.boxes) == 1
@@ -28,8 +28,8 @@ def test_bounds_are_exact_and_output_constraints_are_skipped():
 
 def test_reversed_atoms_and_repeated_bounds_intersect():
     spec = parse(
-        HEAD
-        + "(assert (>= 1 X_0))(assert (<= -1 X_0))(assert (<= X_0 0.5))(assert (<= X_1 2))(assert (>= X_1 2))"
+        HEAD + "(assert (>= 1 X_0))(assert (<= -1 X_0))(assert (<= X_0 0.5))"
+        "(assert (<= X_1 2))(assert (>= X_1 2))"
     )
     assert spec.boxes[0].lo == (F(-1), F(2)) and spec.boxes[0].hi == (F(1, 2), F(2))
 

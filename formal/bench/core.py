@@ -9,77 +9,9 @@ from typing import Any
 import numpy as np
 
 from formal.bench.runner import bench_row, best_of
-from formal.core.activations import get_activation
-from formal.core.network import Network, Node
-from formal.core.numbers import BINARY32
-from formal.core.qarray import QArray
-from formal.engine.verdict import check
-
-
-def dense_network(
-    weights: list[Any], biases: list[Any], x: Any, acts: list[str], *, source: str = "<bench>"
-) -> Network:
-    """A binary32 dense network from float arrays (taken exactly) or QArrays."""
-
-    def q(a: Any) -> QArray:
-        return a if isinstance(a, QArray) else exact_array(a)
-
-    x = q(x)
-    nodes = [Node("x", "input", (), (x.shape[1],))]
-    params: dict[str, QArray] = {}
-    order: list[str] = []
-    prev = "x"
-    for i, (w, b, a) in enumerate(zip(weights, biases, acts)):
-        wn = f"{i}.weight"
-        params[wn] = q(w)
-        order.append(wn)
-        nodes += [
-            Node(f"p:{wn}", "param", (), w.shape, (("name", wn),)),
-            Node(f"{i}.linear", "linear", (prev, f"p:{wn}"), (w.shape[0],)),
-        ]
-        prev = f"{i}.linear"
-        if b is not None:
-            bn = f"{i}.bias"
-            params[bn] = q(b)
-            order.append(bn)
-            nodes += [
-                Node(f"p:{bn}", "param", (), b.shape, (("name", bn),)),
-                Node(f"{i}.add", "add", (prev, f"p:{bn}"), (w.shape[0],)),
-            ]
-            prev = f"{i}.add"
-        if a != "identity":
-            nodes.append(
-                Node(
-                    f"{i}.act", "act", (prev,), (w.shape[0],), (("activation", get_activation(a)),)
-                )
-            )
-            prev = f"{i}.act"
-    return Network(
-        tuple(nodes), prev, x, params, BINARY32, tuple(order), tuple(order), source=source
-    )
-
-
-def exact_array(a: np.ndarray) -> QArray:
-    """Exact QArray of a float array (every float is a dyadic rational), lowest terms."""
-    a64 = np.asarray(a, dtype=np.float64)
-    mant, expo = np.frexp(a64)
-    ints = (mant * 2.0**53).astype(np.int64)  # exact: |mant| < 1
-    e = expo.astype(np.int64) - 53
-    nz = ints != 0
-    # strip trailing zero bits so the common denominator is as small as possible
-    low = np.where(nz, ints & -ints, 1)
-    tz = np.round(np.log2(low.astype(np.float64))).astype(np.int64)
-    ints = np.where(nz, ints >> tz, 0)
-    e = e + tz
-    emin = int(e[nz].min()) if nz.any() else 0
-    shift = np.where(nz, e - emin, 0)
-    num = np.empty(a64.shape, dtype=object)
-    flat = num.reshape(-1)
-    for i, (m, s) in enumerate(zip(ints.ravel().tolist(), shift.ravel().tolist())):
-        flat[i] = m << s
-    if emin >= 0:
-        return QArray(num * (1 << emin), 1)
-    return QArray(num, 1 << -emin)
+from formal.core.builders import dense_network
+from formal.core.network import Network
+from formal.engine.verdict import Verdict, check
 
 
 def numpy_pass(weights, biases, x) -> Any:
@@ -103,6 +35,7 @@ def numpy_pass(weights, biases, x) -> Any:
 
 
 def mnist_mlp(seed: int = 0):
+    """Random float32 weights, biases and input of a 784-256-256-10 MLP (seeded)."""
     rng = np.random.default_rng(seed)
     sizes = [784, 256, 256, 10]
     weights = [
@@ -130,8 +63,16 @@ def timed_verdict(
         "ratio": ours / base,
         "target": f"ratio <= {target}",
         "ok": ours / base <= target,
-        "verdict": f"method={v.method} kinks={v.kink_neurons} differentiable={v.differentiable} ad_correct={v.ad_correct}",
+        "verdict": verdict_text(v),
     }
+
+
+def verdict_text(v: Verdict) -> str:
+    """The verdict in one line of a bench row: method, kinks, differentiable, AD correct."""
+    return (
+        f"method={v.method} kinks={v.kink_neurons} differentiable={v.differentiable} "
+        f"ad_correct={v.ad_correct}"
+    )
 
 
 def _row(net: Network, weights, biases, x, target: float) -> dict[str, Any]:
@@ -226,14 +167,13 @@ def bench_lra() -> dict[str, Any]:
         "ratio": seconds / base,
         "target": "seconds < 2",
         "ok": seconds < 2,
-        "detail": f"bias-free 4-8-8-1 ReLU; method={v.method} kinks={v.kink_neurons} differentiable={v.differentiable} ad_correct={v.ad_correct}",
+        "detail": f"bias-free 4-8-8-1 ReLU; {verdict_text(v)}",
     }
 
 
 __all__ = [
-    "dense_network",
     "timed_verdict",
-    "exact_array",
+    "verdict_text",
     "numpy_pass",
     "mnist_mlp",
     "forced_kink_mlp",

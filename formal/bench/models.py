@@ -1,6 +1,6 @@
 """Bench rows of real models (issue 5): exact verdict time vs a numpy float64 forward+backward.
 
-Both rows read the shared corpus (``../shared/corpus``, VNN-COMP 2021) and
+Both rows read the corpus shipped in ``tests/data/vnncomp2021`` (VNN-COMP 2021) and
 skip with a reason when it is absent.  The verdict is timed on a loaded
 network (best of several runs; the first, cold run is reported too); the
 baseline is a plain numpy float64 forward pass plus a backward pass for the
@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from formal.bench.core import timed_verdict
+from formal.bench.core import numpy_pass, timed_verdict
 from formal.bench.runner import bench_row
+from formal.io.onnx import load
 
-CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus" / "vnncomp2021"
+CORPUS = Path(__file__).resolve().parents[2] / "tests" / "data" / "vnncomp2021"
 
 
 def _missing(*rels: str) -> str | None:
@@ -39,6 +40,15 @@ def _initializers(path: Path) -> dict[str, np.ndarray]:
     }
 
 
+def _load(rel: str, spec: str) -> tuple[Any, float, dict[str, np.ndarray]]:
+    """Load a corpus model with its spec: the network, load seconds, float64 initializers."""
+
+    t0 = time.perf_counter()
+    net = load(CORPUS / rel, spec=CORPUS / spec)
+    load_s = time.perf_counter() - t0
+    return net, load_s, _initializers(CORPUS / rel)
+
+
 @bench_row("mnist-net_256x2-box-center", "5")
 def bench_mnist() -> dict[str, Any]:
     """mnistfc/mnist-net_256x2.onnx (269,322 binary32 parameters) at the center of prop_0's box."""
@@ -46,13 +56,7 @@ def bench_mnist() -> dict[str, Any]:
     why = _missing(rel, spec)
     if why:
         return {"skipped": why}
-    from formal.bench.core import numpy_pass
-    from formal.io.onnx import load
-
-    t0 = time.perf_counter()
-    net = load(CORPUS / rel, spec=CORPUS / spec)
-    load_s = time.perf_counter() - t0
-    p = _initializers(CORPUS / rel)
+    net, load_s, p = _load(rel, spec)
     weights = [p[f"layers.{i}.weight"] for i in (0, 2, 4)]
     biases = [p[f"layers.{i}.bias"] for i in (0, 2, 4)]
     x = net.inputs.to_float().reshape(1, -1)
@@ -88,17 +92,12 @@ def convnet_pass(
 
 @bench_row("Convnet_maxpool-box-center", "5")
 def bench_convnet() -> dict[str, Any]:
-    """verivital/Convnet_maxpool.onnx (conv + ReLU + max-pool, shared biases) at prop_0's box center."""
+    """verivital/Convnet_maxpool.onnx (conv + ReLU + max-pool, shared biases), prop_0 box center."""
     rel, spec = "verivital/Convnet_maxpool.onnx", "verivital/specs/prop_0_0.004.vnnlib"
     why = _missing(rel, spec)
     if why:
         return {"skipped": why}
-    from formal.io.onnx import load
-
-    t0 = time.perf_counter()
-    net = load(CORPUS / rel, spec=CORPUS / spec)
-    load_s = time.perf_counter() - t0
-    p = _initializers(CORPUS / rel)
+    net, load_s, p = _load(rel, spec)
     args = (
         p["conv1.0.weight"],
         p["conv1.0.bias"],

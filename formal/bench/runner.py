@@ -24,6 +24,8 @@ BENCH_MODULES = (
 
 @dataclass(frozen=True, slots=True)
 class BenchRow:
+    """A registered bench row: its name, the issue it measures, the function that runs it."""
+
     name: str
     issue: str
     run: Callable[[], dict[str, Any]]
@@ -45,6 +47,7 @@ def bench_row(
 
 
 def load_rows() -> list[BenchRow]:
+    """Every bench row, after importing the bench modules (absent optional ones skipped)."""
     for name in BENCH_MODULES:
         try:
             importlib.import_module(name)

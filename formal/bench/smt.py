@@ -1,6 +1,6 @@
 """``formal bench`` rows of the solver queries (issue 4), each against the naive encoding.
 
-The naive encoding is what THEORY section 7 warns about: parameters as z3
+The naive encoding is what docs/method.md section 7 warns about: parameters as z3
 ``Float32`` variables read into real arithmetic with ``fp.to_real`` (products
 of them are nonlinear real arithmetic).  It is run with a cap (default 30 s,
 ``FORMAL_BENCH_SMT_CAP`` to change it); when it gives no verified witness
@@ -25,10 +25,13 @@ import numpy as np
 import z3
 
 from formal.bench.runner import bench_row
+from formal.core.activations import parse_preset
+from formal.core.builders import dense_network, exact_values
 from formal.core.network import Network
 from formal.core.numbers import BINARY32
 from formal.core.qarray import QArray
 from formal.core.rebuild import with_groups
+from formal.engine.forward import exact_forward
 from formal.engine.verdict import check
 from formal.search.search import SearchOptions, search
 from formal.smt.fp import Domain, fp_value
@@ -47,16 +50,6 @@ def naive_cap() -> float:
         return DEFAULT_CAP
 
 
-def _qarray(values: Any) -> QArray:
-    arr = np.asarray(values)
-    if arr.dtype == object:
-        return QArray.from_fractions(arr)
-    flat = [
-        Fraction(float(v)) for v in arr.astype(np.float64).ravel()
-    ]  # float32 -> float64 is exact
-    return QArray.from_fractions(np.array(flat, dtype=object).reshape(arr.shape))
-
-
 def _scaled(k: np.ndarray, den: int) -> QArray:
     num = np.empty(k.shape, dtype=object)
     for idx in np.ndindex(*k.shape):
@@ -67,9 +60,7 @@ def _scaled(k: np.ndarray, den: int) -> QArray:
 def dense_net(
     x: QArray, weights: list[QArray], biases: list[QArray | None], acts: list[str]
 ) -> Network:
-    """A dense binary32 network built directly (no JSON parsing)."""
-    from formal.bench.core import dense_network
-
+    """A dense binary32 network of the bench rows (the one builder, source ``bench:smt``)."""
     return dense_network(weights, biases, x, acts, source="bench:smt")
 
 
@@ -89,7 +80,9 @@ def _row(
     detail: str,
     **extra: Any,
 ) -> dict[str, Any]:
+    """A bench row: our time vs the naive baseline (capped at ``cap`` when it found nothing)."""
     capped = base_status != "found"
+    base = max(base, cap) if capped else base
     return {
         "seconds": ours,
         "status": status,
@@ -105,6 +98,13 @@ def _row(
         "detail": detail,
         **extra,
     }
+
+
+def _naive_status(solver: z3.Solver, r: Any) -> str:
+    """The naive baseline's answer: ``found`` on sat, else z3's result and why."""
+    if r == z3.sat:
+        return "found"
+    return f"{r} ({solver.reason_unknown() if r == z3.unknown else 'no witness'})"
 
 
 def _naive_solver(cap: float) -> z3.Solver:
@@ -142,9 +142,11 @@ def mlp_784(seed: int = 0, quantized: bool = True) -> Network:
             bs.append(_scaled(rng.integers(-127, 128, size=(fan_out,)), 128))
         else:
             ws.append(
-                _qarray(rng.normal(0, 1 / np.sqrt(fan_in), (fan_out, fan_in)).astype(np.float32))
+                exact_values(
+                    rng.normal(0, 1 / np.sqrt(fan_in), (fan_out, fan_in)).astype(np.float32)
+                )
             )
-            bs.append(_qarray(rng.normal(0, 0.1, fan_out).astype(np.float32)))
+            bs.append(exact_values(rng.normal(0, 0.1, fan_out).astype(np.float32)))
     net = dense_net(x, ws, bs, ["relu", "identity"])
     net.parameterization()  # part of loading, as for `formal check`
     return net
@@ -152,8 +154,6 @@ def mlp_784(seed: int = 0, quantized: bool = True) -> Network:
 
 def warm(net: Network) -> Network:
     """Cache the exact (flint) weight matrices, as after one exact `formal check` pass."""
-    from formal.core.activations import parse_preset
-    from formal.engine.forward import exact_forward
 
     exact_forward(net, parse_preset("pytorch"))
     return net
@@ -169,13 +169,12 @@ def naive_bias_kink(net: Network, cap: float) -> tuple[str, float]:
     solver.add(*dom)
     solver.add(z3.fpToReal(b) + _rv(s_val) == 0)
     r, dt = _timed(lambda: checked(solver, int(cap * 1000)))
-    if r == z3.sat:
-        return "found", dt
-    return f"{r} ({solver.reason_unknown() if r == z3.unknown else 'no witness'})", dt
+    return _naive_status(solver, r), dt
 
 
 @bench_row("smt-bias-kink-784-256-10", "4")
 def row_bias_kink() -> dict[str, Any]:
+    """Closed-form kink search over the first-layer biases of a 784-256-10 MLP vs naive z3."""
     cap = naive_cap()
     opt = SearchOptions(find="kink", free=("0.bias",), stages=("closed-form",), timeout=60)
     cold_net = mlp_784(quantized=True)
@@ -187,15 +186,17 @@ def row_bias_kink() -> dict[str, Any]:
     res_f, ours_f = _timed(lambda: search(net_f, opt))
     base_status, base = naive_bias_kink(net, cap)
     detail = (
-        f"closed form over the 256 first-layer biases (weights fixed) of an int8-style quantized MLP: {res.status} in {ours:.4f} s "
-        f"(exact weight matrices cached as after one `formal check`; {cold:.3f} s cold, building them); "
+        f"closed form over the 256 first-layer biases (weights fixed) of an int8-style quantized "
+        f"MLP: {res.status} in {ours:.4f} s "
+        f"(exact weight matrices cached as after one `formal check`; {cold:.3f} s cold, building "
+        f"them); "
         f"random float32 weights: {res_f.status} in {ours_f:.4f} s; "
         f"naive fp.to_real (one Float32 bias, one unit only): {base_status} after {base:.2f} s"
     )
     return _row(
         ours,
         res.status,
-        max(base, cap) if base_status != "found" else base,
+        base,
         base_status,
         cap,
         0.1,
@@ -212,9 +213,9 @@ def row_bias_kink() -> dict[str, Any]:
 def relu2_net(seed: int = 1, n: int = 4, h: int = 4) -> Network:
     """Bias-free ``relu(v . relu(W x))`` with binary32 random W, v and input x."""
     rng = np.random.default_rng(seed)
-    x = _qarray(rng.uniform(-1, 1, (1, n)).astype(np.float32))
-    w1 = _qarray(rng.normal(0, 1, (h, n)).astype(np.float32))
-    w2 = _qarray(rng.normal(0, 1, (1, h)).astype(np.float32))
+    x = exact_values(rng.uniform(-1, 1, (1, n)).astype(np.float32))
+    w1 = exact_values(rng.normal(0, 1, (h, n)).astype(np.float32))
+    w2 = exact_values(rng.normal(0, 1, (1, h)).astype(np.float32))
     return dense_net(x, [w1, w2], [None, None], ["relu", "relu"])
 
 
@@ -246,10 +247,7 @@ def naive_inc(net: Network, cap: float) -> tuple[str, float]:
         solver.set("timeout", int(left * 1000))
         r = checked(solver, int(left * 1000))
         if r != z3.sat:
-            return (
-                f"{r} ({solver.reason_unknown() if r == z3.unknown else 'no witness'})",
-                time.perf_counter() - t0,
-            )
+            return _naive_status(solver, r), time.perf_counter() - t0
         m = solver.model()
         values: dict[int, Fraction] = {}
         for g, label in enumerate(par.labels):
@@ -278,6 +276,7 @@ def naive_inc(net: Network, cap: float) -> tuple[str, float]:
 
 @bench_row("smt-inc-relu2-right-binary32", "4")
 def row_inc() -> dict[str, Any]:
+    """inc witness search on a bias-free 4-4-1 ReLU net (binary32) vs naive CEGIS."""
     cap = naive_cap()
     net = relu2_net()
     opt = SearchOptions(find="inc", proxy="right", timeout=60)
@@ -285,13 +284,15 @@ def row_inc() -> dict[str, Any]:
     assert res.status != "found" or res.verdict.in_inc is True
     base_status, base = naive_inc(net, cap)
     detail = (
-        f"bias-free relu(v . relu(W x)), 4-4-1, binary32 random W, v, x; search formats {res.search_format}: "
-        f"{res.status} in {ours:.3f} s after {res.candidates} exact check(s); naive fp.to_real CEGIS: {base_status} after {base:.2f} s"
+        f"bias-free relu(v . relu(W x)), 4-4-1, binary32 random W, v, x; search formats "
+        f"{res.search_format}: "
+        f"{res.status} in {ours:.3f} s after {res.candidates} exact check(s); naive fp.to_real "
+        f"CEGIS: {base_status} after {base:.2f} s"
     )
     return _row(
         ours,
         res.status,
-        max(base, cap) if base_status != "found" else base,
+        base,
         base_status,
         cap,
         5.0,
@@ -305,8 +306,8 @@ def row_inc() -> dict[str, Any]:
 def unit8(seed: int = 2) -> Network:
     """One bias-free ReLU unit with 8 binary32 inputs and weights (random)."""
     rng = np.random.default_rng(seed)
-    x = _qarray(rng.uniform(-1, 1, (1, 8)).astype(np.float32))
-    w = _qarray(rng.normal(0, 1, (1, 8)).astype(np.float32))
+    x = exact_values(rng.uniform(-1, 1, (1, 8)).astype(np.float32))
+    w = exact_values(rng.normal(0, 1, (1, 8)).astype(np.float32))
     return dense_net(x, [w], [None], ["relu"])
 
 
@@ -335,13 +336,12 @@ def naive_spurious(net: Network, cap: float) -> tuple[str, float]:
     solver.add(z3.fpIsZero(acc))
     solver.add(z3.Sum([z3.fpToReal(w) * _rv(Fraction(xv)) for (w, _), xv in zip(ws, x)]) != 0)
     r, dt = _timed(lambda: checked(solver, int(cap * 1000)))
-    if r == z3.sat:
-        return "found", dt
-    return f"{r} ({solver.reason_unknown() if r == z3.unknown else 'no witness'})", dt
+    return _naive_status(solver, r), dt
 
 
 @bench_row("smt-spurious-kink-unit8-binary32", "4")
 def row_spurious() -> dict[str, Any]:
+    """Spurious float kink touch of an 8-input ReLU unit: staged, SMT only, naive."""
     cap = naive_cap()
     net = unit8()
     staged = SearchOptions(find="spurious-kink", timeout=60)
@@ -356,14 +356,16 @@ def row_spurious() -> dict[str, Any]:
     res_s, ours_s = _timed(lambda: search(net, smt_only))
     base_status, base = naive_spurious(net, cap)
     detail = (
-        f"y = relu(sum_k w_k x_k), 8 binary32 inputs, sequential order: staged search {res.status} by {res.method} in {ours:.4f} s; "
-        f"SMT alone (all 8 weights free, fp.mul/fp.add RNE vs exact bit-vectors): {res_s.status} in {ours_s:.2f} s; "
+        f"y = relu(sum_k w_k x_k), 8 binary32 inputs, sequential order: staged search {res.status} "
+        f"by {res.method} in {ours:.4f} s; "
+        f"SMT alone (all 8 weights free, fp.mul/fp.add RNE vs exact bit-vectors): {res_s.status} "
+        f"in {ours_s:.2f} s; "
         f"naive (fp.to_real for the exact side): {base_status} after {base:.2f} s"
     )
     return _row(
         ours,
         res.status,
-        max(base, cap) if base_status != "found" else base,
+        base,
         base_status,
         cap,
         10.0,

@@ -6,8 +6,11 @@ import argparse
 import sys
 from typing import Any
 
+from formal.cli.common import dump_json, write_output
+
 
 def register(sub: Any) -> None:
+    """Add ``formal bench`` to the subcommands."""
     p = sub.add_parser(
         "bench", help="measure verdict/search/count speed against same-process baselines"
     )
@@ -24,8 +27,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``formal bench``: run the selected rows, print them (text or JSON)."""
+    # the bench rows load on use, not whenever the parser is built
     from formal.bench.runner import load_rows
-    from formal.cli.main import dump_json, write_output
 
     rows = load_rows()
     if args.issue:
@@ -43,20 +47,23 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_output(dump_json({"rows": results}), None)
         return 0
-    lines = []
-    for res in results:
-        if res.get("skipped"):
-            lines.append(f"{res['name']:<40} skipped: {res['skipped']}")
-            continue
-        ratio = res.get("ratio")
-        ratio_s = f"{ratio:10.2f}x" if isinstance(ratio, (int, float)) else " " * 11
-        base = res.get("baseline_seconds")
-        base_s = f"{base:.6f}s" if isinstance(base, (int, float)) else "-"
-        ok = {True: "ok", False: "MISS", None: ""}[res.get("ok")]
-        lines.append(
-            f"{res['name']:<40} {res.get('seconds', 0):.6f}s  baseline {base_s:<12} ratio {ratio_s}  target {res.get('target', '-'):<16} {ok}"
-        )
-        if res.get("detail"):
-            lines.append(f"    {res['detail']}")
-    write_output("\n".join(lines), None)
+    write_output("\n".join(line for res in results for line in _row_lines(res)), None)
     return 0
+
+
+def _row_lines(res: dict[str, Any]) -> list[str]:
+    """The text of one bench row: timing, baseline, ratio, target; its detail below."""
+    if res.get("skipped"):
+        return [f"{res['name']:<40} skipped: {res['skipped']}"]
+    ratio = res.get("ratio")
+    ratio_s = f"{ratio:10.2f}x" if isinstance(ratio, (int, float)) else " " * 11
+    base = res.get("baseline_seconds")
+    base_s = f"{base:.6f}s" if isinstance(base, (int, float)) else "-"
+    ok = {True: "ok", False: "MISS", None: ""}[res.get("ok")]
+    lines = [
+        f"{res['name']:<40} {res.get('seconds', 0):.6f}s  baseline {base_s:<12} "
+        f"ratio {ratio_s}  target {res.get('target', '-'):<16} {ok}"
+    ]
+    if res.get("detail"):
+        lines.append(f"    {res['detail']}")
+    return lines

@@ -6,19 +6,23 @@ import argparse
 import sys
 from typing import Any
 
+from formal.cli.common import add_network_args, dump_json, load_network, write_output
+from formal.core.activations import parse_preset
+from formal.core.numbers import parse_format
 from formal.errors import InvalidArgument
 
 
 def register(sub: Any) -> None:
+    """Add ``formal count`` to the subcommands."""
     p = sub.add_parser(
         "count",
-        help="count non-differentiable (ndf) and AD-incorrect (inc) parameters among machine numbers",
-        description="Exact counts by enumeration (small formats), conditional exact counts over the biases under "
-        "hypothesis H, or Monte Carlo estimates with 95%% intervals; the T3 bound and the tightness formula "
-        "go with every density.  With --numbers, every trainable parameter ranges over that format.",
+        help="count non-differentiable (ndf) and AD-incorrect (inc) parameters "
+        "among machine numbers",
+        description="Exact counts by enumeration (small formats), conditional exact counts over "
+        "the biases under hypothesis H, or Monte Carlo estimates with 95%% intervals; the T3 "
+        "bound and the tightness formula go with every density.  With --numbers, every "
+        "trainable parameter ranges over that format.",
     )
-    from formal.cli.check import add_network_args
-
     add_network_args(p)
     p.add_argument(
         "--numbers",
@@ -58,10 +62,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from formal.cli.check import load_network
-    from formal.cli.main import dump_json, write_output
-    from formal.core.activations import parse_preset
-    from formal.core.numbers import parse_format
+    """``formal count``: print the counts (text or JSON); exit 1 when a cross-check fails."""
+    # the counting layer loads on use, not whenever the parser is built
+    from formal.count.bias import count_conditional
     from formal.count.counting import CrossCheckError, count, reformat
     from formal.report.text import format_count
 
@@ -78,8 +81,6 @@ def run(args: argparse.Namespace) -> int:
     progress = sys.stderr.isatty()
     try:
         if args.method == "conditional":
-            from formal.count.bias import count_conditional
-
             res = count_conditional(
                 net,
                 args.proxy,

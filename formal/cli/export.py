@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from typing import Any
 
+from formal.cli.common import add_network_args, load_network, write_output
+from formal.cli.search import add_query_args, options_from
 from formal.errors import InvalidArgument
+from formal.search.export import export_query
 
 
 def register(sub: Any) -> None:
-    from formal.cli.check import add_network_args
-    from formal.cli.search import add_query_args
-
+    """Add ``formal export-smt`` to the subcommands."""
     p = sub.add_parser(
         "export-smt", help="write the SMT-LIB2 query of `formal search` (status confirmed by z3)"
     )
@@ -23,24 +25,22 @@ def register(sub: Any) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="first replay up to N search rounds (verified non-witnesses blocked); an exhausted search then exports an UNSAT query",
+        help="first replay up to N search rounds (verified non-witnesses blocked); "
+        "an exhausted search then exports an UNSAT query",
     )
     p.add_argument(
         "--timeout",
         type=float,
         default=60.0,
-        help="z3 time-out for confirming the status (default 60 s; past it the status is 'unknown')",
+        help="z3 time-out for confirming the status "
+        "(default 60 s; past it the status is 'unknown')",
     )
     p.add_argument("-o", "--output", required=True, help="the .smt2 file to write")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from formal.cli.check import load_network
-    from formal.cli.main import write_output
-    from formal.cli.search import options_from
-    from formal.search.export import export_query
-
+    """``formal export-smt``: write the query file; its status (by z3) goes to stderr."""
     if args.after_search < 0:
         raise InvalidArgument(f"expected --after-search N >= 0, got {args.after_search}")
     opt = options_from(args, args.timeout)
@@ -54,8 +54,6 @@ def run(args: argparse.Namespace) -> int:
         command=_command(args),
     )
     write_output(e.text, args.output)
-    import sys
-
     print(
         f"wrote {args.output}: {e.logic}, status {e.status} (z3, {e.seconds:.3f} s)",
         file=sys.stderr,

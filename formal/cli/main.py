@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from formal.errors import FormalError
 
@@ -29,15 +27,18 @@ COMMAND_MODULES = (
 
 
 class _Parser(argparse.ArgumentParser):
+    """A parser whose usage errors become one ``error: ...`` line (exit 2)."""
+
     def error(self, message: str) -> NoReturn:  # one line, exit 2
         raise _UsageError(f"{self.prog}: {message}")
 
 
 class _UsageError(Exception):
-    pass
+    """A command-line usage error (bad option or value)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``formal`` parser, with one subcommand per module of :data:`COMMAND_MODULES`."""
     parser = _Parser(
         prog="formal", description="Exact verdicts on AD at machine-representable parameters."
     )
@@ -51,22 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         module.register(sub)
     return parser
-
-
-def write_output(text: str, path: str | None) -> None:
-    """Write all at once (to a file or stdout): never half a result."""
-    if path:
-        tmp = Path(path + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    else:
-        sys.stdout.write(text)
-        if not text.endswith("\n"):
-            sys.stdout.write("\n")
-
-
-def dump_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -95,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def run() -> None:  # console-script entry point
+def run() -> None:
+    """The console-script entry point: :func:`main`, then exit with its code."""
     sys.exit(main())
 
 

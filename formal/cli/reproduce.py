@@ -1,4 +1,4 @@
-"""``formal reproduce``: every theorem of THEORY.md as an executable check."""
+"""``formal reproduce``: every theorem of docs/theory.md as an executable check."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ import sys
 import time
 from typing import Any
 
+from formal.cli.common import dump_json, write_output
+
 
 def register(sub: Any) -> None:
+    """Add ``formal reproduce`` to the subcommands."""
     p = sub.add_parser(
         "reproduce",
-        help="run every theorem check (exhaustive counts, conditional counts, exact verdicts) and print the evidence",
-        description="Runs the check of every result (T1-T5, Lemma D, Lemma Z, the bias-free bound, E1, the "
-        "ICLR 2024 cases, the open question).  Exit 1 when any check fails.",
+        help="run every theorem check (exhaustive counts, conditional counts, exact verdicts) "
+        "and print the evidence",
+        description="Runs the check of every result (T1-T5, Lemma D, Lemma Z, the bias-free "
+        "bound, E1, the ICLR 2024 cases, the open question).  Exit 1 when any check fails.",
     )
     p.add_argument(
         "--budget",
@@ -34,7 +38,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from formal.cli.main import dump_json, write_output
+    """``formal reproduce``: run the theorem checks, print a table or JSON; exit 1 on a failure."""
+    # the theorem catalogue loads on use, not whenever the parser is built
     from formal.report.text import format_reproduce, plot_densities
     from formal.theorems.catalogue import run_all
 

@@ -35,8 +35,8 @@ Examples
 (Fraction(0, 1),)
 >>> PRESETS["pytorch"].proxy(relu, 0)
 Fraction(0, 1)
->>> parse_preset("lambda=1/4").proxy(relu, 0)
-Fraction(1, 4)
+>>> parse_preset("lambda=1/4").proxy(relu, 0)  # t D- + (1 - t) D+ = 1/4 * 0 + 3/4 * 1
+Fraction(3, 4)
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from formal.core.numbers import parse_exact
 from formal.core.qarray import QArray
 from formal.errors import InvalidArgument
 
@@ -95,6 +96,7 @@ class Activation:
         return len(self.kinks)
 
     def value(self, x: Fraction) -> Fraction:
+        """rho(x) exactly (the left piece at a kink); transcendental activations are refused."""
         if self.transcendental:
             raise InvalidArgument(f"expected a piecewise-polynomial activation, got {self.name}")
         return _peval(self.pieces[self.piece_index(Fraction(x))], Fraction(x))
@@ -120,6 +122,7 @@ class Activation:
         return self.d_minus(x)
 
     def describe(self) -> str:
+        """The name with its parameters, e.g. ``leaky_relu(slope=1/100)``."""
         if not self.params:
             return self.name
         inner = ", ".join(f"{k}={v}" for k, v in self.params)
@@ -127,6 +130,7 @@ class Activation:
 
     @property
     def degree(self) -> int:
+        """The highest polynomial degree among the pieces."""
         return max(len(p) for p in self.pieces) - 1
 
     # -- exact, vectorized ----------------------------------------------------
@@ -178,6 +182,7 @@ class Activation:
 
     # -- float ---------------------------------------------------------------
     def apply_float(self, y: np.ndarray) -> np.ndarray:
+        """rho on a float array: ``float_fn`` when given, else the pieces evaluated in float."""
         if self.float_fn is not None:
             return self.float_fn(y)
         out = np.zeros_like(y)
@@ -300,13 +305,12 @@ _PARAMS = {"leaky_relu": ("slope",), "hardtanh": ("min", "max"), "clip": ("min",
 
 
 def activation_names() -> tuple[str, ...]:
+    """The names of every built-in activation, in registration order."""
     return tuple(_FACTORIES)
 
 
 def get_activation(name: str, **params: Any) -> Activation:
     """Build an activation by name; parameters are exact numbers (strings allowed)."""
-    from formal.core.numbers import parse_exact
-
     if name not in _FACTORIES:
         raise InvalidArgument(
             f"expected an activation ({', '.join(_FACTORIES)}), got activation={name!r}"
@@ -339,7 +343,7 @@ def _lam(t: Fraction) -> ProxyRule:
 
 
 def _table(table: dict[str, Any], preset: str) -> ProxyRule:
-    """A framework rule: ``table[name]`` is 'left', 'right', 'mid', a number, or a per-kink tuple."""
+    """A framework rule: ``table[name]`` is 'left', 'right', 'mid', a number or a per-kink tuple."""
 
     def rule(act: Activation, c: Fraction) -> Fraction:
         if act.name not in table:
@@ -364,14 +368,13 @@ _PYTORCH = {
     "relu6": ("left", "right"),  # hardtanh_backward with (0, 6): 0 at both bounds
     "hardtanh": ("left", "right"),  # hardtanh_backward: (x <= min || x >= max) ? 0 : grad
     "hardsigmoid": ("left", "right"),  # hardsigmoid_backward: (-3 < x < 3) ? grad / 6 : 0
-    "hardswish": (
-        "left",
-        "right",
-    ),  # hardswish_backward (>= 2.7): x < -3 -> 0, x <= 3 -> ..., else 1
+    # hardswish_backward (>= 2.7): x <= -3 -> 0, x < 3 -> (2x + 3) / 6, else 1: 0 at -3, 1 at 3
+    "hardswish": ("left", "right"),
     "abs": 0,  # abs backward: grad * sgn(x), sgn(0) = 0
     "clip": 0,  # clamp_backward (>= 2.14): 0 at the bounds
 }
-_PYTORCH_26 = dict(_PYTORCH, hardswish=("right", "left"))  # before 2.7: -1/2 at -3, 3/2 at 3
+# hardswish_backward before 2.7: x < -3 -> 0, x <= 3 -> (2x + 3) / 6, else 1: -1/2 at -3, 3/2 at 3
+_PYTORCH_26 = dict(_PYTORCH, hardswish=("right", "left"))
 _PYTORCH_213 = dict(_PYTORCH, clip=1)  # clamp passes gradient 1 at its bounds up to 2.13
 _JAX = {
     "relu": "left",  # jax.nn.relu custom_jvp: where(x > 0, g, 0)
@@ -408,6 +411,7 @@ class Preset:
     tie: str = "first"
 
     def proxy(self, act: Activation, c: Any) -> Fraction:
+        """The proxy rho'(c) this preset uses at the kink c of act (InvalidArgument off a kink)."""
         c = Fraction(c)
         if c not in act.kinks:
             raise InvalidArgument(f"expected a kink of {act.describe()}, got {c}")
@@ -438,8 +442,6 @@ PRESETS: dict[str, Preset] = {
 
 def parse_preset(text: str) -> Preset:
     """Parse ``NAME``, ``lambda=t`` or ``value=p``, optionally ``,tie=first|last``."""
-    from formal.core.numbers import parse_exact
-
     base, _, rest = str(text).partition(",")
     tie = "first"
     if rest:
@@ -466,12 +468,11 @@ def parse_preset(text: str) -> Preset:
 
 def parse_proxy_override(spec: Any, act: Activation) -> ProxyRule:
     """A per-layer proxy in formal-net JSON: a preset name, a number, or a list (one per kink)."""
-    from formal.core.numbers import parse_exact
-
     if isinstance(spec, list):
         if len(spec) != len(act.kinks):
             raise InvalidArgument(
-                f"expected {len(act.kinks)} proxy values for {act.describe()} (one per kink), got {len(spec)}"
+                f"expected {len(act.kinks)} proxy values for {act.describe()} (one per kink), got "
+                f"{len(spec)}"
             )
         values = {c: parse_exact(v) for c, v in zip(act.kinks, spec)}
         return lambda a, c: values[c]

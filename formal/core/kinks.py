@@ -12,13 +12,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from formal.core.activations import Preset
 from formal.core.network import Network, Node
 from formal.core.qarray import QArray
+
+KinkKind = Literal["act", "tie"]
+"""An activation kink (``act``) or a max-pool tie (``tie``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +37,7 @@ class KinkNode:
     node: str
     sample: int
     index: int  # per-sample flat index of the op's output
-    kind: str  # "act" | "tie"
+    kind: KinkKind
     inputs: tuple[int, ...]
     value: Fraction  # the kink c, or the tied maximum
     d_minus: Fraction = Fraction(0)
@@ -43,6 +46,7 @@ class KinkNode:
     choice: int = 0
 
     def label(self, net: Network) -> str:
+        """Readable position of the kink node: ``node[i,j,...]``."""
         shape = net.node(self.node).shape
         idx = np.unravel_index(self.index, shape) if shape else ()
         where = ",".join(str(int(i)) for i in idx)
@@ -104,6 +108,12 @@ class KinkRule(Protocol):
         """The adjoint of kink node k's output, one entry per row."""
 
 
+def output_adjoint(adj: QArray, k: KinkNode) -> np.ndarray:
+    """The entries of an output adjoint (R, B, ...) at kink node k, as R Fractions."""
+    flat = adj.num.reshape(adj.shape[0], adj.shape[1], -1)
+    return np.array([Fraction(int(v), adj.den) for v in flat[:, k.sample, k.index]], dtype=object)
+
+
 def patch(arr: QArray, entries: list[tuple[int, int, int, Fraction]]) -> QArray:
     """Copy of ``arr`` (R, B, ...) with entries ``(r, b, flat index)`` set to exact values."""
     den = arr.den
@@ -116,4 +126,4 @@ def patch(arr: QArray, entries: list[tuple[int, int, int, Fraction]]) -> QArray:
     return QArray(num, den)
 
 
-__all__ = ["KinkNode", "KinkRule", "patch"]
+__all__ = ["KinkKind", "KinkNode", "KinkRule", "output_adjoint", "patch"]

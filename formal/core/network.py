@@ -58,6 +58,7 @@ class Node:
     attrs: tuple[tuple[str, Any], ...] = ()
 
     def attr(self, key: str, default: Any = None) -> Any:
+        """The value of attribute ``key`` (``default`` when absent)."""
         for k, v in self.attrs:
             if k == key:
                 return v
@@ -94,10 +95,12 @@ class Parameterization:
 
     @property
     def size(self) -> int:
+        """Number of parameter groups."""
         return int(self.reps.size)
 
     @property
     def slots(self) -> list[tuple[str, int]]:
+        """The representative entry of every group, in group order."""
         return [self.slot(g) for g in range(self.size)]
 
     def slot(self, group: int) -> tuple[str, int]:
@@ -109,11 +112,13 @@ class Parameterization:
         raise IndexError(group)
 
     def label(self, group: int) -> str:
+        """Readable label of a group: its representative entry, e.g. ``0.weight[1,0]``."""
         name, flat = self.slot(group)
         return _label(name, self.groups[name].shape, flat)
 
     @property
     def labels(self) -> list[str]:
+        """Labels of every group, in group order (cached)."""
         if self._labels is None:
             self._labels = [self.label(g) for g in range(self.size)]
         return self._labels
@@ -200,9 +205,11 @@ class Network:
     # -- structure ------------------------------------------------------------
     @property
     def batch(self) -> int:
+        """Minibatch size B."""
         return int(self.inputs.num.shape[0])
 
     def node(self, name: str) -> Node:
+        """The node named ``name``."""
         index = self.cache.get("index")
         if index is None:
             index = {n.name: n for n in self.nodes}
@@ -210,6 +217,7 @@ class Network:
         return index[name]
 
     def consumers(self, name: str) -> list[Node]:
+        """The nodes that read node ``name``."""
         table = self.cache.get("consumers")
         if table is None:
             table = {n.name: [] for n in self.nodes}
@@ -220,9 +228,11 @@ class Network:
         return table[name]
 
     def out_size(self) -> int:
+        """Number of entries of the output over the minibatch (B * output size)."""
         return self.batch * int(np.prod(self.node(self.output).shape, dtype=np.int64))
 
     def objective_matrix(self) -> QArray:
+        """The objective as a (n_obj, B * n_out) matrix (identity by default)."""
         if self.objective is not None:
             return self.objective
         n = self.out_size()
@@ -233,12 +243,14 @@ class Network:
         return QArray(eye, 1)
 
     def output_labels(self) -> list[str]:
+        """One label per objective row."""
         if self.objective_kind != "vector":
             return ["objective"]
         shape = (self.batch,) + self.node(self.output).shape
         return ["out[" + ",".join(map(str, idx)) + "]" for idx in np.ndindex(*shape)]
 
     def flint_param(self, name: str) -> FlintMatrix:
+        """Parameter ``name`` as a flint matrix (2-D view, cached) for fast products."""
         key = "flint:" + name
         mat = self.cache.get(key)
         if mat is None:
@@ -248,6 +260,7 @@ class Network:
         return mat
 
     def parameterization(self) -> Parameterization:
+        """The parameter groups of the trainable entries (cached)."""
         p = self.cache.get("parameterization")
         if p is None:
             p = build_parameterization(self)
@@ -255,9 +268,11 @@ class Network:
         return p
 
     def activation_nodes(self) -> Iterator[Node]:
+        """The ``act`` nodes, in graph order."""
         return (n for n in self.nodes if n.op == "act")
 
     def param_count(self) -> int:
+        """Number of parameter groups W (the dimension of the parameter space)."""
         return self.parameterization().size
 
 
@@ -296,8 +311,9 @@ def build_parameterization(net: Network) -> Parameterization:
             if xr != hr:  # value(x) = xs*value(xr) and value(x) = hs*value(hr) -> xr = xs*hs*hr
                 parent[xr] = (hr, xs * hs)
             elif xs != hs:  # already in one group with the opposite sign: the entry is forced to 0
+                where = _label(t.param, net.params[t.param].shape, x - start[t.param])
                 raise InvalidArgument(
-                    f"expected consistent tie signs, got {_label(t.param, net.params[t.param].shape, x - start[t.param])} "
+                    f"expected consistent tie signs, got {where} "
                     "tied to its own negative (it could only be the constant 0)"
                 )
     for x in list(parent):
@@ -330,7 +346,7 @@ def _label(name: str, shape: tuple[int, ...], flat: int) -> str:
 
 
 # ---------------------------------------------------------------------------
-# Bias structure (hypothesis H of THEORY section 3), derived from the graph.
+# Bias structure (hypothesis H of docs/theory.md section 3), derived from the graph.
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +358,7 @@ class BiasStructure:
     bias_of: Mapping[str, str] = field(default_factory=dict)  # act node -> bias param
 
     def describe(self) -> str:
+        """One sentence: whether hypothesis H holds, and why."""
         return "H holds: " + self.reason if self.holds else "H fails: " + self.reason
 
 

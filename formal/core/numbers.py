@@ -29,6 +29,8 @@ __all__ = [
     "parse_format",
     "parse_exact",
     "format_exact",
+    "format_sci",
+    "format_short",
     "hex_float",
     "BINARY64",
     "BINARY32",
@@ -467,9 +469,77 @@ def parse_exact(value: object) -> Fraction:
     )
 
 
+_STR_BITS = 12_000  # below this many bits str() is fast and under Python's 4300-digit limit
+_LOG10_2 = 0.30102999566398
+
+
+def _int_text(n: int) -> str:
+    """Decimal text of an integer of any size.
+
+    ``str(int)`` refuses more than 4300 digits (``sys.set_int_max_str_digits``,
+    a process-wide setting this module does not touch); beyond ``_STR_BITS``
+    bits the number is split near half its digits and each half is rendered
+    recursively, with the low half zero-padded.
+    """
+    if n < 0:
+        return "-" + _int_text(-n)
+    if n.bit_length() < _STR_BITS:
+        return str(n)
+    k = int(n.bit_length() * _LOG10_2) // 2  # split near half the digits
+    hi, lo = divmod(n, 10**k)
+    tail = _int_text(lo)
+    return _int_text(hi) + "0" * (k - len(tail)) + tail
+
+
 def format_exact(q: object) -> str:
-    """Canonical text of an exact rational: '3', '-1/2'."""
-    return str(_as_fraction(q))
+    """Canonical text of an exact rational of any size: '3', '-1/2' (as ``str(Fraction)``).
+
+    Integers and Fractions of any size are rendered in full decimal (no digit
+    limit); floats are rejected like everywhere in this module.
+    """
+    x = _as_fraction(q)
+    if x.denominator == 1:
+        return _int_text(x.numerator)
+    return f"{_int_text(x.numerator)}/{_int_text(x.denominator)}"
+
+
+def format_sci(value: Fraction | int | float, digits: int = 4) -> str:
+    """Scientific text of a rational of any size, e.g. '1.234e+1200' (approximate, for reading)."""
+    q = Fraction(value)
+    if q == 0:
+        return "0"
+    sign = "-" if q < 0 else ""
+    q = abs(q)
+    e = int((q.numerator.bit_length() - q.denominator.bit_length()) * _LOG10_2)
+    m = q / Fraction(10) ** e
+    while m >= 10:
+        m, e = m / 10, e + 1
+    while m < 1:
+        m, e = m * 10, e - 1
+    text = f"{float(m):.{digits - 1}f}"
+    if float(text) >= 10:  # 9.9999 rounds up to 10.000
+        text, e = f"{float(m) / 10:.{digits - 1}f}", e + 1
+    return f"{sign}{text}e{e:+03d}"
+
+
+def format_short(q: object) -> str:
+    """Short exact text: '3/4' for small ones, '2^-126' for powers of two, else a hex float.
+
+    Used where a bound is shown inline (e.g. the FP-domain descriptions of the
+    SMT encodings); the value is always exact.
+    """
+    x = _as_fraction(q)
+    if (
+        x > 0
+        and x.numerator & (x.numerator - 1) == 0
+        and x.denominator & (x.denominator - 1) == 0
+        and (x > 1024 or x < Fraction(1, 1024))
+    ):
+        return f"2^{x.numerator.bit_length() - x.denominator.bit_length()}"
+    text = format_exact(x)
+    if len(text) <= 12 or x.denominator & (x.denominator - 1):
+        return text
+    return hex_float(x)
 
 
 def hex_float(q: object) -> str:

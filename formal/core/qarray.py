@@ -91,6 +91,7 @@ class QArray:
     # -- construction -------------------------------------------------------
     @staticmethod
     def zeros(shape: tuple[int, ...]) -> QArray:
+        """An all-zero array of ``shape``."""
         num = np.empty(shape, dtype=object)
         num[...] = 0
         return QArray(num, 1)
@@ -108,6 +109,7 @@ class QArray:
         )
 
     def to_fractions(self) -> np.ndarray:
+        """An object array of Fractions."""
         out = np.empty(self.num.shape, dtype=object)
         flat = out.reshape(-1)
         for i, v in enumerate(self.num.ravel()):
@@ -115,6 +117,7 @@ class QArray:
         return out
 
     def item(self, index: tuple[int, ...] | int) -> Fraction:
+        """One entry as a Fraction."""
         return Fraction(int(self.num[index]), self.den)
 
     def to_float(self) -> np.ndarray:
@@ -125,6 +128,7 @@ class QArray:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The array's shape."""
         return tuple(self.num.shape)
 
     # -- arithmetic ---------------------------------------------------------
@@ -150,10 +154,12 @@ class QArray:
         return QArray(self.num * other.num, self.den * other.den)
 
     def scale(self, q: Fraction) -> QArray:
+        """The array times the rational ``q``."""
         q = Fraction(q)
         return QArray(self.num * q.numerator, self.den * q.denominator)
 
     def reshape(self, shape: tuple[int, ...]) -> QArray:
+        """The array reshaped (same denominator)."""
         return QArray(self.num.reshape(shape), self.den)
 
     def sign(self) -> np.ndarray:
@@ -172,6 +178,7 @@ class QArray:
         )
 
     def is_zero(self) -> np.ndarray:
+        """Entrywise test for zero."""
         return np.array([v == 0 for v in self.num.ravel()], dtype=bool).reshape(self.num.shape)
 
     def normalized(self) -> QArray:

@@ -146,7 +146,8 @@ def _check_members(net: Network, todo: Mapping[str, np.ndarray | None] | None) -
             if not fmt.contains(v):
                 g = int(par.groups[name].reshape(-1)[int(j)])
                 raise NotInFormat(
-                    f"expected a member of {fmt.name} for parameter {par.label(g)}, got {format_exact(v)} "
+                    f"expected a member of {fmt.name} for parameter {par.label(g)}, got "
+                    f"{format_exact(v)} "
                     f"(nearest members: {_near(fmt, v)})"
                 )
 
@@ -197,11 +198,13 @@ def resolve_names(net: Network, names: list[str]) -> dict[int, Fraction | None]:
         tensor, _, rest = name.partition("[")
         if tensor not in net.params:
             raise InvalidArgument(
-                f"expected a parameter name ({', '.join(net.param_order)}) or an entry like 0.weight[1,0], got {item!r}"
+                f"expected a parameter name ({', '.join(net.param_order)}) or an entry like "
+                f"0.weight[1,0], got {item!r}"
             )
         if tensor not in par.groups:
             raise InvalidArgument(
-                f"expected a trainable parameter, got {tensor!r} (frozen: its value is fixed already)"
+                f"expected a trainable parameter, got {tensor!r} (frozen: its value is fixed "
+                f"already)"
             )
         groups, signs = par.groups[tensor], par.signs[tensor]
         if rest:
@@ -229,6 +232,7 @@ def resolve_names(net: Network, names: list[str]) -> dict[int, Fraction | None]:
 def _set(out: dict[int, Fraction | None], g: int, v: Fraction | None, item: str) -> None:
     if g in out and out[g] != v:
         raise InvalidArgument(
-            f"expected one consistent value per tied group, got {item!r} setting tied entries to different values"
+            f"expected one consistent value per tied group, got {item!r} setting tied entries to "
+            f"different values"
         )
     out[g] = v

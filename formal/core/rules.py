@@ -23,10 +23,16 @@ Tables and the signature of their rules (``net`` is the network):
   adjoints;
 - ``float``: ``(node, vals, errs, net) -> (val, err)``, float64 values and a
   rigorous bound on their distance to the exact ones;
-- ``ball``: ``(node, ins, net, env) -> array of arb``;
-- ``signature``: ``(node, ins, net) -> int64 array`` of local signature ids;
+- ``ball``: ``(node, ins, net, env) -> array of arb`` (``env``: the balls of
+  the nodes evaluated so far; raise :class:`~formal.core.balls.Undecided` when
+  an enclosure cannot decide);
+- ``signature``: ``(node, ins, net, oracle) -> int64 array`` of local
+  signature ids (:mod:`formal.core.signatures`; only a rule with
+  ``uses_oracle = True`` may call ``oracle``);
 - ``kink``: a :class:`~formal.core.kinks.KinkRule` object (non-smooth ops:
-  activations and max-pools);
+  activations and max-pools).  Non-smooth ops also register ``exact`` and
+  ``float`` rules (values only); the engine's passes use their kink rule
+  instead, which also finds the kink nodes;
 - ``bv``: the exact bit-vector encoding; ``rounded``: the IEEE-rounded encoding
   (their rule signatures are documented in :mod:`formal.smt`).
 """

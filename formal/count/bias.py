@@ -1,4 +1,4 @@
-"""Conditional exact counting over biases under hypothesis H (THEORY section 5).
+"""Conditional exact counting over biases under hypothesis H (docs/theory.md section 6).
 
 Setting: a dense chain satisfying H (B = 1, each kinked unit has its own
 trainable bias).  Let L* be the topmost layer whose activation has kinks;
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -36,14 +35,19 @@ import numpy as np
 
 from formal.core.activations import Preset, parse_preset
 from formal.core.network import Network, bias_structure
-from formal.count.counting import (
+from formal.count.omega import (
+    CHUNK,
     DEFAULT_MAX_POINTS,
+    CountMethod,
     CountResult,
-    _digits,
-    _progress,
+    CountSpace,
     count_open,
+    digits,
     member_at,
     members_scaled,
+    point_of,
+    progress_bar,
+    progress_iter,
     sci,
     t3_bound,
     tightness_of,
@@ -57,6 +61,8 @@ THETA_MAX = 2_000_000  # enumerate the given parameters up to this many points
 
 @dataclass(frozen=True, slots=True)
 class Split:
+    """The parameter columns of a chain for conditional counting: counted, free and given."""
+
     chain: Chain
     top: int  # index of the topmost kinked layer L*
     counted: tuple[int, ...]  # group columns of b_L*
@@ -77,11 +83,15 @@ def supported(net: Network) -> str | None:
         return None
     for ly in chain.layers[tops[-1] + 1 :]:
         if ly.act is not None and ly.act.name != "identity":
-            return f"conditional counting needs affine layers above the topmost kinked layer, got {ly.act.name}"
+            return (
+                "conditional counting needs affine layers above the topmost kinked layer, "
+                f"got {ly.act.name}"
+            )
     return None
 
 
 def split(net: Network) -> Split:
+    """Split a supported chain's parameters at L* (InvalidArgument when unsupported)."""
     reason = supported(net)
     if reason is not None:
         raise InvalidArgument(reason)
@@ -197,7 +207,8 @@ def _slopes_hist(act, a: Fraction, fmt) -> list[tuple[Fraction, int]]:
             continue
         if fmt.bits > 16:
             raise UnsupportedOp(
-                f"conditional count with a lower kink needs the slope histogram of {act.name} over {fmt.name}, "
+                f"conditional count with a lower kink needs the slope histogram of {act.name} over "
+                f"{fmt.name}, "
                 "whose non-linear piece is not enumerable"
             )
         for m in fmt.enumerate():
@@ -305,8 +316,8 @@ def _lower_jacobian(sp: Split, batch, lower: list[tuple[int, int]]) -> list[list
 def _result(
     net: Network,
     preset: Preset,
-    method: str,
-    space: str,
+    method: CountMethod,
+    space: CountSpace,
     omega: int,
     ndf: int,
     t0: float,
@@ -344,9 +355,10 @@ def count_conditional(
     progress: bool = False,
     theta_max: int = THETA_MAX,
 ) -> CountResult:
-    """Exact |ndf| over Omega (given parameters enumerated) or over the bias slice at the net's values."""
-    from formal.count.counting import point_of
+    """Exact |ndf| over Omega (given parameters enumerated) or over the bias slice.
 
+    The bias slice is taken at the net's own values of the given parameters.
+    """
     t0 = time.perf_counter()
     preset = parse_preset(proxy)
     sp = split(net)
@@ -408,8 +420,6 @@ def count_conditional(
 
 
 def _enumerate_theta(sp: Split, progress: bool) -> int:
-    from formal.count.counting import CHUNK
-
     net = sp.chain.net
     fmt = net.numbers
     vals, q = members_scaled(fmt)
@@ -419,12 +429,12 @@ def _enumerate_theta(sp: Split, progress: bool) -> int:
     T = len(sp.given)
     total = M**T
     ndf = 0
-    bar = _progress(total, f"conditional over {fmt.name}^{T}", progress)
+    bar = progress_bar(total, f"conditional over {fmt.name}^{T}", progress)
     for start in range(0, total, CHUNK):
         stop = min(total, start + CHUNK)
         w = np.zeros((stop - start, Wn), dtype=np.int64)
         if T:
-            w[:, list(sp.given)] = vals[_digits(start, stop, M, T)]
+            w[:, list(sp.given)] = vals[digits(start, stop, M, T)]
         good, low = slice_goods(sp, w, q)
         for i in np.flatnonzero(low):
             good[i] = slice_good_point(sp, [Fraction(int(x), q) for x in w[i]])
@@ -444,7 +454,6 @@ def conditional_mc(
     t0: float | None = None,
 ) -> CountResult:
     """Conditional Monte Carlo: theta uniform over M^|given|, each bias slice counted exactly."""
-    from tqdm import tqdm
 
     t0 = time.perf_counter() if t0 is None else t0
     sp = split(net)
@@ -457,13 +466,7 @@ def conditional_mc(
     dens: list[Fraction] = []
     q = 1 << (fmt.mbits - fmt.emin)
     block = 256
-    for s0 in tqdm(
-        range(0, samples, block),
-        file=sys.stderr,
-        disable=None if progress else True,
-        delay=2.0,
-        leave=False,
-    ):
+    for s0 in progress_iter(range(0, samples, block), progress):
         n = min(block, samples - s0)
         w = np.zeros((n, Wn), dtype=object)
         w[...] = 0

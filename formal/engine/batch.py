@@ -24,24 +24,26 @@ import numpy as np
 
 from formal.core.activations import Activation, Preset
 from formal.core.network import Network, Node
+from formal.errors import UnsupportedOp
 from formal.ops.activation import proxy_of
 
-_LIMIT = 1 << 62  # int64 is used while every |numerator| stays below this
+INT64_LIMIT = 1 << 62  # int64 is used while every |numerator| stays below this
 
 
 # ---------------------------------------------------------------------------
 # integer arrays with a tracked magnitude bound
 
 
-def _fit(arr: np.ndarray, bound: int) -> np.ndarray:
-    if bound < _LIMIT:
+def fit_ints(arr: np.ndarray, bound: int) -> np.ndarray:
+    """The integer array as int64 when ``bound`` (on its magnitudes) fits, else as Python ints."""
+    if bound < INT64_LIMIT:
         return arr if arr.dtype == np.int64 else arr.astype(np.int64)
     return arr if arr.dtype == object else arr.astype(object)
 
 
 def _wide(arr: np.ndarray, bound: int) -> np.ndarray:
     """The array in a dtype able to hold results up to ``bound``."""
-    if bound < _LIMIT and arr.dtype == np.int64:
+    if bound < INT64_LIMIT and arr.dtype == np.int64:
         return arr
     return arr.astype(object) if arr.dtype != object else arr
 
@@ -60,13 +62,14 @@ def _matvec(z: np.ndarray, W: np.ndarray) -> np.ndarray:
     return acc
 
 
-def _small(values: list) -> np.ndarray:
+def small_ints(values: list) -> np.ndarray:
     """An int64 array when every entry fits, else an object array."""
     arr = np.array(values, dtype=object)
-    return _fit(arr, _maxabs(arr)) if arr.size else arr.astype(np.int64)
+    return fit_ints(arr, maxabs(arr)) if arr.size else arr.astype(np.int64)
 
 
-def _maxabs(arr: np.ndarray) -> int:
+def maxabs(arr: np.ndarray) -> int:
+    """The largest magnitude of an integer array (0 when empty)."""
     if arr.size == 0:
         return 0
     return int(max(abs(int(arr.max())), abs(int(arr.min()))))
@@ -93,17 +96,17 @@ class Chain:
 
     @property
     def width(self) -> int:
+        """Number of parameter groups W."""
         return self.net.param_count()
 
 
 def require_chain(net: Network) -> Chain:
-    """The dense chain of ``net``, or UnsupportedOp naming why the vectorized path does not apply."""
+    """The dense chain of ``net``; raises UnsupportedOp naming why the vectorized path fails."""
     chain = dense_chain(net)
     if chain is None:
-        from formal.errors import UnsupportedOp
-
         raise UnsupportedOp(
-            f"{net.source}: expected a dense chain (dense layers, pointwise piecewise-polynomial activations)"
+            f"{net.source}: expected a dense chain "
+            "(dense layers, pointwise piecewise-polynomial activations)"
         )
     return chain
 
@@ -223,8 +226,8 @@ def _tensor(
         return num, q, wbound
     qa = net.params[name]
     num = qa.num[None].copy()
-    bound = _maxabs(qa.num)
-    return _fit(num, bound), int(qa.den), bound
+    bound = maxabs(qa.num)
+    return fit_ints(num, bound), int(qa.den), bound
 
 
 def _poly_num(
@@ -259,7 +262,7 @@ def slope_denominator(act: Activation, extra: list[Fraction]) -> int:
 
 
 @functools.lru_cache(maxsize=4096)
-def _proxy_table(node: Node, preset: Preset, units: int) -> tuple[tuple[Fraction, ...], ...]:
+def proxy_table(node: Node, preset: Preset, units: int) -> tuple[tuple[Fraction, ...], ...]:
     """proxy[kink index][unit] of an activation node under a preset (cached)."""
     act = node.attr("activation")
     return tuple(tuple(proxy_of(node, preset, act, c, u) for u in range(units)) for c in act.kinks)
@@ -275,7 +278,7 @@ def kink_slopes(chain: Chain, li: int, presets: Sequence[Preset]) -> list[Fracti
     for c in act.kinks:
         vals += [act.d_minus(c), act.d_plus(c), Fraction(1)]
     for p in presets:
-        for row in _proxy_table(layer.act_node, p, layer.units):
+        for row in proxy_table(layer.act_node, p, layer.units):
             vals += list(set(row))
     return vals
 
@@ -284,12 +287,12 @@ def forward(chain: Chain, w: np.ndarray, q: int, presets: Sequence[Preset] = ())
     """Exact forward pass at P points ``w / q`` (w: (P, W) integer array)."""
     net = chain.net
     P = w.shape[0]
-    wbound = _maxabs(w)
-    w = _fit(w, wbound)
+    wbound = maxabs(w)
+    w = fit_ints(w, wbound)
     X = net.inputs
     xden = int(X.den)
-    xbound = _maxabs(X.num)
-    x = _fit(X.num[None].copy(), xbound)
+    xbound = maxabs(X.num)
+    x = fit_ints(X.num[None].copy(), xbound)
     zprev, zden, zbound = x, xden, xbound
     states: list[LayerState] = []
     for li, layer in enumerate(chain.layers):
@@ -305,7 +308,7 @@ def forward(chain: Chain, w: np.ndarray, q: int, presets: Sequence[Preset] = ())
             ybound = ybound * (den // yden) + bb * (den // bd)
             y = _wide(y, ybound) * (den // yden) + _wide(bn, ybound)[:, None, :] * (den // bd)
             yden = den
-        y = _fit(y, ybound)
+        y = fit_ints(y, ybound)
         if y.shape[0] != P:  # a layer of constants only (frozen parameters): one row per point
             y = np.broadcast_to(y, (P,) + y.shape[1:]).copy()
         act = layer.act
@@ -349,9 +352,9 @@ def forward(chain: Chain, w: np.ndarray, q: int, presets: Sequence[Preset] = ())
                 sl = _poly_num(_deriv(p), yw, yden, ddeg, sden // yden**ddeg)
                 slope = np.where(mask, sl, slope)
             slope = np.where(kink >= 0, 0, slope)
-            sbound = max(_maxabs(slope), 1)
-            zb = max(_maxabs(z), 1)
-            z, slope = _fit(z, zb), _fit(slope, sbound)
+            sbound = max(maxabs(slope), 1)
+            zb = max(maxabs(z), 1)
+            z, slope = fit_ints(z, zb), fit_ints(slope, sbound)
         states.append(
             LayerState(
                 y, yden, ybound, z, zden2, zb, pieces, kink, slope, sden, sbound, z == 0, wn, wd, wb
@@ -457,7 +460,7 @@ def jacobians(
             for idx in np.ndindex(*g.shape):
                 E[(g[idx],) + idx] += s[idx]
             f = yden // zden
-            zb = _maxabs(zprev) * f * layer.fan_in
+            zb = maxabs(zprev) * f * layer.fan_in
             zz = np.broadcast_to(_wide(zprev, zb) * f, (P,) + zprev.shape[1:])
             if g.size <= 64:  # few entries: one vectorized update per entry
                 t1 = np.zeros((P, Wg, B, layer.units), dtype=zz.dtype)
@@ -489,7 +492,7 @@ def jacobians(
             for o in range(layer.units):
                 Eb[g[o], o] += s[o] * 1
             t3 = np.broadcast_to(
-                (Eb * yden).astype(object if yden >= _LIMIT else np.int64)[None, :, None, :],
+                (Eb * yden).astype(object if yden >= INT64_LIMIT else np.int64)[None, :, None, :],
                 (P, Wg, B, layer.units),
             )
             pieces.append(t3)
@@ -497,33 +500,34 @@ def jacobians(
         if not pieces:
             jy = np.zeros((P, Wg, B, layer.units), dtype=np.int64)
         else:
-            dt = object if any(p.dtype == object for p in pieces) or bound >= _LIMIT else np.int64
+            wide = any(p.dtype == object for p in pieces) or bound >= INT64_LIMIT
+            dt = object if wide else np.int64
             jy = pieces[0].astype(dt)
             for piece in pieces[1:]:
                 jy = jy + piece.astype(dt)
-        jy = _fit(np.asarray(jy), max(bound, 1))
+        jy = fit_ints(np.asarray(jy), max(bound, 1))
         jys.append(jy)
         # through the activation
         slope = st.slope
         sb = st.sbound
         ks = kslopes[li]
         if ks is not None:
-            kb = _maxabs(ks)
+            kb = maxabs(ks)
             slope = np.where(st.kink >= 0, _wide(ks, kb), _wide(slope, kb))
             sb = max(sb, kb)
         f = st.zden // (st.sden * yden)
         nb = max(bound, 1) * sb * f
         jz = _wide(jy, nb) * (_wide(slope, nb) * f)[:, None]
-        jz = _fit(jz, nb)
+        jz = fit_ints(jz, nb)
         jzb = nb
         zprev, zden = st.z, st.zden
     obj = net.objective_matrix()
     assert jz is not None, "a chain has at least one layer"
     flat = jz.reshape(P, Wg, -1)
-    ob = _maxabs(obj.num)
+    ob = maxabs(obj.num)
     nb = jzb * ob * flat.shape[-1]
-    L = np.matmul(_wide(flat, nb), _wide(_fit(obj.num, ob), nb).T)  # (P, W, n_obj)
-    L = _fit(np.swapaxes(L, 1, 2), nb)
+    L = np.matmul(_wide(flat, nb), _wide(fit_ints(obj.num, ob), nb).T)  # (P, W, n_obj)
+    L = fit_ints(np.swapaxes(L, 1, 2), nb)
     return jys, L, int(obj.den) * zden
 
 
@@ -542,11 +546,11 @@ def proxy_slopes(
         else:
             table = [
                 [int(p * st.sden) for p in row]
-                for row in _proxy_table(layer.act_node, preset, layer.units)
+                for row in proxy_table(layer.act_node, preset, layer.units)
             ]
         k = np.maximum(st.kink, 0)
         units = np.broadcast_to(np.arange(layer.units), k.shape)
-        out.append(_small(table)[k, units])
+        out.append(small_ints(table)[k, units])
     return out
 
 
@@ -562,4 +566,9 @@ __all__ = [
     "inert",
     "jacobians",
     "proxy_slopes",
+    "INT64_LIMIT",
+    "fit_ints",
+    "maxabs",
+    "proxy_table",
+    "small_ints",
 ]

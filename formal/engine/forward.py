@@ -3,16 +3,19 @@
 A float64 pass with rigorous error bounds runs first: if it proves that no
 pre-activation touches a kink (and no max-pool window ties) the verdict needs
 no exact arithmetic at all.  Otherwise every value is recomputed exactly
-(:class:`~formal.qarray.QArray`) and kinks are decided by exact comparison.
+(:class:`~formal.core.qarray.QArray`) and kinks are decided by exact comparison.
 
-Non-smooth ops (activations, max-pools) implement :class:`KinkRule` and are
-registered in :data:`KINK_RULES`; a *kink node* is one entry of such an op at
-which its derivative does not exist: a pre-activation equal to a kink, or a
-max-pool window whose maximum is attained more than once (a *tie*).
+Every pass walks the graph with :func:`formal.core.rules.walk` and the ops'
+rules.  Non-smooth ops (activations, max-pools) also have a ``kink`` rule
+(:class:`~formal.core.kinks.KinkRule`), which the passes use in place of the
+smooth rules; a *kink node* is one entry of such an op at which its derivative
+does not exist: a pre-activation equal to a kink, or a max-pool window whose
+maximum is attained more than once (a *tie*).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -20,14 +23,32 @@ from typing import Any
 import numpy as np
 
 from formal.core.activations import Preset
+from formal.core.graph import is_batched, trainable_dependence
 from formal.core.kinks import KinkNode, KinkRule
-from formal.core.network import Network
-from formal.core.qarray import QArray
-from formal.core.rules import RULES
-from formal.errors import NotExact
-from formal.ops.basic import ETA, EXACT, FLOAT, JVP, VJP, U, is_batched, lift, rule
+from formal.core.network import Network, Node
+from formal.core.qarray import QArray, int_matmul
+from formal.core.rules import RULES, Interpretation, rule, walk
+from formal.engine.ball import prove_no_kinks
+from formal.errors import MissingRule, NotExact
+from formal.ops.basic import lift
 
-KINK_RULES: dict[str, KinkRule] = RULES["kink"]
+
+def kink_rule(op: str) -> KinkRule | None:
+    """The kink rule of a non-smooth op, None for a smooth one."""
+    return RULES["kink"].get(op)
+
+
+def _context(kr: KinkRule, value: Any) -> dict[str, Any]:
+    return {"context": value} if getattr(kr, "uses_context", False) else {}
+
+
+def _no_rule(interp: Interpretation) -> Any:
+    """A rule for ops without one: raises the uniform error (kink ops never call it)."""
+
+    def missing(node: Node, *args: Any) -> Any:
+        raise MissingRule(f"op {node.op!r} (node {node.name!r}) has no {interp} rule")
+
+    return missing
 
 
 # ---------------------------------------------------------------------------
@@ -47,101 +68,83 @@ class Forward:
     depends: dict[str, bool] = field(default_factory=dict)
 
     def kink_positions(self) -> dict[KinkNode, int]:
+        """Position of each kink node in :attr:`kinks`."""
         return {k: i for i, k in enumerate(self.kinks)}
 
 
-def float_values(net: Network, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Float64 value of a parameter/input and a bound on its conversion error (cached)."""
-    key = "float:" + name
-    hit = net.cache.get(key)
-    if hit is not None:
-        return hit
-    q = net.inputs if name == "<input>" else net.params[name]
-    den = int(q.den)
-    flat = q.num.ravel()
-    if den & (den - 1) == 0 and flat.size:
-        # power-of-two denominator: int -> float is correctly rounded, ldexp exact unless underflow
-        k = den.bit_length() - 1
-        try:
-            nums = flat.astype(np.float64)
-        except OverflowError:
-            nums = np.array([float("inf")] * flat.size)
-        vals = np.ldexp(nums, -k)
-        exact = (np.abs(nums) <= 2.0**53) & (np.ldexp(vals, k) == nums)
-        errs = np.where(exact, 0.0, 2 * U * np.abs(vals) + ETA)
-        errs = np.where(np.isfinite(vals), errs, np.inf)
-        out = (vals.reshape(q.num.shape), errs.reshape(q.num.shape))
-        net.cache[key] = out
-        return out
-    vals = np.empty(flat.shape, dtype=np.float64)
-    errs = np.zeros(flat.shape, dtype=np.float64)
-    for i, n in enumerate(flat):
-        n = int(n)
-        try:
-            v = n / den
-        except OverflowError:
-            v = float("inf")
-        vals[i] = v
-        if v != v or v in (float("inf"), float("-inf")):
-            errs[i] = float("inf")
-            continue
-        p, r = v.as_integer_ratio()
-        if p * den != n * r:
-            errs[i] = abs(v) * U + ETA
-    out = (vals.reshape(q.num.shape), errs.reshape(q.num.shape))
-    net.cache[key] = out
-    return out
+@dataclass
+class FloatPass:
+    """The float64 pass: per-node values and rigorous bounds on their distance to the exact ones.
+
+    ``ok``: no kink node is possible (no suspect entry, every value finite).
+    ``complete``: every node has a finite value and bound (False when the pass
+    stopped early: at a suspect op, or at a non-finite value, which is then the
+    last one in ``vals``).  Unpacks as ``ok, vals, errs``.
+    """
+
+    ok: bool
+    vals: dict[str, np.ndarray]
+    errs: dict[str, np.ndarray]
+    complete: bool
+
+    def __iter__(self) -> Iterator[Any]:
+        """``ok, vals, errs = float_pass(net)``."""
+        return iter((self.ok, self.vals, self.errs))
 
 
-def float_filter(net: Network) -> bool:
-    """True when a rigorous float64 pass proves there is no kink node at w."""
-    # overflow to inf / inf - inf = nan is expected (huge binary64 values): the pass then
-    # answers False and the exact pass decides; numpy must not warn about it
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return float_pass(net)[0]
+class _Stop(Exception):
+    """Stops the float pass early (suspect op or non-finite value)."""
 
 
-def float_pass(
-    net: Network, *, stop_on_suspect: bool = True
-) -> tuple[bool, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The float64 pass with rigorous error bounds: (no kink node proven, values, bounds).
+def float_pass(net: Network, *, stop_on_suspect: bool = True) -> FloatPass:
+    """The float64 pass with rigorous error bounds, THE float interpretation of a network.
 
     It stops at the first op that may hold a kink node unless ``stop_on_suspect``
-    is false (then the values of every node are computed, e.g. for comparisons).
+    is false (then the values of every node are computed, e.g. for comparisons),
+    and always at the first non-finite value or bound.  An op without a float
+    rule raises :class:`~formal.errors.MissingRule`.
     """
     vals: dict[str, np.ndarray] = {}
     errs: dict[str, np.ndarray] = {}
-    ok = True
-    for node in net.nodes:
-        if node.op == "input":
-            vals[node.name], errs[node.name] = float_values(net, "<input>")
-        elif node.op == "param":
-            vals[node.name], errs[node.name] = float_values(net, node.attr("name"))
-        elif node.op == "const":
-            q = node.attr("value")
-            vals[node.name], errs[node.name] = q.to_float(), np.abs(q.to_float()) * U + ETA
-        elif node.op in KINK_RULES:
-            kr = KINK_RULES[node.op]
-            ctx: dict[str, Any] = (
-                {"context": (vals, errs)} if getattr(kr, "uses_context", False) else {}
-            )
-            v, e, suspect = kr.float_filter(
-                node, [vals[i] for i in node.inputs], [errs[i] for i in node.inputs], net, **ctx
-            )
-            vals[node.name], errs[node.name] = v, e
-            if suspect and stop_on_suspect:
-                return False, vals, errs
-            ok = ok and not suspect
-        elif node.op in FLOAT:
-            v, e = FLOAT[node.op](
-                node, [vals[i] for i in node.inputs], [errs[i] for i in node.inputs], net
-            )
-            vals[node.name], errs[node.name] = v, e
+    state = {"ok": True}
+
+    def step(node: Node, fn: Any, ins: list[np.ndarray]) -> np.ndarray:
+        in_e = [errs[i] for i in node.inputs]
+        kr = kink_rule(node.op)
+        suspect = False
+        if kr is not None:
+            v, e, suspect = kr.float_filter(node, ins, in_e, net, **_context(kr, (vals, errs)))
         else:
-            return False, vals, errs
-        if not (np.all(np.isfinite(vals[node.name])) and np.all(np.isfinite(errs[node.name]))):
-            return False, vals, errs
-    return ok, vals, errs
+            v, e = fn(node, ins, in_e, net)
+        vals[node.name], errs[node.name] = v, e
+        if suspect:
+            state["ok"] = False
+            if stop_on_suspect:
+                raise _Stop
+        if not (np.all(np.isfinite(v)) and np.all(np.isfinite(e))):
+            state["ok"] = False
+            raise _Stop
+        return v
+
+    try:
+        walk(net, "float", step, env=vals)
+    except _Stop:
+        return FloatPass(False, vals, errs, complete=False)
+    return FloatPass(state["ok"], vals, errs, complete=True)
+
+
+def float_filter(net: Network) -> bool:
+    """True when a rigorous float64 pass proves there is no kink node at w.
+
+    False when it cannot (or an op has no float rule: the exact pass decides).
+    """
+    # overflow to inf / inf - inf = nan is expected (huge binary64 values): the pass then
+    # answers False and the exact pass decides; numpy must not warn about it
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        try:
+            return float_pass(net).ok
+        except MissingRule:
+            return False
 
 
 def may_kink(net: Network) -> bool:
@@ -150,15 +153,11 @@ def may_kink(net: Network) -> bool:
     Then f is analytic near every w (e.g. a sigmoid/tanh network) and AD is
     correct everywhere, whatever the values are (even irrational ones).
     """
-    trainable = set(net.trainable)
-    dep: dict[str, bool] = {}
+    dep = trainable_dependence(net)
     for node in net.nodes:
-        if node.op == "param":
-            dep[node.name] = node.attr("name") in trainable
-        else:
-            dep[node.name] = any(dep[i] for i in node.inputs)
-        if dep[node.name] and node.op in KINK_RULES:
-            check = getattr(KINK_RULES[node.op], "may_kink", None)
+        kr = kink_rule(node.op)
+        if dep[node.name] and kr is not None:
+            check = getattr(kr, "may_kink", None)
             if check is None or check(node):
                 return True
     return False
@@ -168,7 +167,7 @@ def forward(net: Network, preset: Preset, *, use_filter: bool = True) -> Forward
     """Forward pass at w: float filter first, exact values and kinks when needed.
 
     Irrational values (sigmoid, tanh, batch-norm square roots) make the exact
-    pass raise NotExact; then ball arithmetic (:mod:`formal.enclosure`) may
+    pass raise NotExact; then ball arithmetic (:mod:`formal.engine.ball`) may
     still prove that no kink node exists, else the NotExact propagates
     ("unknown", naming the enclosure that straddles a kink).
     """
@@ -181,8 +180,6 @@ def forward(net: Network, preset: Preset, *, use_filter: bool = True) -> Forward
     except NotExact as exc:
         if not use_filter:
             raise
-        from formal.engine.ball import prove_no_kinks
-
         ok, why = prove_no_kinks(net)
         if ok:
             return Forward(net, preset, exact=False)
@@ -190,25 +187,22 @@ def forward(net: Network, preset: Preset, *, use_filter: bool = True) -> Forward
 
 
 def exact_forward(net: Network, preset: Preset) -> Forward:
+    """Exact values of every node, the kink ops' states and the kink nodes that depend on w."""
     fwd = Forward(net, preset, exact=True)
-    trainable = set(net.trainable)
-    for node in net.nodes:
-        ins = [fwd.values[i] for i in node.inputs]
-        if node.op == "param":
-            fwd.depends[node.name] = node.attr("name") in trainable
-        else:
-            fwd.depends[node.name] = any(fwd.depends[i] for i in node.inputs)
-        if node.op in KINK_RULES:
-            kr = KINK_RULES[node.op]
-            ctx = {"context": fwd} if getattr(kr, "uses_context", False) else {}
-            value, state, kinks = kr.forward(node, ins, net, preset, **ctx)
-            fwd.states[node.name] = state
-            if kinks and fwd.depends[node.name]:
-                fwd.by_node[node.name] = kinks
-                fwd.kinks.extend(kinks)
-        else:
-            value = rule(EXACT, node.op, "exact")(node, ins, net)
-        fwd.values[node.name] = value
+    fwd.depends = dict(trainable_dependence(net))
+
+    def step(node: Node, fn: Any, ins: list[QArray]) -> QArray:
+        kr = kink_rule(node.op)
+        if kr is None:
+            return fn(node, ins, net)
+        value, state, kinks = kr.forward(node, ins, net, preset, **_context(kr, fwd))
+        fwd.states[node.name] = state
+        if kinks and fwd.depends[node.name]:
+            fwd.by_node[node.name] = kinks
+            fwd.kinks.extend(kinks)
+        return value
+
+    walk(net, "exact", step, env=fwd.values)
     return fwd
 
 
@@ -218,8 +212,6 @@ def output_value(fwd: Forward) -> QArray:
     out = fwd.values[net.output]
     flat = out.num.reshape(-1, 1)
     obj = net.objective_matrix()
-    from formal.core.qarray import int_matmul
-
     return QArray(int_matmul(obj.num, flat).reshape(-1), obj.den * out.den)
 
 
@@ -270,8 +262,8 @@ def reverse(
             continue
         ins = [fwd.values[i] for i in node.inputs]
         need = [demand.get(i, False) for i in node.inputs]
-        if node.op in KINK_RULES:
-            kr = KINK_RULES[node.op]
+        kr = kink_rule(node.op)
+        if kr is not None:
             kinks = fwd.by_node.get(node.name, [])
             for k in kinks:
                 kadj[:, index[k]] = kr.kink_adjoint(a, k)
@@ -283,7 +275,7 @@ def reverse(
         else:
             if not any(n is not False for n in need):
                 continue
-            contributions = rule(VJP, node.op, "vjp")(node, ins, a, net, need)
+            contributions = rule("vjp", node.op)(node, ins, a, net, need)
         for name, c in zip(node.inputs, contributions):
             if c is None or not fwd.depends[name]:
                 continue
@@ -293,8 +285,10 @@ def reverse(
 
 
 def adjoint_demand(fwd: Forward, *, want_params: bool, cut: bool) -> dict[str, Any]:
-    """Which adjoints a reverse pass must compute: True (all entries), an array of
-    per-sample flat positions (only the kink entries of a kink op are read), or False.
+    """Which adjoints a reverse pass must compute.
+
+    Per node: True (all entries), an array of per-sample flat positions (only
+    the kink entries of a kink op are read), or False.
     """
     net = fwd.net
     demand: dict[str, Any] = {}
@@ -318,39 +312,38 @@ def adjoint_demand(fwd: Forward, *, want_params: bool, cut: bool) -> dict[str, A
 
 
 def jvp(fwd: Forward, directions: list[dict[int, Fraction]]) -> QArray:
-    """Exact directional derivatives f'(w; d) -> (R, n_obj), for sparse directions d (group -> value)."""
+    """Exact directional derivatives f'(w; d) -> (R, n_obj), for sparse directions d.
+
+    Each direction maps parameter groups to values.
+    """
     net = fwd.net
     entry_tangents = net.parameterization().tangents(directions)
     rows = len(directions)
     tans: dict[str, QArray | None] = {}
-    for node in net.nodes:
+    for node in net.nodes:  # leaves: the directions' tangents (None is a symbolic zero)
         if node.op == "param":
             tans[node.name] = entry_tangents.get(node.attr("name"))
-            continue
-        if node.op in ("input", "const"):
+        elif node.op in ("input", "const"):
             tans[node.name] = None
-            continue
+
+    def step(node: Node, fn: Any, tin: list[QArray | None]) -> QArray | None:
         ins = [fwd.values[i] for i in node.inputs]
-        tin = [tans[i] for i in node.inputs]
-        if node.op in KINK_RULES:
-            t0 = tin[0]
-            if t0 is None:
-                tans[node.name] = None
-                continue
-            t0 = lift(t0, is_batched(net, node.inputs[0]))
-            tans[node.name] = KINK_RULES[node.op].jvp(
-                node, ins, t0, fwd.states[node.name], fwd.by_node.get(node.name, []), net
-            )
-        else:
-            tans[node.name] = rule(JVP, node.op, "jvp")(node, ins, tin, net)
+        kr = kink_rule(node.op)
+        if kr is None:
+            return fn(node, ins, tin, net)
+        t0 = tin[0]
+        if t0 is None:
+            return None
+        t0 = lift(t0, is_batched(net, node.inputs[0]))
+        return kr.jvp(node, ins, t0, fwd.states[node.name], fwd.by_node.get(node.name, []), net)
+
+    walk(net, "jvp", step, env=tans, default=_no_rule("jvp"))
     t = tans[net.output]
     obj = net.objective_matrix()
     if t is None:
         z = np.zeros((rows, obj.shape[0]), dtype=object)
         z[...] = 0
         return QArray(z, 1)
-    from formal.core.qarray import int_matmul
-
     return QArray(int_matmul(t.num.reshape(rows, -1), obj.num.T), t.den * obj.den)
 
 
@@ -362,14 +355,19 @@ def gradient_ad(fwd: Forward) -> QArray:
 
 
 __all__ = [
-    "KinkRule",
-    "KINK_RULES",
+    "FloatPass",
     "Forward",
-    "forward",
+    "Reverse",
+    "adjoint_demand",
     "exact_forward",
-    "reverse",
-    "jvp",
+    "float_filter",
+    "float_pass",
+    "forward",
     "gradient_ad",
-    "output_value",
+    "jvp",
+    "kink_rule",
+    "may_kink",
     "output_seeds",
+    "output_value",
+    "reverse",
 ]

@@ -1,4 +1,4 @@
-"""Directional derivatives and the kink-graph reduction (THEORY section 2).
+"""Directional derivatives and the kink-graph reduction (docs/theory.md section 2).
 
 Eliminating every smooth neuron leaves, for each kink node k and each of its
 inputs i, ``ydot_{k,i} = a_{k,i} . d + sum_{k'} C[(k,i), k'] zdot_{k'}`` and,
@@ -19,7 +19,7 @@ from fractions import Fraction
 import numpy as np
 
 from formal.core.kinks import KinkNode
-from formal.core.qarray import QArray
+from formal.core.qarray import QArray, int_matmul
 from formal.engine.forward import Forward, output_seeds, reverse
 
 
@@ -39,9 +39,11 @@ class KinkGraph:
 
     @property
     def rank(self) -> int:
+        """Rank of the kink-input rows A."""
         return len(self.pivots)
 
     def a(self, r: int, j: int) -> Fraction:
+        """Entry ``A[r, j]`` as a Fraction."""
         return Fraction(int(self.A.num[r, j]), self.A.den)
 
     def kink_outputs(
@@ -99,6 +101,7 @@ class KinkGraph:
         return {p: v for p, v in zip(self.pivots, lam) if v}
 
     def t_from_lambda(self, lam: list[Fraction]) -> list[Fraction]:
+        """t = basis @ lam, one value per t-row."""
         return [
             sum(
                 (self.basis[r, j] * lam[j] for j in range(self.rank) if self.basis[r, j]),
@@ -206,8 +209,6 @@ def _exact_pivots(A: np.ndarray) -> list[int]:
 
 def _rank_certified(A: np.ndarray, pivots: list[int]) -> bool:
     """True when every column of A lies in the span of the pivot columns (exactly)."""
-    from formal.core.qarray import int_matmul
-
     T = A.shape[0]
     P = [[Fraction(int(A[r, j])) for j in pivots] for r in range(T)]
     null = left_null_space(P)

@@ -28,20 +28,20 @@ import numpy as np
 from formal.core.activations import Activation, Preset
 from formal.core.network import Node
 from formal.engine.batch import (
+    INT64_LIMIT,
     Batch,
     Chain,
-    _fit,
-    _maxabs,
-    _proxy_table,
-    _small,
+    fit_ints,
     forward,
     inert,
     jacobians,
+    maxabs,
     proxy_slopes,
+    proxy_table,
+    small_ints,
     subset,
 )
 
-_LIMIT = 1 << 62
 MAX_KINKS = 6  # points with more non-inert kink neurons are left undecided (the caller falls back)
 
 
@@ -66,10 +66,10 @@ def infeasible_strict(rows: np.ndarray, active: np.ndarray) -> np.ndarray:
     entrywise positive adjugate (a circuit with a positive null vector).
     """
     P, K, Wd = rows.shape
-    mx = _maxabs(rows)
+    mx = maxabs(rows)
     bound = mx * mx * Wd
-    small = bound * bound < _LIMIT  # Gram entries and their products fit int64
-    R = _fit(rows, mx) if small else rows.astype(object)
+    small = bound * bound < INT64_LIMIT  # Gram entries and their products fit int64
+    R = fit_ints(rows, mx) if small else rows.astype(object)
     gram = np.empty((P, K, K), dtype=np.int64 if small else object)
     for a in range(K):
         for b in range(a, K):
@@ -252,7 +252,7 @@ def _decide_group(
 @functools.lru_cache(maxsize=4096)
 def _side_table(node: Node, preset: Preset, units: int) -> np.ndarray:
     act = node.attr("activation")
-    table = _proxy_table(node, preset, units)
+    table = proxy_table(node, preset, units)
     side = np.zeros((len(act.kinks), units), dtype=np.int64)
     for j, c in enumerate(act.kinks):
         dm, dp = act.d_minus(c), act.d_plus(c)
@@ -265,15 +265,18 @@ def _side_table(node: Node, preset: Preset, units: int) -> np.ndarray:
 @functools.lru_cache(maxsize=1024)
 def _one_sided(act: Activation, sden: int) -> tuple[np.ndarray, np.ndarray]:
     return (
-        _small([int(act.d_minus(c) * sden) for c in act.kinks]),
-        _small([int(act.d_plus(c) * sden) for c in act.kinks]),
+        small_ints([int(act.d_minus(c) * sden) for c in act.kinks]),
+        small_ints([int(act.d_plus(c) * sden) for c in act.kinks]),
     )
 
 
 def _preset_pattern(
     batch: Batch, live: list[np.ndarray], rank: np.ndarray, K: int, preset: Preset
 ) -> np.ndarray:
-    """Per point, the side pattern AD's proxies select (bit k = D+ at the k-th live kink), -1 if none."""
+    """Per point, the side pattern AD's proxies select, -1 if none.
+
+    Bit k of a pattern is D+ at the k-th live kink.
+    """
     P = batch.P
     pat = np.zeros(P, dtype=np.int64)
     ok = np.ones(P, dtype=bool)
@@ -315,6 +318,7 @@ class PatternReport:
 
     @property
     def bouligand(self) -> list[tuple[tuple[Fraction, ...], ...]]:
+        """The selected Jacobians L_s of the feasible patterns (sorted)."""
         return [self.selected[s] for s in sorted(self.feasible)]
 
 

@@ -1,6 +1,6 @@
 """decide(): the exact verdict at w, with its witness and the method that proved it.
 
-Procedure (THEORY sections 2-3):
+Procedure (docs/theory.md sections 2-3):
 
 1. forward pass (rigorous float filter, exact fallback): no kink node means f
    is analytic near w and AD is correct (method ``no-kinks``);
@@ -21,16 +21,15 @@ evaluation on the network itself before it is reported.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from fractions import Fraction
-from typing import Any
+from typing import Literal
 
 import numpy as np
 
 from formal.core.activations import Preset, parse_preset
 from formal.core.kinks import KinkNode
 from formal.core.network import Network, bias_structure
-from formal.core.numbers import format_exact
 from formal.core.qarray import QArray
 from formal.engine.forward import (
     Forward,
@@ -42,121 +41,19 @@ from formal.engine.forward import (
 )
 from formal.engine.kinkgraph import KinkGraph, build_kink_graph, gradient_from_graph
 from formal.engine.linearity import find_nonadditive, find_side_direction
+from formal.engine.outcome import (
+    KinkReport,
+    Method,
+    Rows,
+    Verdict,
+    VerdictContext,
+    Witness,
+    WitnessKind,
+)
 from formal.errors import NotExact
 
-
-@dataclass(frozen=True, slots=True)
-class KinkReport:
-    """One kink node for the report: where, which kink, AD's adjoint there."""
-
-    node: str
-    label: str
-    sample: int
-    kind: str
-    value: Fraction
-    proxy: Fraction | None
-    adjoint: tuple[Fraction, ...]  # per output row (empty when not computed)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "unit": self.label,
-            "sample": self.sample,
-            "kind": self.kind,
-            "kink": format_exact(self.value),
-            "proxy": None if self.proxy is None else format_exact(self.proxy),
-            "adjoint": [format_exact(a) for a in self.adjoint],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Witness:
-    """Checkable evidence.  ``kind``:
-
-    - ``non-additive``: ``f'(w; d1 + d2) != f'(w; d1) + f'(w; d2)`` at ``output``;
-    - ``ad-mismatch``: f is differentiable (``proof``) and AD differs from the
-      exact gradient at ``param`` for ``output``;
-    - ``bouligand-direction``: a direction moving every kink strictly to AD's side.
-    """
-
-    kind: str
-    output: str = ""
-    param: str = ""
-    d1: tuple[tuple[str, Fraction], ...] = ()
-    d2: tuple[tuple[str, Fraction], ...] = ()
-    values: tuple[tuple[str, Fraction], ...] = ()
-    proof: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind}
-        if self.output:
-            out["output"] = self.output
-        if self.param:
-            out["param"] = self.param
-        if self.d1:
-            out["d1"] = {k: format_exact(v) for k, v in self.d1}
-        if self.d2:
-            out["d2"] = {k: format_exact(v) for k, v in self.d2}
-        for k, v in self.values:
-            out[k] = format_exact(v)
-        if self.proof:
-            out["proof"] = self.proof
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The answer at one parameter w.  ``None`` means undecided (with ``reason``)."""
-
-    differentiable: bool | None
-    ad_correct: bool | None
-    in_ndf: bool | None
-    in_inc: bool | None
-    bouligand: bool | None
-    clarke: bool | None
-    kink_neurons: int
-    parameters: int
-    method: str
-    numbers: str
-    proxy: str
-    seconds: float
-    hypothesis_h: bool
-    hypothesis_reason: str
-    witness: Witness | None = None
-    certificate: Witness | None = None
-    kinks: tuple[KinkReport, ...] = ()
-    reason: str = ""
-    gradient: tuple[tuple[Fraction, ...], ...] | None = None
-    ad_gradient: tuple[tuple[Fraction, ...], ...] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self, *, labels: list[str] | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "differentiable": self.differentiable,
-            "ad_correct": self.ad_correct,
-            "in_ndf": self.in_ndf,
-            "in_inc": self.in_inc,
-            "bouligand": self.bouligand,
-            "clarke": self.clarke,
-            "kink_neurons": self.kink_neurons,
-            "parameters": self.parameters,
-            "method": self.method,
-            "witness": None if self.witness is None else self.witness.to_json(),
-            "certificate": None if self.certificate is None else self.certificate.to_json(),
-            "numbers": self.numbers,
-            "proxy": self.proxy,
-            "seconds": round(self.seconds, 6),
-            "hypothesis_h": self.hypothesis_h,
-            "hypothesis": self.hypothesis_reason,
-            "kinks": [k.to_json() for k in self.kinks],
-            "reason": self.reason or None,
-        }
-        if self.gradient is not None:
-            out["gradient"] = [[format_exact(v) for v in row] for row in self.gradient]
-        if self.ad_gradient is not None:
-            out["ad_gradient"] = [[format_exact(v) for v in row] for row in self.ad_gradient]
-        out.update(self.extra)
-        return out
+ProxyKind = Literal["left", "right", "between", "outside"]
+"""Where AD's proxy derivative sits relative to a kink's one-sided derivatives."""
 
 
 def _sparse(net: Network, d: dict[int, Fraction]) -> tuple[tuple[str, Fraction], ...]:
@@ -183,13 +80,23 @@ def verify_nonadditive(
         if c != a + b:
             net = fwd.net
             return Witness(
-                "non-additive",
-                net.output_labels()[o],
+                kind="non-additive",
+                output=net.output_labels()[o],
                 d1=_sparse(net, d1),
                 d2=_sparse(net, d2),
                 values=(("df_d1", a), ("df_d2", b), ("df_d1_plus_d2", c)),
             )
     return None
+
+
+_T2_REASON = (
+    "T2: the topmost kink unit with non-zero adjoint moves alone with its bias; "
+    "T4 for Bouligand/Clarke"
+)
+_LRA_PROOF = "z3 QF_LRA: no lam1, lam2 with Psi(t1 + t2) != Psi(t1) + Psi(t2) on V (unsat)"
+_BOULIGAND_PROOF = (
+    "every kink node moves strictly to the side AD used (strict LP, z3 QF_LRA, re-checked exactly)"
+)
 
 
 class Decider:
@@ -204,38 +111,27 @@ class Decider:
         self.timeout_ms = timeout_ms
         self.h = bias_structure(net)
 
-    def base(self, **kw: Any) -> dict[str, Any]:
-        return dict(
+    def context(self) -> VerdictContext:
+        """The facts every verdict of this network and preset carries."""
+        return VerdictContext(
             parameters=self.net.param_count(),
             numbers=self.net.numbers.name,
             proxy=self.preset.name,
             hypothesis_h=self.h.holds,
             hypothesis_reason=self.h.reason,
-            **kw,
         )
 
     def run(self) -> Verdict:
+        """The verdict at the network's parameters, timed."""
         t0 = time.perf_counter()
         try:
             fwd = forward(self.net, self.preset)
         except NotExact as exc:
-            return Verdict(
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                0,
-                method="unknown",
-                seconds=time.perf_counter() - t0,
-                reason=str(exc),
-                **self.base(),
-            )
+            return Verdict.unknown(str(exc), seconds=time.perf_counter() - t0, **self.context())
         verdict = self._decide(fwd)
-        return _with_seconds(verdict, time.perf_counter() - t0)
+        return replace(verdict, seconds=time.perf_counter() - t0)
 
-    def _grad(self, fwd: Forward) -> tuple[tuple[tuple[Fraction, ...], ...] | None, str]:
+    def _grad(self, fwd: Forward) -> tuple[Rows | None, str]:
         """The exact gradient when asked for, or None with the reason it is not rational."""
         if not self.want_gradient:
             return None, ""
@@ -250,64 +146,45 @@ class Decider:
         net = self.net
         if not fwd.kinks:
             g, why = self._grad(fwd)
-            return Verdict(
-                True,
-                True,
-                False,
-                False,
-                True,
-                True,
-                0,
-                method="no-kinks",
-                seconds=0.0,
-                gradient=g,
-                reason=why,
-                **self.base(),
-            )
+            return Verdict.correct("no-kinks", gradient=g, reason=why, **self.context())
         rows = output_seeds(net).shape[0]
         ad_rev = reverse(fwd, {net.output: output_seeds(net)}, want_params=self.want_gradient)
         kadj = ad_rev.kink_adjoints  # (rows, K)
         reports = tuple(
             KinkReport(
-                k.node,
-                k.label(net),
-                k.sample,
-                k.kind,
-                k.value,
-                k.proxy if k.kind == "act" else None,
-                tuple(kadj[:, i]),
+                node=k.node,
+                label=k.label(net),
+                sample=k.sample,
+                kind=k.kind,
+                value=k.value,
+                proxy=k.proxy if k.kind == "act" else None,
+                adjoint=tuple(kadj[:, i]),
             )
             for i, k in enumerate(fwd.kinks)
         )
         nonzero = [any(kadj[o, i] for o in range(rows)) for i in range(len(fwd.kinks))]
-        K = len(fwd.kinks)
         if not any(nonzero):
             g = (
                 _rows(net.parameterization().collect(ad_rev.params, rows))
                 if self.want_gradient
                 else None
             )
-            return Verdict(
-                True,
-                True,
-                False,
-                False,
-                True,
-                True,
-                K,
-                method="adjoint-zero",
-                seconds=0.0,
+            return Verdict.correct(
+                "adjoint-zero",
+                kink_neurons=len(fwd.kinks),
                 kinks=reports,
                 gradient=g,
                 reason="every kink node has adjoint 0 (Lemma Z)",
-                **self.base(),
+                **self.context(),
             )
         if self.h.holds:
             return self._bias_criterion(fwd, kadj, reports)
         return self._kink_graph(fwd, reports)
 
     # -- T2 under H ------------------------------------------------------------
-    def _bias_criterion(self, fwd: Forward, kadj: np.ndarray, reports) -> Verdict:
+    def _bias_criterion(
+        self, fwd: Forward, kadj: np.ndarray, reports: tuple[KinkReport, ...]
+    ) -> Verdict:
         net = self.net
         par = net.parameterization()
         K = len(fwd.kinks)
@@ -322,97 +199,63 @@ class Decider:
             d2 = {col: Fraction(-1)}
             witness = verify_nonadditive(fwd, d1, d2)
             if witness is None:  # T2 guarantees this; never report an unverified claim
-                return Verdict(
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    K,
+                return Verdict.unknown(
+                    "T2 witness failed exact re-verification",
                     method="bias-criterion",
-                    seconds=0.0,
+                    kink_neurons=K,
                     kinks=reports,
-                    reason="T2 witness failed exact re-verification",
-                    **self.base(),
+                    **self.context(),
                 )
             kinds = {_proxy_kind(k2) for k2 in fwd.kinks}
-            bouligand = True if kinds <= {"left", "right"} else None
-            clarke = True if kinds <= {"left", "right", "between"} else None
-            reason = "T2: the topmost kink unit with non-zero adjoint moves alone with its bias; T4 for Bouligand/Clarke"
-            return Verdict(
-                False,
-                False,
-                True,
-                False,
-                bouligand,
-                clarke,
-                K,
-                method="bias-criterion",
-                seconds=0.0,
+            return Verdict.non_differentiable(
+                "bias-criterion",
                 witness=witness,
+                bouligand=True if kinds <= {"left", "right"} else None,
+                clarke=True if kinds <= {"left", "right", "between"} else None,
+                kink_neurons=K,
                 kinks=reports,
-                reason=reason,
-                **self.base(),
+                reason=_T2_REASON,
+                **self.context(),
             )
         raise AssertionError("called with all-zero adjoints")
 
     # -- general: kink graph + LRA ------------------------------------------------
-    def _kink_graph(self, fwd: Forward, reports) -> Verdict:
+    def _kink_graph(self, fwd: Forward, reports: tuple[KinkReport, ...]) -> Verdict:
         net = self.net
         K = len(fwd.kinks)
         g = build_kink_graph(fwd)
         res = find_nonadditive(g, self.timeout_ms)
         if res.status == "unknown":
-            return Verdict(
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                K,
+            return Verdict.unknown(
+                f"z3 returned unknown: {res.reason}",
                 method="kink-graph-lra",
-                seconds=0.0,
+                kink_neurons=K,
                 kinks=reports,
-                reason=f"z3 returned unknown: {res.reason}",
-                **self.base(),
+                **self.context(),
             )
         if res.status == "sat":
             lam1, lam2 = res.model
             d1, d2 = g.direction(list(lam1)), g.direction(list(lam2))
             witness = verify_nonadditive(fwd, d1, d2)
             if witness is None:
-                return Verdict(
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    K,
+                return Verdict.unknown(
+                    "solver model failed exact re-verification",
                     method="kink-graph-lra",
-                    seconds=0.0,
+                    kink_neurons=K,
                     kinks=reports,
-                    reason="solver model failed exact re-verification",
-                    **self.base(),
+                    **self.context(),
                 )
             bouligand, cert = self._bouligand(g)
-            return Verdict(
-                False,
-                False,
-                True,
-                False,
-                bouligand,
-                True if bouligand else None,
-                K,
-                method="kink-graph-lra",
-                seconds=0.0,
+            return Verdict.non_differentiable(
+                "kink-graph-lra",
                 witness=witness,
+                bouligand=bouligand,
+                clarke=True if bouligand else None,
                 certificate=cert,
+                kink_neurons=K,
                 kinks=reports,
                 reason="d -> f'(w; d) is not additive on V",
-                **self.base(),
+                **self.context(),
             )
         # unsat: f is differentiable at w; compare AD with the exact gradient
         grad = gradient_from_graph(g)
@@ -421,50 +264,35 @@ class Decider:
         outs = net.output_labels()
         differ = np.nonzero(grad.num * ad.den != ad.num * grad.den)  # exact cross-multiplication
         mismatch = (int(differ[0][0]), int(differ[1][0])) if len(differ[0]) else None
-        proof = "z3 QF_LRA: no lam1, lam2 with Psi(t1 + t2) != Psi(t1) + Psi(t2) on V (unsat)"
         if mismatch is None:
-            return Verdict(
-                True,
-                True,
-                False,
-                False,
-                True,
-                True,
-                K,
-                method="kink-graph-lra",
-                seconds=0.0,
+            return Verdict.correct(
+                "kink-graph-lra",
+                kink_neurons=K,
                 kinks=reports,
-                reason=proof,
+                reason=_LRA_PROOF,
                 gradient=_rows(grad) if self.want_gradient else None,
-                **self.base(),
+                **self.context(),
             )
         o, j = mismatch
         witness = Witness(
-            "ad-mismatch",
-            outs[o],
-            par.label(j),
+            kind="ad-mismatch",
+            output=outs[o],
+            param=par.label(j),
             values=(("ad", ad.item((o, j))), ("gradient", grad.item((o, j)))),
-            proof=proof,
+            proof=_LRA_PROOF,
         )
         # bouligand/clarke stay None (not certified): f differentiable at w does not make
         # its Clarke set {grad f(w)} (f need not be strictly differentiable), so AD may
         # still be a Bouligand subgradient -- see tests/catalogue.py "cusp".
-        return Verdict(
-            True,
-            False,
-            False,
-            True,
-            None,
-            None,
-            K,
-            method="kink-graph-lra",
-            seconds=0.0,
+        return Verdict.ad_mismatch(
+            "kink-graph-lra",
             witness=witness,
+            kink_neurons=K,
             kinks=reports,
             reason="differentiable, but AD differs from the gradient",
             gradient=_rows(grad) if self.want_gradient or grad.shape[1] <= 64 else None,
             ad_gradient=_rows(ad) if self.want_gradient or ad.shape[1] <= 64 else None,
-            **self.base(),
+            **self.context(),
         )
 
     def _bouligand(self, g: KinkGraph) -> tuple[bool | None, Witness | None]:
@@ -499,13 +327,11 @@ class Decider:
                     return None, None
         d = g.direction(lam)
         return True, Witness(
-            "bouligand-direction",
-            d1=_sparse(self.net, d),
-            proof="every kink node moves strictly to the side AD used (strict LP, z3 QF_LRA, re-checked exactly)",
+            kind="bouligand-direction", d1=_sparse(self.net, d), proof=_BOULIGAND_PROOF
         )
 
 
-def _proxy_kind(k: KinkNode) -> str:
+def _proxy_kind(k: KinkNode) -> ProxyKind:
     if k.kind != "act":
         return "left"  # a tie's choice is always a one-sided (Bouligand) choice
     if k.proxy == k.d_minus:
@@ -517,14 +343,8 @@ def _proxy_kind(k: KinkNode) -> str:
     return "outside"
 
 
-def _rows(q: QArray) -> tuple[tuple[Fraction, ...], ...]:
+def _rows(q: QArray) -> Rows:
     return tuple(tuple(Fraction(v) for v in row) for row in q.to_fractions())
-
-
-def _with_seconds(v: Verdict, seconds: float) -> Verdict:
-    from dataclasses import replace
-
-    return replace(v, seconds=seconds)
 
 
 def check(
@@ -548,4 +368,16 @@ def check(
     return Decider(net, preset, gradient=gradient, timeout_ms=int(timeout * 1000)).run()
 
 
-__all__ = ["Verdict", "Witness", "KinkReport", "check", "directional", "verify_nonadditive"]
+__all__ = [
+    "KinkReport",
+    "Method",
+    "ProxyKind",
+    "Rows",
+    "Verdict",
+    "VerdictContext",
+    "Witness",
+    "WitnessKind",
+    "check",
+    "directional",
+    "verify_nonadditive",
+]

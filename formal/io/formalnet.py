@@ -16,126 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from formal.core.activations import Activation, get_activation, parse_proxy_override
 from formal.core.network import Network, Node, Tie, check_well_formed
-from formal.core.numbers import Format, format_exact, hex_float, parse_exact, parse_format
+from formal.core.numbers import Format, format_exact, parse_format
 from formal.core.qarray import QArray
 from formal.errors import FormalError, InputFileError, InvalidArgument
+from formal.io.formalnet_build import Build, Where, check_members, exact_array
+from formal.io.formalnet_layers import LAYERS
 
 FORMAT_TAG = "formal-net/1"
 _ENTRY = re.compile(r"^\s*(-?)\s*([^\[\]\s]+)\s*(?:\[([0-9,\s]*)\])?\s*$")
-
-
-class Where:
-    """Prefixes error messages with the file and the field."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, field: str, message: str) -> InvalidArgument:
-        return InvalidArgument(f"{self.source}: field '{field}': {message}")
-
-
-def _exact(value: Any, where: Where, field: str) -> Fraction:
-    if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
-        raise where.fail(field, f"expected a number, got {json.dumps(value, default=str)[:60]}")
-    try:
-        return parse_exact(value)
-    except FormalError as exc:
-        raise where.fail(field, str(exc)) from None
-
-
-def _array(value: Any, where: Where, field: str, ndim: int | None = None) -> np.ndarray:
-    """Nested lists of exact numbers -> object array of Fractions (rectangular)."""
-
-    def shape_of(v: Any) -> tuple[int, ...]:
-        if isinstance(v, list):
-            if not v:
-                return (0,)
-            inner = [shape_of(x) for x in v]
-            if any(s != inner[0] for s in inner):
-                raise where.fail(
-                    field, "expected a rectangular nested list, got rows of different lengths"
-                )
-            return (len(v),) + inner[0]
-        return ()
-
-    shape = shape_of(value)
-    if ndim is not None and len(shape) != ndim:
-        raise where.fail(field, f"expected a {ndim}-D array, got shape {shape}")
-    arr = np.empty(shape, dtype=object)
-    flat = arr.reshape(-1)
-    for i, v in enumerate(_flatten(value)):
-        flat[i] = _exact(v, where, f"{field}{_index(shape, i)}")
-    return arr
-
-
-def _flatten(v: Any):
-    if isinstance(v, list):
-        for x in v:
-            yield from _flatten(x)
-    else:
-        yield v
-
-
-def _index(shape: tuple[int, ...], flat: int) -> str:
-    if not shape:
-        return ""
-    return "[" + ",".join(str(int(i)) for i in np.unravel_index(flat, shape)) + "]"
-
-
-def _activation(spec: Any, where: Where, field: str) -> tuple[Activation, Any]:
-    if spec is None:
-        spec = "identity"
-    if isinstance(spec, str):
-        name, params, proxy = spec, {}, None
-    elif isinstance(spec, dict):
-        if "name" not in spec:
-            raise where.fail(field, "expected an activation object with a 'name'")
-        name = spec["name"]
-        params = {k: v for k, v in spec.items() if k not in ("name", "proxy")}
-        proxy = spec.get("proxy")
-    else:
-        raise where.fail(field, f"expected an activation name or object, got {spec!r}")
-    try:
-        act = get_activation(
-            str(name), **{k: str(v) if isinstance(v, Decimal) else v for k, v in params.items()}
-        )
-        override: Any = None
-        if proxy is not None:
-            if (
-                isinstance(proxy, list) and proxy and isinstance(proxy[0], list)
-            ):  # one spec per unit
-                override = tuple(parse_proxy_override(p, act) for p in proxy)
-            else:
-                override = parse_proxy_override(
-                    str(proxy) if isinstance(proxy, Decimal) else proxy, act
-                )
-    except FormalError as exc:
-        raise where.fail(field, str(exc)) from None
-    return act, override
-
-
-def check_members(name: str, values: np.ndarray, fmt: Format, where: Where) -> None:
-    """Every entry of a trainable tensor must be exactly in M."""
-    flat = values.reshape(-1)
-    for i, v in enumerate(flat):
-        if not fmt.contains(v):
-            lo, hi = fmt.neighbors(v)
-            near = (
-                " and ".join(_show(x) for x in (lo, hi) if x is not None) or "none (out of range)"
-            )
-            raise where.fail(
-                f"params.{name}{_index(values.shape, i)}",
-                f"expected a member of {fmt.name}, got {format_exact(v)} (nearest members: {near})",
-            )
-
-
-def _show(x: Fraction) -> str:
-    try:
-        return f"{hex_float(x)} = {format_exact(x)}"
-    except FormalError:
-        return format_exact(x)
 
 
 def _parse_entry(text: Any, params: dict[str, np.ndarray], where: Where, field: str) -> Tie:
@@ -189,8 +78,12 @@ def load_params_npz(path: str | Path, fmt: Format) -> dict[str, np.ndarray]:
             arr = data[name]
             want = fmt.numpy_dtype()
             if want is None or arr.dtype != np.dtype(want):
+                expected = (
+                    want if want is not None else f"(none: {fmt.name} has no numpy dtype; use JSON)"
+                )
                 raise InvalidArgument(
-                    f"{p}: parameter '{name}': expected dtype {want if want is not None else '(none: ' + fmt.name + ' has no numpy dtype; use JSON)'} for numbers={fmt.name}, got {arr.dtype}"
+                    f"{p}: parameter '{name}': expected dtype {expected} for numbers={fmt.name}, "
+                    f"got {arr.dtype}"
                 )
             try:
                 vals = fmt.from_numpy(arr)
@@ -198,113 +91,6 @@ def load_params_npz(path: str | Path, fmt: Format) -> dict[str, np.ndarray]:
                 raise InvalidArgument(f"{p}: parameter '{name}': {exc}") from None
             out[name] = np.asarray(vals, dtype=object).reshape(arr.shape)
     return out
-
-
-class Build:
-    """State of the layer loop: the nodes so far and the current value (``prev``, per-sample ``shape``)."""
-
-    def __init__(
-        self,
-        where: Where,
-        where_p: Where,
-        raw: dict[str, np.ndarray],
-        nodes: list[Node],
-        prev: str,
-        shape: tuple[int, ...],
-    ):
-        self.where, self.where_p, self.raw = where, where_p, raw
-        self.nodes, self.prev, self.shape = nodes, prev, shape
-        self.params: dict[str, np.ndarray] = {}
-        self.order: list[str] = []
-        self.outputs: list[str] = []
-
-    def param(self, name: str, shape: tuple[int, ...]) -> str:
-        """Register parameter ``name`` (must exist with this shape); returns its node."""
-        if name not in self.raw:
-            raise self.where_p.fail(f"params.{name}", "expected this parameter, it is missing")
-        v = self.raw[name]
-        if tuple(v.shape) != tuple(shape):
-            raise self.where_p.fail(
-                f"params.{name}", f"expected shape {tuple(shape)}, got {tuple(v.shape)}"
-            )
-        self.params[name] = v
-        self.order.append(name)
-        self.nodes.append(Node(f"p:{name}", "param", (), v.shape, (("name", name),)))
-        return f"p:{name}"
-
-    def emit(
-        self,
-        name: str,
-        op: str,
-        inputs: tuple[str, ...],
-        shape: tuple[int, ...],
-        attrs: tuple[tuple[str, Any], ...] = (),
-    ) -> None:
-        self.nodes.append(Node(name, op, inputs, shape, attrs))
-        self.prev, self.shape = name, shape
-
-    def activation(self, i: int, layer: dict[str, Any]) -> None:
-        field = f"layers[{i}]"
-        units = int(np.prod(self.shape))
-        act, override = _activation(layer.get("activation"), self.where, f"{field}.activation")
-        if override is not None and isinstance(override, tuple) and len(override) != units:
-            raise self.where.fail(
-                f"{field}.activation.proxy",
-                f"expected one proxy per unit ({units}), got {len(override)}",
-            )
-        if act.name != "identity" or override is not None:
-            attrs: tuple[tuple[str, Any], ...] = (("activation", act),)
-            if override is not None:
-                attrs += (("proxy", override),)
-            self.emit(f"{i}.act", "act", (self.prev,), self.shape, attrs)
-
-
-def _dense(b: Build, i: int, layer: dict[str, Any]) -> None:
-    field = f"layers[{i}]"
-    where, where_p = b.where, b.where_p
-    units = layer.get("units")
-    if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
-        raise where.fail(f"{field}.units", f"expected a positive integer, got {units!r}")
-    if len(b.shape) != 1:
-        raise where.fail(
-            f"{field}.type",
-            f"expected a 1-D input for a dense layer (add a flatten layer), got shape {b.shape}",
-        )
-    width = b.shape[0]
-    wname = f"{i}.weight"
-    if wname not in b.raw:
-        raise where_p.fail(f"params.{wname}", "expected this parameter, it is missing")
-    w = b.raw[wname]
-    if w.shape != (units, width):
-        raise where_p.fail(
-            f"params.{wname}", f"expected shape ({units}, {width}), got {tuple(w.shape)}"
-        )
-    b.param(wname, (units, width))
-    b.emit(f"{i}.linear", "linear", (b.prev, f"p:{wname}"), (units,))
-    has_bias = layer.get("bias", True)
-    if not isinstance(has_bias, bool):
-        raise where.fail(f"{field}.bias", f"expected true or false, got {has_bias!r}")
-    if has_bias:
-        bname = f"{i}.bias"
-        if bname not in b.raw:
-            raise where_p.fail(f"params.{bname}", "expected this parameter, it is missing")
-        bias = b.raw[bname]
-        if bias.shape != (units,):
-            raise where_p.fail(
-                f"params.{bname}", f"expected shape ({units},), got {tuple(bias.shape)}"
-            )
-        b.param(bname, (units,))
-        b.emit(f"{i}.add", "add", (b.prev, f"p:{bname}"), (units,))
-    b.activation(i, layer)
-
-
-LAYERS: dict[str, Any] = {"dense": _dense}
-
-
-def _register_layers() -> None:
-    from formal.io.formalnet_layers import LAYERS as more
-
-    LAYERS.update(more)
 
 
 def load(path: str | Path, params: str | Path | None = None) -> Network:
@@ -319,8 +105,6 @@ def from_dict(
 ) -> Network:
     """Build a Network from a parsed formal-net/1 document."""
     where = Where(source)
-    if len(LAYERS) == 1:
-        _register_layers()
     if not isinstance(doc, dict):
         raise where.fail("<top>", "expected a JSON object")
     if doc.get("format") != FORMAT_TAG:
@@ -331,7 +115,7 @@ def from_dict(
         raise where.fail("numbers", str(exc)) from None
     if "inputs" not in doc:
         raise where.fail("inputs", "expected the input minibatch (a B x n list)")
-    X = _array(doc["inputs"], where, "inputs", ndim=2)
+    X = exact_array(doc["inputs"], where, "inputs", ndim=2)
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise where.fail("inputs", f"expected a non-empty B x n list, got shape {X.shape}")
     layers = doc.get("layers")
@@ -345,7 +129,7 @@ def from_dict(
             raise where.fail(
                 "params", "expected an object of parameter tensors (or pass --params FILE.npz)"
             )
-        raw = {k: _array(v, where, f"params.{k}") for k, v in doc["params"].items()}
+        raw = {k: exact_array(v, where, f"params.{k}") for k, v in doc["params"].items()}
         where_p = where
     shape_spec = doc.get("input_shape")
     in_shape: tuple[int, ...] = (X.shape[1],)
@@ -361,7 +145,8 @@ def from_dict(
         if int(np.prod(shape_spec)) != X.shape[1]:
             raise where.fail(
                 "input_shape",
-                f"expected {X.shape[1]} entries per input (the rows of inputs), got shape {shape_spec}",
+                f"expected {X.shape[1]} entries per input (the rows of inputs), got shape "
+                f"{shape_spec}",
             )
         in_shape = tuple(shape_spec)
     batch_inputs = X.reshape((X.shape[0],) + in_shape)
@@ -398,7 +183,8 @@ def from_dict(
     if not isinstance(tied_spec, list):
         raise where.fail(
             "tied",
-            f"expected a list of tie groups (lists of entries), got {json.dumps(tied_spec, default=str)[:60]}",
+            f"expected a list of tie groups (lists of entries), got "
+            f"{json.dumps(tied_spec, default=str)[:60]}",
         )
     for g, group in enumerate(tied_spec):
         if not isinstance(group, list) or len(group) < 2:
@@ -415,7 +201,8 @@ def from_dict(
             if e.sign * params[e.param][e.index] != hv:
                 raise where.fail(
                     f"tied[{g}]",
-                    f"expected tied entries to have equal values, got {e.param}{list(e.index)} = {format_exact(params[e.param][e.index])}",
+                    f"expected tied entries to have equal values, got {e.param}{list(e.index)} = "
+                    f"{format_exact(params[e.param][e.index])}",
                 )
         ties.append(entries)
     out_units = int(np.prod(b.shape))
@@ -448,7 +235,7 @@ def _objective(spec: Any, B: int, n: int, where: Where) -> tuple[QArray | None, 
         row[...] = Fraction(1)
         return QArray.from_fractions(row), "sum"
     if spec["type"] == "weighted_sum":
-        w = _array(spec.get("weights"), where, "objective.weights", ndim=2)
+        w = exact_array(spec.get("weights"), where, "objective.weights", ndim=2)
         if w.shape != (B, n):
             raise where.fail(
                 "objective.weights", f"expected shape ({B}, {n}) (B x output units), got {w.shape}"

@@ -1,4 +1,4 @@
-"""formal-net/1 layer types beyond ``dense``: conv2d, maxpool2d, avgpool2d, flatten, add.
+"""formal-net/1 layer types: dense, conv2d, maxpool2d, avgpool2d, flatten, add.
 
 They follow torch's names and shape conventions.  Images are (C, H, W) per
 sample: give ``"input_shape": [C, H, W]`` at the top level (each row of
@@ -25,9 +25,49 @@ from __future__ import annotations
 
 from typing import Any
 
-from formal.io.formalnet import Build
+from formal.io.formalnet_build import Build
 from formal.ops import conv as _conv  # noqa: F401  (registers the conv/pool rules)
 from formal.ops.conv import out_size
+
+
+def _dense(b: Build, i: int, layer: dict[str, Any]) -> None:
+    """``{"type": "dense", "units": U, "bias": true, "activation": ...}``."""
+    field = f"layers[{i}]"
+    where, where_p = b.where, b.where_p
+    units = layer.get("units")
+    if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
+        raise where.fail(f"{field}.units", f"expected a positive integer, got {units!r}")
+    if len(b.shape) != 1:
+        raise where.fail(
+            f"{field}.type",
+            f"expected a 1-D input for a dense layer (add a flatten layer), got shape {b.shape}",
+        )
+    width = b.shape[0]
+    wname = f"{i}.weight"
+    if wname not in b.raw:
+        raise where_p.fail(f"params.{wname}", "expected this parameter, it is missing")
+    w = b.raw[wname]
+    if w.shape != (units, width):
+        raise where_p.fail(
+            f"params.{wname}", f"expected shape ({units}, {width}), got {tuple(w.shape)}"
+        )
+    b.param(wname, (units, width))
+    b.emit(f"{i}.linear", "linear", (b.prev, f"p:{wname}"), (units,))
+    has_bias = layer.get("bias", True)
+    if not isinstance(has_bias, bool):
+        raise where.fail(f"{field}.bias", f"expected true or false, got {has_bias!r}")
+    if has_bias:
+        bname = f"{i}.bias"
+        if bname not in b.raw:
+            raise where_p.fail(f"params.{bname}", "expected this parameter, it is missing")
+        bias = b.raw[bname]
+        if bias.shape != (units,):
+            raise where_p.fail(
+                f"params.{bname}", f"expected shape ({units},), got {tuple(bias.shape)}"
+            )
+        b.param(bname, (units,))
+        b.emit(f"{i}.add", "add", (b.prev, f"p:{bname}"), (units,))
+    b.activation(i, layer)
 
 
 def _pair(b: Build, field: str, value: Any, default: int | None, minimum: int) -> tuple[int, int]:
@@ -185,13 +225,15 @@ def _add(b: Build, i: int, layer: dict[str, Any]) -> None:
     if tuple(shape) != tuple(b.shape):
         raise b.where.fail(
             field,
-            f"expected the shape {b.shape} of the current value, got {tuple(shape)} from layer {src}",
+            f"expected the shape {b.shape} of the current value, got {tuple(shape)} from layer "
+            f"{src}",
         )
     b.emit(f"{i}.residual", "add", (b.prev, other), b.shape)
     b.activation(i, layer)
 
 
 LAYERS: dict[str, Any] = {
+    "dense": _dense,
     "conv2d": _conv2d,
     "maxpool2d": _pool("maxpool2d"),
     "avgpool2d": _pool("avgpool2d"),

@@ -17,7 +17,8 @@ to the (constant) input and its output scaling ``y * range + mean``.
 
 Examples
 --------
->>> text = "2,1,1,2,\\n1,2,1,\\n0,\\n-9,\\n9,\\n0,0,\\n1,1,\\n1.0,\\n-1.0,\\n0.5,\\n0.0,\\n2.0,-1.0,\\n0.25,\\n"
+>>> text = ("2,1,1,2,\\n1,2,1,\\n0,\\n-9,\\n9,\\n0,0,\\n1,1,\\n"
+...         "1.0,\\n-1.0,\\n0.5,\\n0.0,\\n2.0,-1.0,\\n0.25,\\n")
 >>> net = parse(text, input=[[Fraction(1)]])
 >>> [n.op for n in net.nodes if n.op != "param"]
 ['input', 'linear', 'add', 'act', 'linear', 'add']
@@ -36,6 +37,8 @@ from formal.core.network import Network, Node, check_well_formed
 from formal.core.numbers import parse_format
 from formal.core.qarray import QArray
 from formal.errors import InputFileError
+from formal.io.formalnet_build import Where, check_members
+from formal.io.onnx import input_values
 
 
 class _Reader:
@@ -82,7 +85,8 @@ class _Reader:
                 ) from None
             if f != f or f in (float("inf"), float("-inf")):
                 raise InputFileError(
-                    f"{self.source}: line {self.line}: expected a finite number for {what}, got {v!r}"
+                    f"{self.source}: line {self.line}: expected a finite number for {what}, got "
+                    f"{v!r}"
                 )
             out.append(Fraction(f))
         return out
@@ -98,9 +102,6 @@ def parse(
     normalize: bool = False,
 ) -> Network:
     """Build a Network from NNet text (see the module docstring)."""
-    from formal.io.formalnet import Where, check_members
-    from formal.io.onnx import input_values
-
     r = _Reader(text, source)
     n_layers, n_in, n_out, _ = r.ints("numLayers, inputSize, outputSize, maxLayerSize", 4)
     if n_layers < 1:

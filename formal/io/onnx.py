@@ -41,232 +41,24 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from formal.core.network import Network, Node, check_well_formed
+from formal.core.builders import exact_from_float
+from formal.core.network import Network, check_well_formed
 from formal.core.numbers import Format, parse_format
 from formal.core.qarray import QArray
 from formal.errors import InputFileError, InvalidArgument, UnsupportedOp
+from formal.io import onnx_layers as _layers  # noqa: F401  (registers the layer handlers)
+from formal.io import onnx_norm as _norm  # noqa: F401  (registers BatchNormalization)
+from formal.io import vnnlib
+from formal.io.formalnet_build import Where, check_members
+from formal.io.onnx_import import FLOAT_TYPES, HANDLERS, Importer, Tensor, fractions_of
+from formal.io.onnx_ops import classify_initializers
 from formal.ops import conv as _conv  # noqa: F401  (registers the conv/pool rules)
-
-_FLOAT_TYPES = {
-    1: "binary32",
-    10: "binary16",
-    11: "binary64",
-    16: "bfloat16",
-    17: "e4m3",
-    19: "e5m2",
-}
-MIN_OPSET, MAX_OPSET = 7, 21
-
-
-@dataclass
-class Tensor:
-    """An ONNX tensor during import.
-
-    ``kind``: ``data`` (batched IR value; ``shape`` per sample, ``batch_axis``
-    says whether the ONNX tensor has a leading batch axis), ``static``
-    (unbatched IR value built from parameters; ``shape`` full) or ``const``
-    (a folded constant ``value``: object array of Fractions or an int array).
-    """
-
-    kind: str
-    shape: tuple[int, ...]
-    node: str | None = None
-    value: np.ndarray | None = None
-    batch_axis: bool = True
-
-    @property
-    def onnx_shape_rank(self) -> int:
-        return len(self.shape) + (1 if self.kind == "data" and self.batch_axis else 0)
-
-
-def exact_from_float(arr: np.ndarray, what: str) -> QArray:
-    """Exact values of a float array (any IEEE / ml_dtypes type) with a power-of-two denominator."""
-    a = np.asarray(arr)
-    with np.errstate(invalid="ignore", over="ignore"):
-        x = a.astype(np.float64).reshape(-1)  # exact widening
-    bad = np.flatnonzero(~np.isfinite(x))
-    if bad.size:
-        idx = tuple(int(i) for i in np.unravel_index(int(bad[0]), a.shape))
-        raise InvalidArgument(
-            f"{what}: expected finite values, got {what}{list(idx)} = {x[bad[0]]!r}"
-        )
-    m, e = np.frexp(x)
-    mi = np.ldexp(m, 53).astype(np.int64)  # x = mi * 2**(e - 53), exactly
-    t = e.astype(np.int64) - 53
-    nz = mi != 0
-    if not nz.any():
-        return QArray.zeros(a.shape)
-    low = np.where(nz, mi & -mi, 1)
-    tz = np.frexp(low.astype(np.float64))[1].astype(np.int64) - 1
-    tt = np.where(nz, t + tz, 0)
-    k = int(max(0, -int(tt[nz].min())))
-    odd = np.where(nz, mi >> tz, 0).astype(object)
-    num = odd << (tt + k).astype(object)
-    return QArray(num.reshape(a.shape), 1 << k)
-
-
-class Importer:
-    """Translate one ONNX graph; see :mod:`formal.io.onnx_ops` for the op handlers."""
-
-    def __init__(self, model: Any, source: str, batch: int):
-        import onnx
-
-        self.onnx = onnx
-        self.model = model
-        self.graph = model.graph
-        self.source = source
-        self.batch = batch
-        self.opset = self._opset()
-        self.tensors: dict[str, Tensor] = {}
-        self.nodes: list[Node] = []
-        self.names: set[str] = set()
-        self.params: dict[str, QArray] = {}
-        self.param_arrays: dict[str, np.ndarray] = {}
-        self.param_order: list[str] = []
-        self.current: Any = None
-
-    def _opset(self) -> int:
-        for o in self.model.opset_import:
-            if o.domain in ("", "ai.onnx"):
-                if not MIN_OPSET <= o.version <= MAX_OPSET:
-                    raise UnsupportedOp(
-                        f"{self.source}: expected ONNX opset {MIN_OPSET}..{MAX_OPSET}, got opset {o.version}"
-                    )
-                return int(o.version)
-        raise UnsupportedOp(f"{self.source}: the model imports no default-domain opset")
-
-    # -- errors -------------------------------------------------------------------
-    def where(self) -> str:
-        p = self.current
-        name = p.name or (p.output[0] if len(p.output) else "?")
-        return f"{self.source}: node {name!r} ({p.op_type})"
-
-    def unsupported(self, what: str) -> UnsupportedOp:
-        return UnsupportedOp(f"{self.where()}: {what}")
-
-    def invalid(self, what: str) -> InvalidArgument:
-        return InvalidArgument(f"{self.where()}: {what}")
-
-    # -- attributes -----------------------------------------------------------------
-    def attrs(self, p: Any, allowed: dict[str, Any]) -> dict[str, Any]:
-        """Attribute values (floats exact), defaults for absent ones; unknown -> UnsupportedOp."""
-        out = dict(allowed)
-        for a in p.attribute:
-            if a.name not in allowed:
-                value = self.onnx.helper.get_attribute_value(a)
-                raise self.unsupported(f"attribute {a.name} = {_short(value)} is not supported")
-            out[a.name] = _attr_value(self.onnx, a)
-        return out
-
-    # -- graph building -----------------------------------------------------------------
-    def fresh(self, base: str) -> str:
-        name = base or "node"
-        k = 1
-        while name in self.names:
-            k += 1
-            name = f"{base}#{k}"
-        self.names.add(name)
-        return name
-
-    def emit(
-        self,
-        base: str,
-        op: str,
-        inputs: Sequence[str],
-        shape: tuple[int, ...],
-        attrs: tuple[tuple[str, Any], ...] = (),
-    ) -> str:
-        name = self.fresh(base)
-        self.nodes.append(Node(name, op, tuple(inputs), tuple(int(s) for s in shape), attrs))
-        return name
-
-    def get(self, name: str) -> Tensor:
-        if name not in self.tensors:
-            raise self.invalid(f"input {name!r} is not defined before this node")
-        return self.tensors[name]
-
-    def const_node(self, t: Tensor, base: str) -> str:
-        """Materialize a folded constant as an IR ``const`` node (cached on the tensor)."""
-        if t.node is None:
-            assert t.value is not None
-            t.node = self.emit(
-                base, "const", (), t.shape, (("value", QArray.from_fractions(_fractions(t.value))),)
-            )
-        return t.node
-
-    def node_of(self, t: Tensor, base: str) -> str:
-        return self.const_node(t, base) if t.kind == "const" else str(t.node)
-
-    def label(self) -> str:
-        p = self.current
-        return p.name or (p.output[0] if len(p.output) else p.op_type)
-
-    def set_output(self, t: Tensor, index: int = 0) -> None:
-        p = self.current
-        for k, name in enumerate(p.output):
-            if k != index and name:
-                consumers = [n for n in self.graph.node if name in n.input] + [
-                    o for o in self.graph.output if o.name == name
-                ]
-                if consumers:
-                    raise self.unsupported(
-                        f"output #{k} ({name!r}) is used, only the first output is supported"
-                    )
-        self.tensors[p.output[index]] = t
-
-    # -- helpers used by handlers ---------------------------------------------------------
-    def const_value(self, name: str, what: str) -> np.ndarray:
-        t = self.get(name)
-        if t.kind != "const":
-            raise self.unsupported(
-                f"{what} {name!r} must be a constant, got a {('parameter' if t.kind == 'static' else 'data')} tensor"
-            )
-        assert t.value is not None
-        return t.value
-
-    def ints(self, name: str, what: str) -> list[int]:
-        v = self.const_value(name, what)
-        return [int(x) for x in np.asarray(v).reshape(-1)]
-
-
-def _fractions(v: np.ndarray) -> np.ndarray:
-    arr = np.asarray(v)
-    if arr.dtype == object:
-        return arr
-    out = np.empty(arr.shape, dtype=object)
-    flat = out.reshape(-1)
-    for i, x in enumerate(arr.reshape(-1).tolist()):
-        flat[i] = Fraction(x)
-    return out
-
-
-def _short(value: Any) -> str:
-    text = repr(value.decode() if isinstance(value, bytes) else value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _attr_value(onnx: Any, a: Any) -> Any:
-    A = onnx.AttributeProto
-    if a.type == A.FLOAT:
-        return Fraction(a.f)  # a.f is the float32 value widened exactly to a Python float
-    if a.type == A.FLOATS:
-        return [Fraction(f) for f in a.floats]
-    if a.type == A.INT:
-        return int(a.i)
-    if a.type == A.INTS:
-        return [int(i) for i in a.ints]
-    if a.type == A.STRING:
-        return a.s.decode()
-    if a.type == A.TENSOR:
-        return a.t
-    return onnx.helper.get_attribute_value(a)
 
 
 def input_values(
@@ -283,8 +75,6 @@ def input_values(
     box center with a spec, else zeros).  Box points are rounded to
     ``rounding`` when given.
     """
-    from formal.io import vnnlib
-
     size = int(np.prod(shape, dtype=np.int64))
     if isinstance(spec, (str, Path)):
         spec = vnnlib.load(spec)
@@ -297,7 +87,8 @@ def input_values(
             )
         if spec.n_inputs != size:
             raise InvalidArgument(
-                f"{spec.source}: expected {size} inputs (X_0..X_{size - 1}) for input shape {shape}, got {spec.n_inputs}"
+                f"{spec.source}: expected {size} inputs (X_0..X_{size - 1}) for input shape "
+                f"{shape}, got {spec.n_inputs}"
             )
         pts = spec.point(input)
         if rounding is not None:
@@ -324,16 +115,17 @@ def input_values(
         data = np.asarray(input)
         where = "input"
     if data.dtype.kind in "iub":
-        q = _fractions(data.astype(object))
+        q = fractions_of(data.astype(object))
     elif data.dtype.kind == "f" or data.dtype.name in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
         q = exact_from_float(data, where).to_fractions()
     elif data.dtype == object:
-        q = _fractions(data)
+        q = fractions_of(data)
     else:
         raise InvalidArgument(f"{where}: expected a numeric array, got dtype {data.dtype}")
     if q.size % size or q.size == 0:
         raise InvalidArgument(
-            f"{where}: expected {size} values per sample (input shape {shape}), got {q.size} values with shape {data.shape}"
+            f"{where}: expected {size} values per sample (input shape {shape}), got {q.size} "
+            f"values with shape {data.shape}"
         )
     return q.reshape((q.size // size,) + shape)
 
@@ -358,8 +150,6 @@ def load(
     """Load an ONNX model as a Network (see the module docstring)."""
     import onnx
 
-    from formal.io import onnx_ops
-
     p = Path(path)
     try:
         model = onnx.load(str(p))
@@ -376,7 +166,6 @@ def load(
         trainable=trainable,
         numbers=numbers,
         output=output,
-        _ops=onnx_ops,
     )
 
 
@@ -390,12 +179,8 @@ def from_model(
     trainable: Sequence[str] | None = None,
     numbers: str | None = None,
     output: str | None = None,
-    _ops: Any = None,
 ) -> Network:
     """Build a Network from an in-memory ``onnx.ModelProto``."""
-    from formal.io import onnx_ops
-
-    ops = _ops or onnx_ops
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     data_inputs = [i for i in graph.input if i.name not in inits]
@@ -415,7 +200,7 @@ def from_model(
             f"{source}: graph input {gin.name!r} has a symbolic or empty non-batch dimension {dims}"
         )
     shape = tuple(int(d or 0) for d in per)
-    fmt_name = _FLOAT_TYPES.get(gin.type.tensor_type.elem_type)
+    fmt_name = FLOAT_TYPES.get(gin.type.tensor_type.elem_type)
     X = input_values(
         source,
         shape,
@@ -426,29 +211,31 @@ def from_model(
     imp = Importer(model, source, X.shape[0])
     if not batch_axis and X.shape[0] != 1:
         raise InvalidArgument(
-            f"{source}: the graph input {gin.name!r} has no batch axis; expected one sample, got {X.shape[0]}"
+            f"{source}: the graph input {gin.name!r} has no batch axis; expected one sample, got "
+            f"{X.shape[0]}"
         )
     imp.tensors[gin.name] = Tensor(
         "data", shape, imp.emit(gin.name, "input", (), shape), batch_axis=batch_axis
     )
-    ops.classify_initializers(imp, inits)
+    classify_initializers(imp, inits)
     for proto in graph.node:
         imp.current = proto
         if proto.domain not in ("", "ai.onnx"):
             raise imp.unsupported(
                 f"op {proto.domain}.{proto.op_type} (custom domain) is not supported"
             )
-        handler = ops.HANDLERS.get(proto.op_type)
+        handler = HANDLERS.get(proto.op_type)
         if handler is None:
             raise imp.unsupported(
-                f"op {proto.op_type} is not supported (supported: {', '.join(sorted(ops.HANDLERS))})"
+                f"op {proto.op_type} is not supported (supported: {', '.join(sorted(HANDLERS))})"
             )
         handler(imp, proto)
     outs = [o.name for o in graph.output]
     if output is None:
         if len(outs) != 1:
             raise UnsupportedOp(
-                f"{source}: expected one graph output, got {len(outs)} ({', '.join(outs)}); pass output=NAME"
+                f"{source}: expected one graph output, got {len(outs)} ({', '.join(outs)}); pass "
+                f"output=NAME"
             )
         output = outs[0]
     if output not in imp.tensors or imp.tensors[output].kind != "data":
@@ -464,8 +251,6 @@ def _network(
     trainable: Sequence[str] | None,
     numbers: str | None,
 ) -> Network:
-    from formal.io.formalnet import Where, check_members
-
     used = {n.attr("name") for n in imp.nodes if n.op == "param"}
     order = [n for n in imp.param_order if n in used]
     fmts = {n: imp.param_arrays[n].dtype for n in order}
@@ -477,7 +262,8 @@ def _network(
             a = order[0]
             b = next(n for n in order if str(fmts[n]) != str(fmts[a]))
             raise InvalidArgument(
-                f"{imp.source}: expected parameters of one element type (it defines M), got {a} as {fmts[a]} and {b} as {fmts[b]}"
+                f"{imp.source}: expected parameters of one element type (it defines M), got {a} as "
+                f"{fmts[a]} and {b} as {fmts[b]}"
             )
         fmt = parse_format(_dtype_format(fmts[order[0]]))
     else:
@@ -486,7 +272,8 @@ def _network(
     for name in train:
         if name not in order:
             raise InvalidArgument(
-                f"{imp.source}: expected trainable names among the parameters ({', '.join(order[:8])}{', ...' if len(order) > 8 else ''}), got {name!r}"
+                f"{imp.source}: expected trainable names among the parameters "
+                f"({', '.join(order[:8])}{', ...' if len(order) > 8 else ''}), got {name!r}"
             )
     if numbers is not None:
         where = Where(imp.source)

@@ -1,4 +1,4 @@
-"""ONNX layer handlers: linear algebra, convolutions, pooling, shapes, batch norm."""
+"""ONNX layer handlers: linear algebra, convolutions, pooling, shapes (batch norm: onnx_norm)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,16 @@ from typing import Any
 import numpy as np
 
 from formal.core.qarray import QArray
-from formal.io.onnx import Importer, Tensor
-from formal.io.onnx_ops import _align, _const, _f32, _fr, _present, handles
-from formal.ops.conv import out_size, rational_sqrt
+from formal.io.onnx_import import (
+    Importer,
+    Tensor,
+    align,
+    const_tensor,
+    fractions_of,
+    handles,
+    present,
+)
+from formal.ops.conv import out_size
 
 # -- shapes -------------------------------------------------------------------------------
 
@@ -68,7 +75,7 @@ def _resolve(imp: Importer, full: tuple[int, ...], target: list[int], allowzero:
 
 def _reshaped(imp: Importer, x: Tensor, target: list[int]) -> Tensor:
     if x.kind == "const":
-        return _const(np.asarray(x.value).reshape(target))
+        return const_tensor(np.asarray(x.value).reshape(target))
     if x.kind == "static":
         return Tensor(
             "static", tuple(target), imp.emit(imp.label(), "view", (str(x.node),), tuple(target))
@@ -107,7 +114,7 @@ def _transpose(imp: Importer, p: Any) -> None:
     if sorted(perm) != list(range(len(full))):
         raise imp.invalid(f"attribute perm = {perm} is not a permutation of {len(full)} axes")
     if x.kind == "const":
-        imp.set_output(_const(np.asarray(x.value).transpose(perm)))
+        imp.set_output(const_tensor(np.asarray(x.value).transpose(perm)))
         return
     if x.kind == "data" and x.batch_axis:
         if perm[0] != 0:
@@ -122,7 +129,7 @@ def _transpose(imp: Importer, p: Any) -> None:
 def _shape(imp: Importer, p: Any) -> None:
     at = imp.attrs(p, {"start": 0, "end": None})
     full = _full(imp, imp.get(p.input[0]))
-    imp.set_output(_const(np.array(full[at["start"] : at["end"]], dtype=np.int64)))
+    imp.set_output(const_tensor(np.array(full[at["start"] : at["end"]], dtype=np.int64)))
 
 
 @handles("Gather")
@@ -130,14 +137,14 @@ def _gather(imp: Importer, p: Any) -> None:
     axis = imp.attrs(p, {"axis": 0})["axis"]
     data = np.asarray(imp.const_value(p.input[0], "the gathered tensor"))
     idx = np.asarray(imp.const_value(p.input[1], "the indices")).astype(np.int64)
-    imp.set_output(_const(np.take(data, idx, axis=axis)))
+    imp.set_output(const_tensor(np.take(data, idx, axis=axis)))
 
 
 def _axes(imp: Importer, p: Any) -> list[int]:
     if imp.opset < 13:
         return list(imp.attrs(p, {"axes": []})["axes"])
     imp.attrs(p, {})
-    return imp.ints(p.input[1], "the axes") if _present(p, 1) else []
+    return imp.ints(p.input[1], "the axes") if present(p, 1) else []
 
 
 @handles("Unsqueeze")
@@ -170,7 +177,7 @@ def _squeeze(imp: Importer, p: Any) -> None:
 def _concat(imp: Importer, p: Any) -> None:
     axis = imp.attrs(p, {"axis": None})["axis"]
     parts = [np.asarray(imp.const_value(n, "a concatenated tensor")) for n in p.input]
-    imp.set_output(_const(np.concatenate(parts, axis=axis)))
+    imp.set_output(const_tensor(np.concatenate(parts, axis=axis)))
 
 
 # -- padding ---------------------------------------------------------------------------------
@@ -186,11 +193,11 @@ def _pad(imp: Importer, p: Any) -> None:
         at = imp.attrs(p, {"mode": "constant"})
         pads = imp.ints(p.input[1], "the pads")
         value = (
-            Fraction(_fr(imp.const_value(p.input[2], "the constant value")).reshape(-1)[0])
-            if _present(p, 2)
+            Fraction(fractions_of(imp.const_value(p.input[2], "the constant value")).reshape(-1)[0])
+            if present(p, 2)
             else Fraction(0)
         )
-        if _present(p, 3):
+        if present(p, 3):
             axes = imp.ints(p.input[3], "the axes")
             rank = len(_full(imp, x))
             full_pads = [0] * (2 * rank)
@@ -302,7 +309,7 @@ def _conv(imp: Importer, p: Any) -> None:
     strides, pads, dil = _window(imp, at, x.shape[1:], (kh, kw))
     _, oh, ow = _pool_shape(imp, x, (kh, kw), strides, pads, dil, False)
     base = imp.label()
-    has_bias = _present(p, 2)
+    has_bias = present(p, 2)
     wnode = imp.node_of(w, base + ":weight")
     attrs = (("strides", strides), ("pads", pads), ("dilations", dil), ("groups", g))
     y = imp.emit(
@@ -313,7 +320,9 @@ def _conv(imp: Importer, p: Any) -> None:
         if b.kind == "data" or b.shape != (CO,):
             raise imp.invalid(f"expected a bias of shape ({CO},), got {b.shape}")
         if b.kind == "const":
-            bnode = imp.const_node(_const(np.asarray(b.value).reshape(CO, 1, 1)), base + ":bias")
+            bnode = imp.const_node(
+                const_tensor(np.asarray(b.value).reshape(CO, 1, 1)), base + ":bias"
+            )
         else:
             bnode = imp.emit(base + ":bias", "view", (str(b.node),), (CO, 1, 1))
         y = imp.emit(base, "add", (y, bnode), (CO, oh, ow))
@@ -383,7 +392,7 @@ def _global_avg(imp: Importer, p: Any) -> None:
     _pool(imp, p, "avgpool2d", {}, (x.shape[1], x.shape[2]))
 
 
-# -- Gemm and MatMul ----------------------------------------------------------------------------------
+# -- Gemm and MatMul ---------------------------------------------------------------------
 
 
 def _weight_node(imp: Importer, t: Tensor, base: str) -> str:
@@ -419,7 +428,7 @@ def _matmul(imp: Importer, p: Any) -> None:
     a, b = imp.get(p.input[0]), imp.get(p.input[1])
     base = imp.label()
     if a.kind == "const" and b.kind == "const":
-        imp.set_output(_const(np.matmul(_fr(a.value), _fr(b.value))))  # type: ignore[arg-type]
+        imp.set_output(const_tensor(np.matmul(fractions_of(a.value), fractions_of(b.value))))  # type: ignore[arg-type]
         return
     if a.kind == "data":
         if len(a.shape) == 0:
@@ -482,7 +491,7 @@ def _gemm(imp: Importer, p: Any) -> None:
         raise imp.unsupported("a first input that is not data (the minibatch flows through A)")
     if at["transA"]:
         raise imp.unsupported("attribute transA = 1")
-    has_c = _present(p, 2)
+    has_c = present(p, 2)
     y = _times(imp, a, b, bool(at["transB"]), base + (":gemm" if has_c or at["alpha"] != 1 else ""))
     if at["alpha"] != 1:
         alpha = QArray.from_fractions(np.array([at["alpha"]], dtype=object))
@@ -500,7 +509,7 @@ def _gemm(imp: Importer, p: Any) -> None:
             raise imp.unsupported("a data tensor as C")
         if at["beta"] != 1:
             if c.kind == "const":
-                c = _const(_fr(c.value) * at["beta"])  # type: ignore[arg-type]
+                c = const_tensor(fractions_of(c.value) * at["beta"])  # type: ignore[arg-type]
             else:
                 beta = QArray.from_fractions(np.array([at["beta"]], dtype=object))
                 c = Tensor(
@@ -508,78 +517,11 @@ def _gemm(imp: Importer, p: Any) -> None:
                     c.shape,
                     imp.emit(base + ":beta", "scale", (str(c.node),), c.shape, (("value", beta),)),
                 )
-        c = _align(imp, c, y)
+        c = align(imp, c, y)
         shape = tuple(np.broadcast_shapes(y.shape, c.shape))
         node = imp.emit(base, "add", (str(y.node), imp.node_of(c, base + ":C")), shape)
         y = Tensor("data", shape, node, batch_axis=y.batch_axis)
     imp.set_output(y)
-
-
-# -- batch normalization (inference) -------------------------------------------------------------------
-
-
-@handles("BatchNormalization")
-def _batchnorm(imp: Importer, p: Any) -> None:
-    at = imp.attrs(p, {"epsilon": _f32(1e-5), "momentum": None, "spatial": 1, "training_mode": 0})
-    if at["spatial"] != 1:
-        raise imp.unsupported(f"attribute spatial = {at['spatial']}")
-    if at["training_mode"] != 0:
-        raise imp.unsupported(f"attribute training_mode = {at['training_mode']} (only inference)")
-    x = imp.get(p.input[0])
-    if x.kind != "data" or not x.batch_axis or not x.shape:
-        raise imp.unsupported("a batch norm of a tensor without (N, C, ...) layout")
-    C = x.shape[0]
-    ch = (C,) + (1,) * (len(x.shape) - 1)
-    scale, shift = imp.get(p.input[1]), imp.get(p.input[2])
-    mean = _fr(imp.const_value(p.input[3], "the running mean")).reshape(ch)
-    var = _fr(imp.const_value(p.input[4], "the running variance")).reshape(ch)
-    r = var + at["epsilon"]
-    if any(v <= 0 for v in r.reshape(-1)):
-        raise imp.invalid("expected var + epsilon > 0")
-    base = imp.label()
-    cur = str(x.node)
-    if any(v != 0 for v in mean.reshape(-1)):
-        cur = imp.emit(
-            base + ":center", "sub", (cur, imp.const_node(_const(mean), base + ":mean")), x.shape
-        )
-    roots = [rational_sqrt(Fraction(v)) for v in r.reshape(-1)]
-    exact = all(q is not None for q in roots)
-    coeff = (
-        np.array([1 / Fraction(q or 1) for q in roots], dtype=object).reshape(ch) if exact else None
-    )
-    if not exact:
-        cur = imp.emit(
-            base + ":rsqrt", "rsqrt_scale", (cur,), x.shape, (("value", QArray.from_fractions(r)),)
-        )
-        coeff = np.full(ch, Fraction(1), dtype=object)
-    assert coeff is not None
-    if scale.kind == "const":
-        coeff = coeff * _fr(scale.value).reshape(ch)  # type: ignore[arg-type]
-    elif scale.kind == "static":
-        pass
-    else:
-        raise imp.unsupported("a data tensor as the scale")
-    if any(v != 1 for v in coeff.reshape(-1)):
-        cur = imp.emit(
-            base + ":scale", "scale", (cur,), x.shape, (("value", QArray.from_fractions(coeff)),)
-        )
-    if scale.kind == "static":
-        g = imp.emit(base + ":gamma", "view", (str(scale.node),), ch)
-        cur = imp.emit(base + ":mul", "mul", (cur, g), x.shape)
-    if shift.kind == "const":
-        if any(v != 0 for v in _fr(shift.value).reshape(-1)):  # type: ignore[arg-type]
-            cur = imp.emit(
-                base,
-                "add",
-                (cur, imp.const_node(_const(_fr(shift.value).reshape(ch)), base + ":beta")),
-                x.shape,
-            )  # type: ignore[arg-type]
-    elif shift.kind == "static":
-        bnode = imp.emit(base + ":beta", "view", (str(shift.node),), ch)
-        cur = imp.emit(base, "add", (cur, bnode), x.shape)
-    else:
-        raise imp.unsupported("a data tensor as the shift")
-    imp.set_output(Tensor("data", x.shape, cur))
 
 
 __all__: list[str] = []

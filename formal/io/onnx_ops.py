@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from formal.core.activations import Activation, get_activation
+from formal.core.numbers import parse_format
 from formal.core.qarray import QArray
-from formal.io.onnx import _FLOAT_TYPES, Importer, Tensor, _fractions, exact_from_float
-
-Handler = Callable[[Importer, Any], None]
-HANDLERS: dict[str, Handler] = {}
+from formal.io.onnx_import import (
+    FLOAT_TYPES,
+    HANDLERS,
+    Handler,
+    Importer,
+    Tensor,
+    align,
+    const_tensor,
+    exact_from_float,
+    f32,
+    fractions_of,
+    handles,
+    present,
+)
 
 # inputs that must be constants (shapes, pads, bounds, divisors, statistics)
 CONST_POSITIONS: dict[str, set[int]] = {
@@ -33,15 +43,6 @@ CONST_POSITIONS: dict[str, set[int]] = {
 }
 
 
-def handles(*names: str) -> Callable[[Handler], Handler]:
-    def deco(fn: Handler) -> Handler:
-        for n in names:
-            HANDLERS[n] = fn
-        return fn
-
-    return deco
-
-
 def classify_initializers(imp: Importer, inits: dict[str, Any]) -> None:
     """Floating initializers used as values are parameters; the rest are constants."""
     from onnx import numpy_helper
@@ -54,13 +55,13 @@ def classify_initializers(imp: Importer, inits: dict[str, Any]) -> None:
                 value_use.add(name)
     for name, t in inits.items():
         arr = numpy_helper.to_array(t)
-        if name in value_use and t.data_type in _FLOAT_TYPES:
+        if name in value_use and t.data_type in FLOAT_TYPES:
             imp.params[name] = exact_from_float(arr, f"{imp.source}: initializer {name}")
             imp.param_arrays[name] = arr
             imp.param_order.append(name)
             node = imp.emit("p:" + name, "param", (), arr.shape, (("name", name),))
             imp.tensors[name] = Tensor("static", tuple(arr.shape), node)
-        elif t.data_type in _FLOAT_TYPES:
+        elif t.data_type in FLOAT_TYPES:
             imp.tensors[name] = Tensor(
                 "const",
                 tuple(arr.shape),
@@ -68,42 +69,6 @@ def classify_initializers(imp: Importer, inits: dict[str, Any]) -> None:
             )
         else:
             imp.tensors[name] = Tensor("const", tuple(arr.shape), value=np.asarray(arr))
-
-
-def _fr(v: np.ndarray) -> np.ndarray:
-    return _fractions(v)
-
-
-def _const(v: np.ndarray) -> Tensor:
-    v = np.asarray(v)
-    return Tensor("const", tuple(v.shape), value=v)
-
-
-def _present(p: Any, i: int) -> bool:
-    return len(p.input) > i and bool(p.input[i])
-
-
-def _align(imp: Importer, other: Tensor, data: Tensor) -> Tensor:
-    """Drop the leading axis of a constant/parameter that lines up with the batch axis."""
-    rank = data.onnx_shape_rank
-    t = other.shape
-    if len(t) > rank:
-        raise imp.unsupported(
-            f"broadcasting a {len(t)}-D constant or parameter against {rank}-D data"
-        )
-    if data.batch_axis and len(t) == rank:
-        if t[0] != 1:
-            raise imp.unsupported(
-                f"a constant or parameter of shape {t} varies along the batch axis"
-            )
-        new = t[1:]
-        if other.kind == "const":
-            assert other.value is not None
-            return _const(other.value.reshape(new))
-        return Tensor(
-            "static", new, imp.emit(imp.label() + ":view", "view", (str(other.node),), new)
-        )
-    return other
 
 
 def _broadcast(imp: Importer, a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
@@ -118,8 +83,8 @@ def _binary(kind: str) -> Handler:
         imp.attrs(p, {})
         a, b = imp.get(p.input[0]), imp.get(p.input[1])
         if a.kind == "const" and b.kind == "const":
-            va, vb = _fr(a.value), _fr(b.value)  # type: ignore[arg-type]
-            imp.set_output(_const({"add": va + vb, "sub": va - vb, "mul": va * vb}[kind]))
+            va, vb = fractions_of(a.value), fractions_of(b.value)  # type: ignore[arg-type]
+            imp.set_output(const_tensor({"add": va + vb, "sub": va - vb, "mul": va * vb}[kind]))
             return
         if a.kind != "data" and b.kind != "data":
             shape = _broadcast(imp, a.shape, b.shape)
@@ -139,7 +104,7 @@ def _binary(kind: str) -> Handler:
             imp.set_output(Tensor("data", shape, node, batch_axis=a.batch_axis))
             return
         data, other, first = (a, b, True) if a.kind == "data" else (b, a, False)
-        other = _align(imp, other, data)
+        other = align(imp, other, data)
         shape = _broadcast(imp, data.shape, other.shape)
         if kind == "mul" and other.kind == "const" and shape == data.shape:
             node = imp.emit(
@@ -147,7 +112,7 @@ def _binary(kind: str) -> Handler:
                 "scale",
                 (str(data.node),),
                 shape,
-                (("value", QArray.from_fractions(_fr(other.value))),),
+                (("value", QArray.from_fractions(fractions_of(other.value))),),
             )  # type: ignore[arg-type]
         else:
             o = imp.node_of(other, imp.label() + ":const")
@@ -168,14 +133,14 @@ HANDLERS["Mul"] = _binary("mul")
 def _div(imp: Importer, p: Any) -> None:
     imp.attrs(p, {})
     a = imp.get(p.input[0])
-    c = _fr(imp.const_value(p.input[1], "the divisor"))
+    c = fractions_of(imp.const_value(p.input[1], "the divisor"))
     if any(v == 0 for v in c.reshape(-1)):
         raise imp.invalid("expected a non-zero divisor, got a zero entry")
     inv = np.vectorize(lambda v: 1 / Fraction(v), otypes=[object])(c)
     if a.kind == "const":
-        imp.set_output(_const(_fr(a.value) * inv))  # type: ignore[arg-type]
+        imp.set_output(const_tensor(fractions_of(a.value) * inv))  # type: ignore[arg-type]
         return
-    other = _align(imp, _const(inv), a) if a.kind == "data" else _const(inv)
+    other = align(imp, const_tensor(inv), a) if a.kind == "data" else const_tensor(inv)
     shape = _broadcast(imp, a.shape, other.shape)
     if shape != a.shape:
         raise imp.unsupported(
@@ -186,7 +151,7 @@ def _div(imp: Importer, p: Any) -> None:
         "scale",
         (str(a.node),),
         shape,
-        (("value", QArray.from_fractions(_fr(other.value))),),
+        (("value", QArray.from_fractions(fractions_of(other.value))),),
     )  # type: ignore[arg-type]
     imp.set_output(Tensor(a.kind, shape, node, batch_axis=a.batch_axis))
 
@@ -196,7 +161,7 @@ def _neg(imp: Importer, p: Any) -> None:
     imp.attrs(p, {})
     a = imp.get(p.input[0])
     if a.kind == "const":
-        imp.set_output(_const(-_fr(a.value)))  # type: ignore[arg-type]
+        imp.set_output(const_tensor(-fractions_of(a.value)))  # type: ignore[arg-type]
         return
     imp.set_output(
         Tensor(
@@ -218,7 +183,7 @@ def _identity(imp: Importer, p: Any) -> None:
 def _dropout(imp: Importer, p: Any) -> None:
     """Inference: the identity (a mask output that is used, or training mode, is unsupported)."""
     at = imp.attrs(p, {"ratio": None, "seed": None, "is_test": 1})
-    if _present(p, 2):
+    if present(p, 2):
         mode = np.asarray(imp.const_value(p.input[2], "training_mode")).reshape(-1)
         if mode.size and bool(mode[0]):
             raise imp.unsupported("input training_mode = true (only inference)")
@@ -229,23 +194,21 @@ def _dropout(imp: Importer, p: Any) -> None:
 
 @handles("Cast")
 def _cast(imp: Importer, p: Any) -> None:
-    from formal.core.numbers import parse_format
-
     to = imp.attrs(p, {"to": None, "saturate": 1})["to"]
     a = imp.get(p.input[0])
-    if to in _FLOAT_TYPES:
+    if to in FLOAT_TYPES:
         if a.kind != "const":
             imp.set_output(a)  # real semantics: a float cast of a real value is the value
             return
-        fmt = parse_format(_FLOAT_TYPES[to])
-        vals = _fr(a.value).reshape(-1)  # type: ignore[arg-type]
+        fmt = parse_format(FLOAT_TYPES[to])
+        vals = fractions_of(a.value).reshape(-1)  # type: ignore[arg-type]
         out = np.empty(vals.shape, dtype=object)
         for i, v in enumerate(vals):
             r = fmt.round_nearest_even(Fraction(v))
             if r is None:
                 raise imp.invalid(f"constant {v} overflows {fmt.name}")
             out[i] = r
-        imp.set_output(_const(out.reshape(a.shape)))
+        imp.set_output(const_tensor(out.reshape(a.shape)))
         return
     if a.kind != "const":
         raise imp.unsupported(f"attribute to = {to} (a cast of data to an integer type)")
@@ -253,7 +216,7 @@ def _cast(imp: Importer, p: Any) -> None:
     ints = np.array([math.trunc(Fraction(x)) for x in v.reshape(-1)], dtype=np.int64).reshape(
         v.shape
     )
-    imp.set_output(_const(ints))
+    imp.set_output(const_tensor(ints))
 
 
 @handles("Constant")
@@ -273,18 +236,20 @@ def _constant(imp: Importer, p: Any) -> None:
     if at["value"] is not None:
         t = at["value"]
         arr = numpy_helper.to_array(t)
-        if t.data_type in _FLOAT_TYPES:
-            imp.set_output(_const(exact_from_float(arr, f"{imp.where()}: value").to_fractions()))
+        if t.data_type in FLOAT_TYPES:
+            imp.set_output(
+                const_tensor(exact_from_float(arr, f"{imp.where()}: value").to_fractions())
+            )
         else:
-            imp.set_output(_const(np.asarray(arr)))
+            imp.set_output(const_tensor(np.asarray(arr)))
     elif at["value_float"] is not None:
-        imp.set_output(_const(np.array(at["value_float"], dtype=object)))
+        imp.set_output(const_tensor(np.array(at["value_float"], dtype=object)))
     elif at["value_floats"] is not None:
-        imp.set_output(_const(np.array(at["value_floats"], dtype=object)))
+        imp.set_output(const_tensor(np.array(at["value_floats"], dtype=object)))
     elif at["value_int"] is not None:
-        imp.set_output(_const(np.array(at["value_int"], dtype=np.int64)))
+        imp.set_output(const_tensor(np.array(at["value_int"], dtype=np.int64)))
     elif at["value_ints"] is not None:
-        imp.set_output(_const(np.array(at["value_ints"], dtype=np.int64)))
+        imp.set_output(const_tensor(np.array(at["value_ints"], dtype=np.int64)))
     else:
         raise imp.invalid("expected a value attribute")
 
@@ -300,12 +265,8 @@ def _act(imp: Importer, p: Any, act: Activation) -> None:
     imp.set_output(Tensor("data", x.shape, node, batch_axis=x.batch_axis))
 
 
-def _f32(x: float) -> Fraction:
-    return Fraction(float(np.float32(x)))
-
-
 def hard_sigmoid(alpha: Fraction, beta: Fraction) -> Activation:
-    """ONNX HardSigmoid ``max(0, min(1, alpha x + beta))``: kinks where alpha x + beta hits 0 and 1."""
+    """ONNX HardSigmoid ``max(0, min(1, alpha x + beta))``: kinks where alpha x + beta is 0, 1."""
     params = (("alpha", alpha), ("beta", beta))
     if alpha == 0:
         c = min(max(beta, Fraction(0)), Fraction(1))
@@ -348,13 +309,13 @@ def _simple_act(imp: Importer, p: Any) -> None:
 
 @handles("LeakyRelu")
 def _leaky(imp: Importer, p: Any) -> None:
-    alpha = imp.attrs(p, {"alpha": _f32(0.01)})["alpha"]
+    alpha = imp.attrs(p, {"alpha": f32(0.01)})["alpha"]
     _act(imp, p, get_activation("leaky_relu", slope=alpha))
 
 
 @handles("HardSigmoid")
 def _hardsigmoid(imp: Importer, p: Any) -> None:
-    at = imp.attrs(p, {"alpha": _f32(0.2), "beta": _f32(0.5)})
+    at = imp.attrs(p, {"alpha": f32(0.2), "beta": f32(0.5)})
     _act(imp, p, hard_sigmoid(at["alpha"], at["beta"]))
 
 
@@ -366,13 +327,13 @@ def _clip(imp: Importer, p: Any) -> None:
     else:
         imp.attrs(p, {})
         lo = (
-            Fraction(_fr(imp.const_value(p.input[1], "the min bound")).reshape(-1)[0])
-            if _present(p, 1)
+            Fraction(fractions_of(imp.const_value(p.input[1], "the min bound")).reshape(-1)[0])
+            if present(p, 1)
             else None
         )
         hi = (
-            Fraction(_fr(imp.const_value(p.input[2], "the max bound")).reshape(-1)[0])
-            if _present(p, 2)
+            Fraction(fractions_of(imp.const_value(p.input[2], "the max bound")).reshape(-1)[0])
+            if present(p, 2)
             else None
         )
     if lo is not None and hi is not None and not lo < hi:
@@ -383,7 +344,5 @@ def _clip(imp: Importer, p: Any) -> None:
         return
     _act(imp, p, act)
 
-
-from formal.io import onnx_layers as _layers  # noqa: E402,F401  (registers the remaining handlers)
 
 __all__ = ["HANDLERS", "classify_initializers", "hard_sigmoid", "clip"]

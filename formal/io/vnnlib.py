@@ -39,6 +39,7 @@ class Box:
     hi: tuple[Fraction, ...]
 
     def point(self, which: str = "center") -> list[Fraction]:
+        """The input point of the box: its ``center``, its ``lo`` corner or its ``hi`` corner."""
         if which == "center":
             return [(a + b) / 2 for a, b in zip(self.lo, self.hi)]
         if which == "lo":

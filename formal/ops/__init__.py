@@ -1,4 +1,7 @@
-"""Op families: each module owns every rule of its ops (float, exact, ball, signature, tangent, adjoint, SMT).
+"""Op families: each module owns every rule of its ops.
+
+Float, exact, ball, signature, tangent, adjoint, kink and SMT rules are
+registered with :func:`formal.core.rules.register`.
 
 Importing this package registers every op in the rule tables.
 """

@@ -1,24 +1,18 @@
-"""Per-op rule tables: exact value, tangent (JVP), adjoint (VJP), float filter.
+"""Basic ops: leaves (param, const, input), linear, add, sub, neg, scale, reshape.
 
-Every smooth op of the IR registers four rules, keyed by ``Node.op``:
-
-- ``EXACT[op](node, ins, net) -> QArray``: the exact value;
-- ``JVP[op](node, ins, tans, net) -> QArray | None``: the tangent, linear in
-  the input tangents ``tans`` (``None`` is a symbolic zero);
-- ``VJP[op](node, ins, adj, net, need) -> list[QArray | None]``: the
-  adjoints of the inputs given the output adjoint ``adj``; ``need[i]`` is
-  False (return None), True (all entries) or an array of per-sample flat
-  positions that will be read (a rule may compute only those; others 0);
-- ``FLOAT[op](node, vals, errs, net) -> (val, err)``: a float64 value and a
-  rigorous bound on its distance to the exact value (optional: without it
-  the float filter is skipped and the exact pass decides).
+Every op registers all of its rules here with :func:`formal.core.rules.register`
+(the rule signatures are documented in :mod:`formal.core.rules`): ``exact``,
+``jvp``, ``vjp``, ``float`` (a float64 value and a rigorous bound on its
+distance to the exact value), ``ball`` (arb enclosures) and ``signature``
+(local signature ids, :mod:`formal.core.signatures`).
 
 Layouts: a *batched* value has shape ``(B, *shape)``; parameters and
-constants are unbatched.  Tangents and adjoints carry a leading axis ``R``
-(several directions or cotangents at once): ``(R, B, *shape)`` for batched
-values, ``(R, *shape)`` for unbatched ones.  Activations and max-pools are
-handled by the engine (:mod:`formal.exact`) because their rules depend on
-kinks and proxies.
+constants are unbatched (:func:`formal.core.graph.is_batched`).  Tangents and
+adjoints carry a leading axis ``R`` (several directions or cotangents at
+once): ``(R, B, *shape)`` for batched values, ``(R, *shape)`` for unbatched
+ones.  A vjp rule's ``need[i]`` is False (return None), True (all entries) or
+an array of per-sample flat positions that will be read (a rule may compute
+only those; others 0).
 """
 
 from __future__ import annotations
@@ -28,52 +22,31 @@ from typing import Any
 
 import numpy as np
 
+from formal.core import bvq
+from formal.core.balls import ball_matmul, cached_balls, to_balls
+from formal.core.bvq import Cond, all_of, any_of
+from formal.core.floatbound import ETA, U, gamma, to_float
+from formal.core.fpterms import const_terms, ordered_sum
+from formal.core.graph import is_batched
 from formal.core.network import Network, Node
 from formal.core.qarray import QArray, int_matmul
-from formal.errors import MissingRule
+from formal.core.rules import register
+from formal.core.signatures import Oracle, combine, row_ids, value_ids
+from formal.core.smtrules import (
+    BVLeaf,
+    BVRule,
+    BVState,
+    BVUnary,
+    RoundedState,
+    const_array,
+    dot_rows,
+    map1,
+    map2,
+    sum_to,
+)
+from formal.errors import UnsupportedOp
 
-U = 2.0**-53  # unit roundoff of binary64
-ETA = 2.0**-1074  # smallest positive subnormal of binary64
-
-ExactRule = Callable[[Node, list[QArray], Network], QArray]
-JvpRule = Callable[[Node, list[QArray], list[QArray | None], Network], QArray | None]
-VjpRule = Callable[[Node, list[QArray], QArray, Network, list[Any]], list[QArray | None]]
-FloatRule = Callable[
-    [Node, list[np.ndarray], list[np.ndarray], Network], tuple[np.ndarray, np.ndarray]
-]
-
-EXACT: dict[str, ExactRule] = {}
-JVP: dict[str, JvpRule] = {}
-VJP: dict[str, VjpRule] = {}
-FLOAT: dict[str, FloatRule] = {}
-
-
-def rule(table: dict[str, Any], op: str, table_name: str) -> Any:
-    """Look up a rule; a missing one names the op and the table."""
-    try:
-        return table[op]
-    except KeyError:
-        raise MissingRule(f"op {op!r} has no rule in the {table_name} table") from None
-
-
-def gamma(n: int) -> float:
-    """The classical bound gamma_n = n u / (1 - n u) on accumulated rounding."""
-    return n * U / (1 - n * U)
-
-
-def is_batched(net: Network, name: str) -> bool:
-    table = net.cache.get("batched")
-    if table is None:
-        table = {}
-        for n in net.nodes:
-            if n.op == "input":
-                table[n.name] = True
-            elif n.op in ("param", "const"):
-                table[n.name] = False
-            else:
-                table[n.name] = any(table[i] for i in n.inputs)
-        net.cache["batched"] = table
-    return bool(table[name])
+Floats = tuple[np.ndarray, np.ndarray]
 
 
 def lift(tan: QArray, batched: bool) -> QArray:
@@ -100,16 +73,62 @@ def unbroadcast(adj: QArray, target: tuple[int, ...], batched: bool) -> QArray:
     return QArray(num.reshape((rows,) + full), adj.den)
 
 
+def float_values(net: Network, name: str) -> Floats:
+    """Float64 value of a parameter (or ``"<input>"``) and a bound on its conversion error.
+
+    Cached on the network.
+    """
+    key = "float:" + name
+    hit = net.cache.get(key)
+    if hit is None:
+        hit = to_float(net.inputs if name == "<input>" else net.params[name])
+        net.cache[key] = hit
+    return hit
+
+
 # -- leaves -------------------------------------------------------------------
 
 
-def _param_exact(node: Node, ins: list[QArray], net: Network) -> QArray:
-    return net.params[node.attr("name")]
+def _param_float(node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net: Network):
+    return float_values(net, node.attr("name"))
 
 
-EXACT["param"] = _param_exact
-EXACT["const"] = lambda node, ins, net: node.attr("value")
-EXACT["input"] = lambda node, ins, net: net.inputs
+def _const_float(node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net: Network):
+    f = node.attr("value").to_float()
+    return f, np.abs(f) * U + ETA
+
+
+def _param_signature(node: Node, ins: list[np.ndarray], net: Network, oracle: Oracle):
+    name = node.attr("name")
+    if name in net.trainable:
+        par = net.parameterization()
+        return combine(par.groups[name], par.signs[name])
+    return value_ids(net.params[name])
+
+
+register(
+    "param",
+    exact=lambda node, ins, net: net.params[node.attr("name")],
+    float=_param_float,
+    ball=lambda node, ins, net, env: cached_balls(
+        net, node.attr("name"), net.params[node.attr("name")]
+    ),
+    signature=_param_signature,
+)
+register(
+    "const",
+    exact=lambda node, ins, net: node.attr("value"),
+    float=_const_float,
+    ball=lambda node, ins, net, env: to_balls(node.attr("value")),
+    signature=lambda node, ins, net, oracle: value_ids(node.attr("value")),
+)
+register(
+    "input",
+    exact=lambda node, ins, net: net.inputs,
+    float=lambda node, vals, errs, net: float_values(net, "<input>"),
+    ball=lambda node, ins, net, env: cached_balls(net, "<input>", net.inputs),
+    signature=lambda node, ins, net, oracle: value_ids(net.inputs),
+)
 
 
 # -- linear: x @ W.T -----------------------------------------------------------
@@ -184,8 +203,10 @@ def _linear_vjp(
 
 
 def _linear_float(node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net: Network):
-    """|fl(x W^T) - x_exact W_exact^T| <= gamma_{n+2} |x||W|^T + e_x |W|^T + |x| e_W^T + (n+2) eta,
-    doubled to cover the rounding of the bound's own evaluation."""
+    """|fl(x W^T) - x_exact W_exact^T| <= gamma_{n+2} |x||W|^T + e_x |W|^T + |x| e_W^T + (n+2) eta.
+
+    Doubled to cover the rounding of the bound's own evaluation.
+    """
     x, w = vals
     ex, ew = errs
     n = x.shape[1]
@@ -197,16 +218,35 @@ def _linear_float(node: Node, vals: list[np.ndarray], errs: list[np.ndarray], ne
     return y, 2.0 * bound
 
 
-EXACT["linear"] = _linear_exact
-JVP["linear"] = _linear_jvp
-VJP["linear"] = _linear_vjp
-FLOAT["linear"] = _linear_float
+def _linear_signature(node: Node, ins: list[np.ndarray], net: Network, oracle: Oracle):
+    x, w = ins
+    rx = row_ids(x.reshape(x.shape[0], -1))
+    rw = row_ids(w.reshape(w.shape[0], -1))
+    return combine(rx[:, None], rw[None, :])
+
+
+register(
+    "linear",
+    exact=_linear_exact,
+    jvp=_linear_jvp,
+    vjp=_linear_vjp,
+    float=_linear_float,
+    ball=lambda node, ins, net, env: ball_matmul(ins[0], np.ascontiguousarray(ins[1].T)),
+    signature=_linear_signature,
+)
 
 
 # -- add, sub, neg, scale -------------------------------------------------------
 
 
-def _binary_jvp(sign: int) -> JvpRule:
+def _expand(t: QArray, node: Node, net: Network) -> QArray:
+    shape = (t.shape[0], net.batch) + node.shape
+    if t.shape == shape:
+        return t
+    return QArray(np.broadcast_to(t.num, shape).copy(), t.den)
+
+
+def _binary_jvp(sign: int) -> Any:
     def jvp(
         node: Node, ins: list[QArray], tans: list[QArray | None], net: Network
     ) -> QArray | None:
@@ -225,16 +265,9 @@ def _binary_jvp(sign: int) -> JvpRule:
     return jvp
 
 
-def _expand(t: QArray, node: Node, net: Network) -> QArray:
-    shape = (t.shape[0], net.batch) + node.shape
-    if t.shape == shape:
-        return t
-    return QArray(np.broadcast_to(t.num, shape).copy(), t.den)
-
-
-def _binary_vjp(sign: int) -> VjpRule:
+def _binary_vjp(sign: int) -> Any:
     def vjp(
-        node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[bool]
+        node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[Any]
     ) -> list[QArray | None]:
         out: list[QArray | None] = []
         for k, (name, val) in enumerate(zip(node.inputs, ins)):
@@ -260,23 +293,38 @@ def _sub_float(node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net: 
     return y, 2.0 * (errs[0] + errs[1] + U * np.abs(y)) + ETA
 
 
-EXACT["add"] = lambda node, ins, net: ins[0] + ins[1]
-EXACT["sub"] = lambda node, ins, net: ins[0] - ins[1]
-JVP["add"] = _binary_jvp(1)
-JVP["sub"] = _binary_jvp(-1)
-VJP["add"] = _binary_vjp(1)
-VJP["sub"] = _binary_vjp(-1)
-FLOAT["add"] = _add_float
-FLOAT["sub"] = _sub_float
-
-EXACT["neg"] = lambda node, ins, net: -ins[0]
-JVP["neg"] = lambda node, ins, tans, net: -tans[0] if tans[0] is not None else None
-VJP["neg"] = lambda node, ins, adj, net, need: [-adj]
-FLOAT["neg"] = lambda node, vals, errs, net: (-vals[0], errs[0])
+def pair_signature(node: Node, ins: list[np.ndarray], net: Network, oracle: Oracle):
+    """Signature of an entrywise binary op: the pair of its inputs' ids (broadcast)."""
+    return combine(ins[0], ins[1])
 
 
-def _scale_exact(node: Node, ins: list[QArray], net: Network) -> QArray:
-    return ins[0].mul(node.attr("value"))
+register(
+    "add",
+    exact=lambda node, ins, net: ins[0] + ins[1],
+    jvp=_binary_jvp(1),
+    vjp=_binary_vjp(1),
+    float=_add_float,
+    ball=lambda node, ins, net, env: ins[0] + ins[1],
+    signature=pair_signature,
+)
+register(
+    "sub",
+    exact=lambda node, ins, net: ins[0] - ins[1],
+    jvp=_binary_jvp(-1),
+    vjp=_binary_vjp(-1),
+    float=_sub_float,
+    ball=lambda node, ins, net, env: ins[0] - ins[1],
+    signature=pair_signature,
+)
+register(
+    "neg",
+    exact=lambda node, ins, net: -ins[0],
+    jvp=lambda node, ins, tans, net: -tans[0] if tans[0] is not None else None,
+    vjp=lambda node, ins, adj, net, need: [-adj],
+    float=lambda node, vals, errs, net: (-vals[0], errs[0]),
+    ball=lambda node, ins, net, env: -ins[0],
+    signature=lambda node, ins, net, oracle: ins[0],
+)
 
 
 def _scale_jvp(
@@ -286,30 +334,29 @@ def _scale_jvp(
     return None if t is None else t.mul(node.attr("value"))
 
 
-def _scale_vjp(
-    node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[bool]
-) -> list[QArray | None]:
-    return [adj.mul(node.attr("value"))]
-
-
 def _scale_float(node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net: Network):
     c = node.attr("value").to_float()
     y = vals[0] * c
     return y, 2.0 * (errs[0] * np.abs(c) * (1 + 2 * U) + 2 * U * np.abs(y)) + ETA
 
 
-EXACT["scale"] = _scale_exact
-JVP["scale"] = _scale_jvp
-VJP["scale"] = _scale_vjp
-FLOAT["scale"] = _scale_float
+def scale_signature(node: Node, ins: list[np.ndarray], net: Network, oracle: Oracle):
+    """Signature of scaling by the constant ``value`` attribute: (input id, constant id)."""
+    return combine(ins[0], value_ids(node.attr("value")))
 
 
-# -- reshape ---------------------------------------------------------------------
+register(
+    "scale",
+    exact=lambda node, ins, net: ins[0].mul(node.attr("value")),
+    jvp=_scale_jvp,
+    vjp=lambda node, ins, adj, net, need: [adj.mul(node.attr("value"))],
+    float=_scale_float,
+    ball=lambda node, ins, net, env: ins[0] * to_balls(node.attr("value")),
+    signature=scale_signature,
+)
 
 
-def _reshape_exact(node: Node, ins: list[QArray], net: Network) -> QArray:
-    x = ins[0]
-    return x.reshape((x.shape[0],) + node.shape)
+# -- reshape (of a batched value) -------------------------------------------------
 
 
 def _reshape_jvp(
@@ -319,19 +366,189 @@ def _reshape_jvp(
     return None if t is None else t.reshape(t.shape[:2] + node.shape)
 
 
-def _reshape_vjp(
-    node: Node, ins: list[QArray], adj: QArray, net: Network, need: list[bool]
-) -> list[QArray | None]:
-    return [adj.reshape((adj.shape[0],) + ins[0].shape)]
-
-
-EXACT["reshape"] = _reshape_exact
-JVP["reshape"] = _reshape_jvp
-VJP["reshape"] = _reshape_vjp
-FLOAT["reshape"] = lambda node, vals, errs, net: (
-    vals[0].reshape((vals[0].shape[0],) + node.shape),
-    errs[0].reshape((errs[0].shape[0],) + node.shape),
+register(
+    "reshape",
+    exact=lambda node, ins, net: ins[0].reshape((ins[0].shape[0],) + node.shape),
+    jvp=_reshape_jvp,
+    vjp=lambda node, ins, adj, net, need: [adj.reshape((adj.shape[0],) + ins[0].shape)],
+    float=lambda node, vals, errs, net: (
+        vals[0].reshape((vals[0].shape[0],) + node.shape),
+        errs[0].reshape((errs[0].shape[0],) + node.shape),
+    ),
+    ball=lambda node, ins, net, env: ins[0].reshape((ins[0].shape[0],) + node.shape),
+    signature=lambda node, ins, net, oracle: ins[0].reshape((net.batch,) + node.shape),
 )
 
 
-__all__ = ["EXACT", "JVP", "VJP", "FLOAT", "rule", "gamma", "is_batched", "lift", "unbroadcast"]
+__all__ = [
+    "Floats",
+    "float_values",
+    "lift",
+    "pair_signature",
+    "scale_signature",
+    "unbroadcast",
+]
+
+
+# -- SMT encodings: exact bit-vectors (bv) and IEEE-rounded terms (rounded) -------------
+# The rule interfaces are documented in formal.core.smtrules.
+
+
+class BVLinear(BVRule):
+    """``x @ W.T``: exact sums of products (a batched weight operand is refused)."""
+
+    def value(self, node: Node, ins: list[np.ndarray], enc: BVState) -> np.ndarray:
+        """The exact matrix product."""
+        if enc.batched[node.inputs[1]]:
+            raise UnsupportedOp(
+                f"node {node.name!r}: a batched weight operand is not supported by the exact "
+                "encoding"
+            )
+        return dot_rows(ins[0], ins[1], bvq.mul, bvq.total)
+
+    def tangent(self, node: Node, enc: BVState) -> np.ndarray:
+        """``x' W.T + x W'.T`` may be non-zero where a moving factor meets a non-zero one."""
+        x, w = (enc.values[i] for i in node.inputs)
+        mx, mw = (enc.may[i] for i in node.inputs)
+        B, n = x.shape
+        out = np.empty((B, w.shape[0]), dtype=object)
+        for b in range(B):
+            for o in range(w.shape[0]):
+                terms: list[Cond] = []
+                for i in range(n):
+                    terms.append(all_of([mx[b, i], bvq.nonzero(w[o, i])]))
+                    terms.append(all_of([mw[o, i], bvq.nonzero(x[b, i])]))
+                out[b, o] = any_of(terms)
+        return out
+
+    def adjoint(
+        self, node: Node, adj: np.ndarray, enc: BVState
+    ) -> list[tuple[str, np.ndarray | None]]:
+        """``adj @ W`` for the input (the weight is not batched: no adjoint needed)."""
+        w = enc.values[node.inputs[1]]
+        return [(node.inputs[0], dot_rows(adj, w.T, bvq.mul, bvq.total))]
+
+
+def _bv_batched(node: Node, ins: list[np.ndarray], enc: BVState) -> list[np.ndarray]:
+    """The operands with a leading axis of 1 on the unbatched ones."""
+    return [v if enc.batched[n] else v.reshape((1,) + v.shape) for n, v in zip(node.inputs, ins)]
+
+
+class BVAdd(BVRule):
+    """``add`` and ``sub`` (``negate``: the second operand is subtracted), broadcasting."""
+
+    def __init__(self, negate: bool) -> None:
+        self.negate = negate
+
+    def value(self, node: Node, ins: list[np.ndarray], enc: BVState) -> np.ndarray:
+        """The exact sum or difference."""
+        return map2(bvq.sub if self.negate else bvq.add, *_bv_batched(node, ins, enc))
+
+    def tangent(self, node: Node, enc: BVState) -> np.ndarray:
+        """Possibly non-zero where either operand's tangent is."""
+        may = _bv_batched(node, [enc.may[i] for i in node.inputs], enc)
+        return map2(lambda a, b: any_of([a, b]), *may)
+
+    def adjoint(
+        self, node: Node, adj: np.ndarray, enc: BVState
+    ) -> list[tuple[str, np.ndarray | None]]:
+        """The output adjoint (negated for a subtrahend), summed to each batched operand."""
+        out: list[tuple[str, np.ndarray | None]] = []
+        for k, name in enumerate(node.inputs):
+            if not enc.batched[name]:
+                out.append((name, None))
+                continue
+            g = map1(bvq.neg, adj) if self.negate and k == 1 else adj
+            out.append((name, sum_to(g, enc.values[name].shape)))
+        return out
+
+
+class BVScale(BVRule):
+    """``x * c`` for a constant tensor c (broadcast)."""
+
+    def value(self, node: Node, ins: list[np.ndarray], enc: BVState) -> np.ndarray:
+        """The exact product."""
+        return map2(bvq.scale, ins[0], node.attr("value").to_fractions())
+
+    def tangent(self, node: Node, enc: BVState) -> np.ndarray:
+        """The input's, except where c is zero."""
+        c = node.attr("value").to_fractions()
+        return map2(lambda m, ci: m if ci != 0 else False, enc.may[node.inputs[0]], c)
+
+    def adjoint(
+        self, node: Node, adj: np.ndarray, enc: BVState
+    ) -> list[tuple[str, np.ndarray | None]]:
+        """``adj * c`` summed to the input's shape."""
+        g = map2(bvq.scale, adj, node.attr("value").to_fractions())
+        return [(node.inputs[0], sum_to(g, enc.values[node.inputs[0]].shape))]
+
+
+def _rounded_param(node: Node, ins: list[np.ndarray], st: RoundedState) -> np.ndarray:
+    """A searched tensor is the pass's; any other is rounded to the format."""
+    name = node.attr("name")
+    if name in st.params:
+        return st.params[name]
+    return const_terms(st.arith, st.net.params[name].to_fractions())
+
+
+def _rounded_linear(node: Node, ins: list[np.ndarray], st: RoundedState) -> np.ndarray:
+    """Products ``fl(x_k * W[i, k])``, summed in the stated order."""
+    return dot_rows(ins[0], ins[1], st.arith.mul, lambda ts: ordered_sum(st.arith, ts, st.order))
+
+
+def _rounded_add(negate: bool) -> Callable[[Node, list[np.ndarray], RoundedState], np.ndarray]:
+    def rule(node: Node, ins: list[np.ndarray], st: RoundedState) -> np.ndarray:
+        """One rounding per entry (the subtrahend is negated first, exactly)."""
+        a, c = ins
+        if a.ndim < c.ndim:
+            a = a.reshape((1,) + a.shape)
+        if c.ndim < a.ndim:
+            c = c.reshape((1,) + c.shape)
+        ar = st.arith
+        return map2(lambda p, q: ar.add(p, ar.neg(q) if negate else q), a, c)
+
+    return rule
+
+
+def _rounded_scale(node: Node, ins: list[np.ndarray], st: RoundedState) -> np.ndarray:
+    """``fl(x * fl(c))`` (exact where c is 1)."""
+    ar = st.arith
+    c = node.attr("value").to_fractions()
+    return map2(lambda a, ci: a if ci == 1 else ar.mul(a, ar.const(ci)), ins[0], c)
+
+
+register(
+    "input",
+    bv=BVLeaf(lambda node, enc: const_array(enc.net.inputs.to_fractions())),
+    rounded=lambda node, ins, st: const_terms(st.arith, st.net.inputs.to_fractions()),
+)
+register(
+    "const",
+    bv=BVLeaf(lambda node, enc: const_array(node.attr("value").to_fractions())),
+    rounded=lambda node, ins, st: const_terms(st.arith, node.attr("value").to_fractions()),
+)
+register(
+    "param",
+    bv=BVLeaf(
+        lambda node, enc: enc.params[node.attr("name")],
+        lambda node, net: node.attr("name") in net.trainable,
+    ),
+    rounded=_rounded_param,
+)
+register("linear", bv=BVLinear(), rounded=_rounded_linear)
+register("add", bv=BVAdd(False), rounded=_rounded_add(False))
+register("sub", bv=BVAdd(True), rounded=_rounded_add(True))
+register(
+    "neg",
+    bv=BVUnary(lambda node, x: map1(bvq.neg, x), lambda adj, shape: map1(bvq.neg, adj)),
+    rounded=lambda node, ins, st: map1(st.arith.neg, ins[0]),
+)
+register("scale", bv=BVScale(), rounded=_rounded_scale)
+register(
+    "reshape",
+    bv=BVUnary(
+        lambda node, x: x.reshape((x.shape[0],) + node.shape),
+        lambda adj, shape: adj.reshape(shape),
+    ),
+    rounded=lambda node, ins, st: ins[0].reshape((ins[0].shape[0],) + node.shape),
+)

@@ -1,13 +1,11 @@
 """Convolutions and pooling for real models: conv2d, avgpool2d (and max-pool windows).
 
-Importing this module registers the rules of these ops in the tables of
-:mod:`formal.ops`, those of the tensor ops of :mod:`formal.tensorops`
-(matmul, mul, view, transpose, pad, rsqrt_scale) and the max-pool kink rule
-of :mod:`formal.maxpool`.
-All of them are smooth (polynomial in their inputs), so they only need the
-four tables; their float rules carry rigorous error bounds (the classical
-``gamma_n`` bound on a dot product of n terms, doubled to cover the
-evaluation of the bound itself, as in :func:`formal.ops._linear_float`).
+Every op registers all of its rules here (:func:`formal.core.rules.register`).
+Both are smooth (polynomial in their inputs); their float rules carry
+rigorous error bounds (the classical ``gamma_n`` bound on a dot product of n
+terms, doubled to cover the evaluation of the bound itself, as for
+``linear`` in :mod:`formal.ops.basic`).  The window helpers here also serve
+the max-pool of :mod:`formal.ops.pool`.
 
 =============  =========================  =====================================
 op             inputs                     meaning (per sample; torch layouts)
@@ -24,7 +22,7 @@ A convolution's bias is an ``add`` of the (CO, 1, 1) ``view`` of an (CO,)
 parameter: shared across positions, so hypothesis H fails and verdicts use
 the kink-graph path.  Windows (of convolutions and pools) are gathered with
 one index table per geometry (:func:`window_index`): exact products go
-through ``formal.qarray.int_matmul`` (flint) on im2col matrices, never
+through ``formal.core.qarray.int_matmul`` (flint) on im2col matrices, never
 Python loops over positions.
 
 Examples
@@ -40,13 +38,17 @@ import functools
 import math
 from typing import Any
 
+import flint
 import numpy as np
 
+from formal.core.balls import ball_matmul
+from formal.core.floatbound import ETA, U, gamma
 from formal.core.network import Network, Node
 from formal.core.qarray import QArray, int_matmul
+from formal.core.rules import register
+from formal.core.signatures import Oracle, combine, fill_id, row_ids
 from formal.errors import InvalidArgument
-from formal.ops.basic import ETA, EXACT, FLOAT, JVP, VJP, U, gamma
-from formal.ops.tensor import _param_name, _zeros, float_dot_bound, rational_sqrt
+from formal.ops.tensor import float_dot_bound, param_name, rational_sqrt, zeros
 
 # ---------------------------------------------------------------------------
 # helpers
@@ -57,7 +59,8 @@ def out_size(size: int, k: int, s: int, p0: int, p1: int, d: int, ceil_mode: boo
     span = size + p0 + p1 - d * (k - 1) - 1
     if span < 0:
         raise InvalidArgument(
-            f"expected a window (kernel {k}, dilation {d}) that fits the padded input of size {size + p0 + p1}"
+            f"expected a window (kernel {k}, dilation {d}) that fits the padded input "
+            f"of size {size + p0 + p1}"
         )
     if not ceil_mode:
         return span // s + 1
@@ -101,7 +104,8 @@ def window_index(
     return idx, oh, ow
 
 
-def _geometry(node: Node, in_shape: tuple[int, ...]) -> tuple[np.ndarray, int, int]:
+def geometry(node: Node, in_shape: tuple[int, ...]) -> tuple[np.ndarray, int, int]:
+    """:func:`window_index` of a window node (conv/pool attributes) on a (C, H, W) input."""
     C, H, W = in_shape
     return window_index(
         C,
@@ -143,7 +147,7 @@ def scatter_add(target: np.ndarray, idx: np.ndarray, vals: np.ndarray) -> None:
 # conv2d: x (B, C, H, W), W (CO, C/g, kh, kw) unbatched
 
 
-def _conv_tables(
+def conv_tables(
     node: Node, x_shape: tuple[int, ...], w_shape: tuple[int, ...]
 ) -> tuple[list[np.ndarray], int, int, int]:
     """Per group the im2col index table (P, Cg*kh*kw) into the flat (C, H, W) input."""
@@ -179,11 +183,11 @@ def _conv_forward_num(
     """Integer numerators of conv(x, W) for xnum (N, C, H, W): returns (N, CO, OH, OW)."""
     N = xnum.shape[0]
     CO = w.shape[0]
-    tables, oh, ow, g = _conv_tables(node, x_shape, w.shape)
+    tables, oh, ow, g = conv_tables(node, x_shape, w.shape)
     flat = xnum.reshape(N, -1)
     og = CO // g
     wflat = w.num.reshape(CO, -1)
-    pname = _param_name(net, node.inputs[1])
+    pname = param_name(net, node.inputs[1])
     outs = []
     for gi, tab in enumerate(tables):
         cols = gather_padded(flat, tab).reshape(N * oh * ow, tab.shape[1])
@@ -215,7 +219,7 @@ def _conv_jvp(
         r = wd.shape[0]
         B = x.shape[0]
         CO = w.shape[0]
-        tables, oh, ow, g = _conv_tables(node, x.shape[1:], w.shape)
+        tables, oh, ow, g = conv_tables(node, x.shape[1:], w.shape)
         og = CO // g
         flat = x.num.reshape(B, -1)
         wdf = wd.num.reshape(r, CO, -1)
@@ -236,15 +240,15 @@ def _conv_vjp(
 ) -> list[QArray | None]:
     x, w = ins
     r, B, CO, oh, ow = adj.shape
-    tables, _, _, g = _conv_tables(node, x.shape[1:], w.shape)
+    tables, _, _, g = conv_tables(node, x.shape[1:], w.shape)
     og = CO // g
     a = adj.num.transpose(0, 1, 3, 4, 2).reshape(r * B * oh * ow, CO)  # rows: (r, b, p)
     out: list[QArray | None] = [None, None]
     if need[0] is not False:
         n_in = int(np.prod(x.shape[1:]))
-        xbar = _zeros((r * B, n_in))
+        xbar = zeros((r * B, n_in))
         wflat = w.num.reshape(CO, -1)
-        pname = _param_name(net, node.inputs[1])
+        pname = param_name(net, node.inputs[1])
         for gi, tab in enumerate(tables):
             ag = a[:, gi * og : (gi + 1) * og]
             if g == 1 and pname:
@@ -277,7 +281,7 @@ def _conv_float(node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net:
     ex, ew = errs
     B = x.shape[0]
     CO = w.shape[0]
-    tables, oh, ow, g = _conv_tables(node, x.shape[1:], w.shape)
+    tables, oh, ow, g = conv_tables(node, x.shape[1:], w.shape)
     og = CO // g
     xf, ef = x.reshape(B, -1), ex.reshape(B, -1)
     wf, ewf = w.reshape(CO, -1), ew.reshape(CO, -1)
@@ -295,10 +299,48 @@ def _conv_float(node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net:
     return y.transpose(0, 3, 1, 2), e.transpose(0, 3, 1, 2)
 
 
-EXACT["conv2d"] = _conv_exact
-JVP["conv2d"] = _conv_jvp
-VJP["conv2d"] = _conv_vjp
-FLOAT["conv2d"] = _conv_float
+def _conv_ball(node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.ndarray]):
+    x, w = ins
+    B, CO = x.shape[0], w.shape[0]
+    tables, oh, ow, g = conv_tables(node, x.shape[1:], w.shape)
+    og = CO // g
+    flat = x.reshape(B, -1)
+    wf = w.reshape(CO, -1)
+    parts = []
+    for gi, tab in enumerate(tables):
+        cols = gather_padded(flat, tab, flint.arb(0)).reshape(B * oh * ow, -1)
+        wg = np.ascontiguousarray(wf[gi * og : (gi + 1) * og].T)
+        parts.append(ball_matmul(cols, wg).reshape(B, oh, ow, og))
+    y = np.concatenate(parts, axis=-1) if g > 1 else parts[0]
+    return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+
+
+def _conv_signature(node: Node, ins: list[np.ndarray], net: Network, oracle: Oracle):
+    x, w = ins
+    B = x.shape[0]
+    CO = w.shape[0]
+    tables, oh, ow, g = conv_tables(node, x.shape[1:], w.shape)
+    og = CO // g
+    flat = x.reshape(B, -1)
+    pid = np.empty((B, CO, oh * ow), dtype=np.int64)
+    for gi, tab in enumerate(tables):
+        rows = gather_padded(flat, tab, fill_id(flat)).reshape(B * oh * ow, -1)
+        ids = row_ids(rows).reshape(B, 1, oh * ow)
+        pid[:, gi * og : (gi + 1) * og] = ids
+    gid = (np.arange(CO) // og)[None, :, None]
+    wid = row_ids(w.reshape(CO, -1))[None, :, None]
+    return combine(gid, pid, wid).reshape((B, CO, oh, ow))
+
+
+register(
+    "conv2d",
+    exact=_conv_exact,
+    jvp=_conv_jvp,
+    vjp=_conv_vjp,
+    float=_conv_float,
+    ball=_conv_ball,
+    signature=_conv_signature,
+)
 
 
 # ---------------------------------------------------------------------------
@@ -307,7 +349,7 @@ FLOAT["conv2d"] = _conv_float
 
 def avg_divisors(node: Node, in_shape: tuple[int, ...]) -> np.ndarray:
     """Divisor of each output position (P,): window size, or the entries inside the input."""
-    idx, oh, ow = _geometry(node, in_shape)
+    idx, oh, ow = geometry(node, in_shape)
     H, W = in_shape[1:]
     if not node.attr("count_include_pad", False):
         return (idx[0] >= 0).sum(axis=1)
@@ -324,7 +366,7 @@ def avg_divisors(node: Node, in_shape: tuple[int, ...]) -> np.ndarray:
 def _avg_tables(
     node: Node, in_shape: tuple[int, ...]
 ) -> tuple[np.ndarray, np.ndarray, int, int, int]:
-    idx, oh, ow = _geometry(node, in_shape)
+    idx, oh, ow = geometry(node, in_shape)
     div = avg_divisors(node, in_shape)
     L = 1
     for d in np.unique(div):
@@ -334,7 +376,7 @@ def _avg_tables(
 
 
 def _avg_num(node: Node, num: np.ndarray, in_shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
-    """(N, C, H, W) numerators -> (N, C, OH, OW) numerators of the sums scaled by L/div; returns L."""
+    """(N, C, H, W) numerators -> (N, C, OH, OW) numerators of the sums scaled by L/div, and L."""
     idx, mult, L, oh, ow = _avg_tables(node, in_shape)
     N, C = num.shape[0], in_shape[0]
     g = gather_padded(num.reshape(N, -1), idx)  # (N, C, P, K)
@@ -367,7 +409,7 @@ def _avg_vjp(
     r, b = adj.shape[:2]
     C = x.shape[1]
     a = adj.num.reshape(r * b, C, oh * ow) * mult[None, None, :]
-    xbar = _zeros((r * b, int(np.prod(x.shape[1:]))))
+    xbar = zeros((r * b, int(np.prod(x.shape[1:]))))
     vals = np.broadcast_to(a[..., None], a.shape + (idx.shape[-1],))
     scatter_add(xbar, idx, vals)
     return [QArray(xbar.reshape((r,) + x.shape), adj.den * L)]
@@ -375,7 +417,7 @@ def _avg_vjp(
 
 def _avg_float(node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net: Network):
     x, ex = vals[0], errs[0]
-    idx, oh, ow = _geometry(node, x.shape[1:])
+    idx, oh, ow = geometry(node, x.shape[1:])
     div = avg_divisors(node, x.shape[1:]).astype(np.float64)
     B, C = x.shape[:2]
     g = gather_padded(x.reshape(B, -1), idx, 0.0)
@@ -387,20 +429,51 @@ def _avg_float(node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net: 
     return y.reshape(B, C, oh, ow), (2.0 * err).reshape(B, C, oh, ow)
 
 
-EXACT["avgpool2d"] = _avg_exact
-JVP["avgpool2d"] = _avg_jvp
-VJP["avgpool2d"] = _avg_vjp
-FLOAT["avgpool2d"] = _avg_float
+def _avg_ball(node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.ndarray]):
+    x = ins[0]
+    B, C = x.shape[:2]
+    idx, oh, ow = geometry(node, x.shape[1:])
+    div = avg_divisors(node, x.shape[1:])
+    win = gather_padded(x.reshape(B, -1), idx, flint.arb(0))
+    s = win.sum(axis=-1)
+    inv = np.array([flint.arb(flint.fmpq(1, int(d))) for d in div], dtype=object)
+    return (s * inv[None, None, :]).reshape(B, C, oh, ow)
 
 
-from formal.ops import pool as _maxpool  # noqa: E402,F401  (registers KINK_RULES["maxpool2d"])
+def window_signatures(node: Node, x: np.ndarray, with_divisor: bool) -> np.ndarray:
+    """Signature ids of a pool's outputs: the ids of its window (and divisor, for averages)."""
+    B, C = x.shape[:2]
+    idx, oh, ow = geometry(node, x.shape[1:])
+    win = gather_padded(x.reshape(B, -1), idx, fill_id(x))  # (B, C, P, K)
+    rows = win.reshape(-1, win.shape[-1])
+    if with_divisor:
+        div = np.broadcast_to(
+            avg_divisors(node, x.shape[1:])[None, None, :], (B, C, oh * ow)
+        ).reshape(-1, 1)
+        rows = np.concatenate([rows, div], axis=1)
+    return row_ids(rows).reshape(B, C, oh, ow)
+
+
+register(
+    "avgpool2d",
+    exact=_avg_exact,
+    jvp=_avg_jvp,
+    vjp=_avg_vjp,
+    float=_avg_float,
+    ball=_avg_ball,
+    signature=lambda node, ins, net, oracle: window_signatures(node, ins[0], True),
+)
+
 
 __all__ = [
-    "window_index",
-    "out_size",
-    "gather_padded",
-    "scatter_add",
     "avg_divisors",
-    "rational_sqrt",
+    "conv_tables",
     "float_dot_bound",
+    "gather_padded",
+    "geometry",
+    "out_size",
+    "rational_sqrt",
+    "scatter_add",
+    "window_index",
+    "window_signatures",
 ]

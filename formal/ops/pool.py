@@ -5,9 +5,9 @@
 ``ceil_mode``) outputs the maximum of each window.  Its kink nodes are
 **ties**: windows whose maximum is attained by entries that are *different*
 functions of the parameters near w* (entries that are provably the same
-function, see :mod:`formal.localsig`, are merged first: the max of identical
+function, see :mod:`formal.core.signatures`, are merged first: the max of identical
 functions is that function).  A tie's kink map is ``max`` of the tied
-tangents (THEORY section 2).
+tangents (docs/theory.md section 2).
 
 **Which entry AD sends the gradient to** (``KinkNode.choice``): the preset's
 ``tie`` rule, scanning the window in row-major order (kernel row, then
@@ -21,7 +21,7 @@ per output entry (per-sample flat index, cycled).  ICLR 2024 Lemma 7's
 
 Examples
 --------
->>> from formal.maxpool import choose
+>>> from formal.ops.pool import choose
 >>> choose([True, False, True], "first"), choose([True, False, True], "last")
 (0, 2)
 """
@@ -35,13 +35,22 @@ from typing import Any
 import numpy as np
 
 from formal.core.activations import Preset
-from formal.core.kinks import KinkNode, patch
+from formal.core.balls import Undecided
+from formal.core.floatbound import ETA, U
+from formal.core.kinks import KinkNode, output_adjoint, patch
 from formal.core.network import Network, Node
 from formal.core.qarray import QArray
 from formal.core.rules import register
-from formal.engine.signature import Oracle, exact_oracle, float_oracle, signatures
+from formal.core.signatures import (
+    Oracle,
+    ball_oracle,
+    exact_oracle,
+    float_oracle,
+    signatures,
+    uncertified_oracle,
+)
 from formal.errors import InvalidArgument
-from formal.ops.basic import ETA, U
+from formal.ops.conv import window_index, window_signatures
 
 
 def choose(eq: Any, rule: str) -> int:
@@ -51,6 +60,7 @@ def choose(eq: Any, rule: str) -> int:
 
 
 def tie_rule(node: Node, preset: Preset, out_index: int) -> str:
+    """The tie rule (``"first"`` or ``"last"``) of output entry ``out_index`` of a max-pool."""
     spec = node.attr("tie")
     if spec is None:
         return preset.tie
@@ -96,8 +106,6 @@ def _safe_cached(
     C: int, H: int, W: int, kernel: Any, strides: Any, pads: Any, dil: Any, ceil: bool
 ) -> Any:
     """Tables of one geometry (also transposed, (K, n_out): reductions over K are then fast)."""
-    from formal.ops.conv import window_index
-
     idx, oh, ow = window_index(C, H, W, kernel, strides, pads, dil, ceil)
     win = idx.reshape(-1, idx.shape[-1])
     valid = win >= 0
@@ -117,6 +125,7 @@ class MaxPoolRule:
     uses_context = True
 
     def may_kink(self, node: Node) -> bool:
+        """Whether a window has more than one entry (else the max-pool is smooth)."""
         kh, kw = node.attr("kernel")
         return kh * kw > 1
 
@@ -124,6 +133,7 @@ class MaxPoolRule:
     def forward(
         self, node: Node, ins: list[QArray], net: Network, preset: Preset, context: Any = None
     ):
+        """Exact maxima, the entry AD picks per window (state) and the ties found."""
         x = ins[0]
         B = x.shape[0]
         safe, valid, oh, ow = _tables(node, x.shape[1:])
@@ -141,7 +151,7 @@ class MaxPoolRule:
         ties = np.argwhere(count > 1)
         if len(ties):
             oracle: Oracle = (
-                exact_oracle(context.values) if context is not None else _uncertified(net)
+                exact_oracle(context.values) if context is not None else uncertified_oracle(net)
             )
             sig = signatures(net, node.inputs[0], oracle).reshape(B, -1)
             for b, o in ties:
@@ -182,6 +192,7 @@ class MaxPoolRule:
         kinks: list[KinkNode],
         net: Network,
     ) -> QArray:
+        """Tangent: the chosen entry's; ties by the max of the tied tangents."""
         r, B = tan.shape[:2]
         flat = tan.num.reshape(r, B, -1)
         out = np.take_along_axis(flat, np.broadcast_to(state[None], (r,) + state.shape), axis=-1)
@@ -210,6 +221,7 @@ class MaxPoolRule:
         net: Network,
         cut: bool,
     ) -> QArray:
+        """Input adjoint: scattered to the chosen entries (ties cut when ``cut``)."""
         x = ins[0]
         r, B = adj.shape[:2]
         a = adj.num.reshape(r, B, -1)
@@ -225,10 +237,8 @@ class MaxPoolRule:
         return QArray(xbar.reshape((r,) + x.shape), adj.den)
 
     def kink_adjoint(self, adj: QArray, k: KinkNode) -> np.ndarray:
-        flat = adj.num.reshape(adj.shape[0], adj.shape[1], -1)
-        return np.array(
-            [Fraction(int(v), adj.den) for v in flat[:, k.sample, k.index]], dtype=object
-        )
+        """The adjoint of kink node k's output, one entry per row."""
+        return output_adjoint(adj, k)
 
     # -- float filter -------------------------------------------------------------
     def float_filter(
@@ -239,6 +249,7 @@ class MaxPoolRule:
         net: Network,
         context: Any = None,
     ):
+        """Float maxima, error bounds, and whether some window may tie."""
         x, e = vals[0], errs[0]
         B = x.shape[0]
         _, _, safe_t, valid_t, oh, ow = _geometry_tables(node, x.shape[1:])
@@ -266,11 +277,49 @@ class MaxPoolRule:
         return m.reshape(shape), err.reshape(shape), suspect
 
 
-def _uncertified(net: Network) -> Oracle:
-    """Without the forward values no constant piece is certified (structure only: still sound)."""
-    return lambda node: np.full((net.batch,) + node.shape, -1, dtype=np.int64)
+def _max_exact(node: Node, ins: list[QArray], net: Network) -> QArray:
+    x = ins[0]
+    B = x.shape[0]
+    safe, _, _, _ = _tables(node, x.shape[1:])
+    m = x.num.reshape(B, -1)[:, safe].max(axis=-1)  # padding repeats a real entry: harmless
+    return QArray(m.reshape((B,) + node.shape), x.den)
 
 
-register("maxpool2d", kink=MaxPoolRule())
+def _max_ball(
+    node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.ndarray]
+) -> np.ndarray:
+    x = ins[0]
+    B = x.shape[0]
+    safe, valid, oh, ow = _tables(node, x.shape[1:])
+    flat = x.reshape(B, -1)
+    sig = None
+    out = np.empty((B, safe.shape[0]), dtype=object)
+    for b in range(B):
+        for o in range(safe.shape[0]):
+            entries = [int(safe[o, k]) for k in range(safe.shape[1]) if valid[o, k]]
+            vals = [flat[b, i] for i in entries]
+            # candidates: entries not certainly below some other entry
+            cand = [i for i, v in zip(entries, vals) if not any(v < u for u in vals)]
+            if len(cand) > 1:
+                if sig is None:
+                    sig = signatures(net, node.inputs[0], ball_oracle(env)).reshape(B, -1)
+                if len({int(sig[b, i]) for i in cand}) > 1:
+                    raise Undecided(
+                        f"max-pool {node.name} window {o} (sample {b}): a tie cannot be ruled out"
+                    )
+            out[b, o] = flat[b, cand[0]]
+    return out.reshape((B,) + node.shape)
 
-__all__ = ["MaxPoolRule", "choose", "tie_rule"]
+
+MAXPOOL = MaxPoolRule()
+
+register(
+    "maxpool2d",
+    kink=MAXPOOL,
+    exact=_max_exact,
+    float=lambda node, vals, errs, net: MAXPOOL.float_filter(node, vals, errs, net)[:2],
+    ball=_max_ball,
+    signature=lambda node, ins, net, oracle: window_signatures(node, ins[0], False),
+)
+
+__all__ = ["MAXPOOL", "MaxPoolRule", "choose", "tie_rule"]

@@ -1,7 +1,7 @@
 """Tensor ops of real models: matmul, mul, view, transpose, pad, rsqrt_scale.
 
-Registered in the rule tables of :mod:`formal.ops` on import (by
-:mod:`formal.conv`).  All are smooth; float rules carry rigorous bounds.
+Every op registers all of its rules here (:func:`formal.core.rules.register`).
+All are smooth; float rules carry rigorous bounds.
 
 =============  =========================  =====================================
 op             inputs                     meaning (per sample; torch layouts)
@@ -14,7 +14,7 @@ pad            x                          constant padding ``attrs['pads']``
 rsqrt_scale    x                          ``x / sqrt(attrs['value'])``: irrational,
                                           so the exact pass raises NotExact and
                                           only the float filter / ball
-                                          enclosures (:mod:`formal.enclosure`) see it
+                                          enclosures (:mod:`formal.engine.ball`) see it
 =============  =========================  =====================================
 """
 
@@ -26,13 +26,19 @@ from typing import Any
 
 import numpy as np
 
+from formal.core.balls import ball, ball_matmul, to_balls
+from formal.core.floatbound import ETA, U, gamma
+from formal.core.graph import is_batched
 from formal.core.network import Network, Node
 from formal.core.qarray import QArray, int_matmul
+from formal.core.rules import register
+from formal.core.signatures import Oracle, combine, fill_id, row_ids
 from formal.errors import NotExact
-from formal.ops.basic import ETA, EXACT, FLOAT, JVP, VJP, U, gamma, is_batched, lift, unbroadcast
+from formal.ops.basic import lift, pair_signature, scale_signature, unbroadcast
 
 
-def _zeros(shape: tuple[int, ...]) -> np.ndarray:
+def zeros(shape: tuple[int, ...]) -> np.ndarray:
+    """An object array of Python-int zeros (exact numerators)."""
     z = np.empty(shape, dtype=object)
     z[...] = 0
     return z
@@ -44,7 +50,8 @@ def _expand(t: QArray, shape: tuple[int, ...]) -> QArray:
     return QArray(np.broadcast_to(t.num, shape).copy(), t.den)
 
 
-def _param_name(net: Network, name: str) -> str | None:
+def param_name(net: Network, name: str) -> str | None:
+    """The parameter tensor a node reads when it is a ``param`` node, else None."""
     n = net.node(name)
     return n.attr("name") if n.op == "param" else None
 
@@ -68,7 +75,7 @@ def _matmul_exact(node: Node, ins: list[QArray], net: Network) -> QArray:
     x, w = ins
     n = x.shape[-1]
     flat = x.num.reshape(-1, n)
-    pname = _param_name(net, node.inputs[1])
+    pname = param_name(net, node.inputs[1])
     num = net.flint_param(pname).right_mul(flat) if pname else int_matmul(flat, w.num)
     return QArray(num.reshape(x.shape[:-1] + (w.shape[1],)), x.den * w.den)
 
@@ -82,7 +89,7 @@ def _matmul_jvp(
     out: QArray | None = None
     if xd is not None:
         flat = xd.num.reshape(-1, n)
-        pname = _param_name(net, node.inputs[1])
+        pname = param_name(net, node.inputs[1])
         num = net.flint_param(pname).right_mul(flat) if pname else int_matmul(flat, w.num)
         out = QArray(num.reshape(xd.shape[:-1] + (m,)), xd.den * w.den)
     if wd is not None:
@@ -105,7 +112,7 @@ def _matmul_vjp(
     out: list[QArray | None] = [None, None]
     if need[0] is not False:
         flat = adj.num.reshape(-1, m)
-        pname = _param_name(net, node.inputs[1])
+        pname = param_name(net, node.inputs[1])
         num = (
             net.flint_param(pname).right_mul(flat, transpose=True)
             if pname
@@ -131,10 +138,29 @@ def _matmul_float(node: Node, vals: list[np.ndarray], errs: list[np.ndarray], ne
     return y.reshape(shape), bound.reshape(shape)
 
 
-EXACT["matmul"] = _matmul_exact
-JVP["matmul"] = _matmul_jvp
-VJP["matmul"] = _matmul_vjp
-FLOAT["matmul"] = _matmul_float
+def _matmul_ball(node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.ndarray]):
+    x, w = ins
+    n = w.shape[0]
+    return ball_matmul(x.reshape(-1, n), w).reshape(x.shape[:-1] + (w.shape[1],))
+
+
+def _matmul_signature(node: Node, ins: list[np.ndarray], net: Network, oracle: Oracle):
+    x, w = ins
+    n = w.shape[0]
+    rx = row_ids(x.reshape(-1, n)).reshape(x.shape[:-1] + (1,))
+    cw = row_ids(np.ascontiguousarray(w.T))
+    return combine(rx, cw)
+
+
+register(
+    "matmul",
+    exact=_matmul_exact,
+    jvp=_matmul_jvp,
+    vjp=_matmul_vjp,
+    float=_matmul_float,
+    ball=_matmul_ball,
+    signature=_matmul_signature,
+)
 
 
 # ---------------------------------------------------------------------------
@@ -205,10 +231,15 @@ def _mul_float(node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net: 
     return y, 2.0 * err + ETA
 
 
-EXACT["mul"] = lambda node, ins, net: ins[0].mul(ins[1])
-JVP["mul"] = _mul_jvp
-VJP["mul"] = _mul_vjp
-FLOAT["mul"] = _mul_float
+register(
+    "mul",
+    exact=lambda node, ins, net: ins[0].mul(ins[1]),
+    jvp=_mul_jvp,
+    vjp=_mul_vjp,
+    float=_mul_float,
+    ball=lambda node, ins, net, env: ins[0] * ins[1],
+    signature=pair_signature,
+)
 
 
 # ---------------------------------------------------------------------------
@@ -234,12 +265,22 @@ def _view_jvp(
     return t.reshape(t.shape[: 1 + _lead(net, node)] + node.shape)
 
 
-EXACT["view"] = _view_exact
-JVP["view"] = _view_jvp
-VJP["view"] = lambda node, ins, adj, net, need: [adj.reshape((adj.shape[0],) + ins[0].shape)]
-FLOAT["view"] = lambda node, vals, errs, net: (
-    vals[0].reshape(vals[0].shape[: _lead(net, node)] + node.shape),
-    errs[0].reshape(errs[0].shape[: _lead(net, node)] + node.shape),
+def _view_any(node: Node, x: Any, net: Network) -> Any:
+    """Reshape a value (float, ball or signature array) of the node's input."""
+    return x.reshape(x.shape[: _lead(net, node)] + node.shape)
+
+
+register(
+    "view",
+    exact=_view_exact,
+    jvp=_view_jvp,
+    vjp=lambda node, ins, adj, net, need: [adj.reshape((adj.shape[0],) + ins[0].shape)],
+    float=lambda node, vals, errs, net: (
+        _view_any(node, vals[0], net),
+        _view_any(node, errs[0], net),
+    ),
+    ball=lambda node, ins, net, env: _view_any(node, ins[0], net),
+    signature=lambda node, ins, net, oracle: _view_any(node, ins[0], net),
 )
 
 
@@ -255,25 +296,36 @@ def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(inv)
 
 
-EXACT["transpose"] = lambda node, ins, net: QArray(
-    np.ascontiguousarray(ins[0].num.transpose(_perm(node, _lead(net, node)))), ins[0].den
-)
-JVP["transpose"] = lambda node, ins, tans, net: (
-    None
-    if tans[0] is None
-    else QArray(
-        np.ascontiguousarray(tans[0].num.transpose(_perm(node, 1 + _lead(net, node)))), tans[0].den
-    )
-)
-VJP["transpose"] = lambda node, ins, adj, net, need: [
-    QArray(
-        np.ascontiguousarray(adj.num.transpose(_inverse(_perm(node, 1 + _lead(net, node))))),
-        adj.den,
-    )
-]
-FLOAT["transpose"] = lambda node, vals, errs, net: (
-    vals[0].transpose(_perm(node, _lead(net, node))),
-    errs[0].transpose(_perm(node, _lead(net, node))),
+def _transpose_any(node: Node, x: Any, net: Network) -> Any:
+    """Transpose a value (float, ball or signature array) of the node's input."""
+    return x.transpose(_perm(node, _lead(net, node)))
+
+
+register(
+    "transpose",
+    exact=lambda node, ins, net: QArray(
+        np.ascontiguousarray(ins[0].num.transpose(_perm(node, _lead(net, node)))), ins[0].den
+    ),
+    jvp=lambda node, ins, tans, net: (
+        None
+        if tans[0] is None
+        else QArray(
+            np.ascontiguousarray(tans[0].num.transpose(_perm(node, 1 + _lead(net, node)))),
+            tans[0].den,
+        )
+    ),
+    vjp=lambda node, ins, adj, net, need: [
+        QArray(
+            np.ascontiguousarray(adj.num.transpose(_inverse(_perm(node, 1 + _lead(net, node))))),
+            adj.den,
+        )
+    ],
+    float=lambda node, vals, errs, net: (
+        _transpose_any(node, vals[0], net),
+        _transpose_any(node, errs[0], net),
+    ),
+    ball=lambda node, ins, net, env: _transpose_any(node, ins[0], net),
+    signature=lambda node, ins, net, oracle: _transpose_any(node, ins[0], net),
 )
 
 
@@ -328,10 +380,25 @@ def _pad_float(node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net: 
     return np.pad(vals[0], w, constant_values=fv), np.pad(errs[0], w, constant_values=ev)
 
 
-EXACT["pad"] = _pad_exact
-JVP["pad"] = _pad_jvp
-VJP["pad"] = _pad_vjp
-FLOAT["pad"] = _pad_float
+def _pad_ball(node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.ndarray]):
+    x = ins[0]
+    return _padded(x, _pad_widths(node, 1), ball(Fraction(node.attr("value", 0))))
+
+
+def _pad_signature(node: Node, ins: list[np.ndarray], net: Network, oracle: Oracle):
+    widths = [(0, 0)] + [tuple(p) for p in node.attr("pads")]
+    return np.pad(ins[0], widths, constant_values=fill_id(ins[0]))
+
+
+register(
+    "pad",
+    exact=_pad_exact,
+    jvp=_pad_jvp,
+    vjp=_pad_vjp,
+    float=_pad_float,
+    ball=_pad_ball,
+    signature=_pad_signature,
+)
 
 
 # ---------------------------------------------------------------------------
@@ -363,18 +430,27 @@ def _rsqrt_float(node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net
     return y, 2.0 * err
 
 
-EXACT["rsqrt_scale"] = _rsqrt_exact
-FLOAT["rsqrt_scale"] = _rsqrt_float
-
-
 def _no_tangent(node: Node, *args: Any) -> Any:
     raise NotExact(
         f"node {node.name!r}: 1/sqrt(var + epsilon) of a batch normalization is irrational"
     )
 
 
-JVP["rsqrt_scale"] = _no_tangent
-VJP["rsqrt_scale"] = _no_tangent
+def _rsqrt_ball(node: Node, ins: list[np.ndarray], net: Network, env: dict[str, np.ndarray]):
+    r = to_balls(node.attr("value"))
+    inv = np.vectorize(lambda v: 1 / v.sqrt(), otypes=[object])(r)
+    return ins[0] * inv
 
 
-__all__ = ["float_dot_bound"]
+register(
+    "rsqrt_scale",
+    exact=_rsqrt_exact,
+    jvp=_no_tangent,
+    vjp=_no_tangent,
+    float=_rsqrt_float,
+    ball=_rsqrt_ball,
+    signature=scale_signature,
+)
+
+
+__all__ = ["float_dot_bound", "param_name", "rational_sqrt", "zeros"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from formal.core.network import Network
 from formal.core.numbers import format_exact
-from formal.engine.verdict import Verdict
+from formal.engine.outcome import Verdict
 
 
 def _yn(value: bool | None) -> str:
@@ -25,6 +25,7 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def format_verdict(net: Network, v: Verdict, *, max_kinks: int = 20) -> str:
+    """The text of ``formal check``: network, verdict table, kink nodes, witness, gradient."""
     lines = [
         f"network      {net.source}  ({v.parameters} parameters in {v.numbers}, batch {net.batch})"
     ]

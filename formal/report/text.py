@@ -10,13 +10,16 @@ import random
 import textwrap
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
-from formal.core.numbers import format_exact
-from formal.count.counting import CountResult, sci
+from formal.core.numbers import format_exact, parse_format
+from formal.count.bias import count_conditional
+from formal.count.counting import CountResult, sci, tightness_density, with_point
+from formal.theorems.catalogue import CheckResult
+from formal.theorems.evidence import mlp
 
 
 def _dens(q: Fraction | float) -> str:
+    """A density: exact p/q with a float approximation (only the approximation when huge)."""
     if isinstance(q, Fraction):
         if q == 0:
             return "0"
@@ -33,14 +36,15 @@ def format_count(res: CountResult, source: str = "") -> str:
     if source:
         lines.append(f"network:   {source}")
     lines.append(
-        f"numbers:   {res.numbers}  (|M| = {_msize(res)}), {res.parameters} parameters, proxy {res.proxy}"
+        f"numbers:   {res.numbers}  (|M| = {_msize(res)}), {res.parameters} parameters, "
+        f"proxy {res.proxy}"
     )
     space = (
         "Omega = M^W"
         if res.space == "omega"
         else "the bias slice (other parameters fixed at the network's values)"
     )
-    size = str(res.omega) if res.omega.bit_length() <= 96 else sci(res.omega)
+    size = format_exact(res.omega) if res.omega.bit_length() <= 96 else sci(res.omega)
     lines.append(f"method:    {res.method} over {space}, size {size}")
     if res.ndf is not None:
         lines.append(f"ndf:       {_int(res.ndf)}   density {_dens(res.density_ndf)}")
@@ -49,7 +53,8 @@ def format_count(res: CountResult, source: str = "") -> str:
         ci = res.ci or {}
         lo, hi = ci.get("density_ndf", (float("nan"), float("nan")))
         lines.append(
-            f"ndf:       density ~ {res.density_ndf:.4g}  95% CI [{lo:.4g}, {hi:.4g}]  ({res.samples} samples)"
+            f"ndf:       density ~ {res.density_ndf:.4g}  95% CI [{lo:.4g}, {hi:.4g}]  "
+            f"({res.samples} samples)"
         )
         lo, hi = ci.get("density_inc", (float("nan"), float("nan")))
         di = res.density_inc
@@ -58,13 +63,15 @@ def format_count(res: CountResult, source: str = "") -> str:
         lines.append(f"T3 bound:  density <= {_dens(res.bound)}")
         if res.tightness is not None:
             lines.append(
-                f"tightness: {_dens(res.tightness)}  (exact density of the T3 tightness family with the same units)"
+                f"tightness: {_dens(res.tightness)}  "
+                "(exact density of the T3 tightness family with the same units)"
             )
     else:
         lines.append(f"T3 bound:  n/a ({res.hypothesis})")
     if res.cross_checked:
         lines.append(
-            f"checked:   {res.cross_checked} enumerated points re-decided by the core's check (all agree)"
+            f"checked:   {res.cross_checked} enumerated points re-decided by the core's check "
+            "(all agree)"
         )
     for n in res.notes:
         lines.append(f"note:      {n}")
@@ -83,20 +90,19 @@ def format_count(res: CountResult, source: str = "") -> str:
 
 
 def _int(v: int | None) -> str:
+    """A count: exact up to 128 bits, else scientific (the exact value is in --json)."""
     if v is None:
         return "-"
     if v.bit_length() <= 128:
-        return str(v)
+        return format_exact(v)
     return f"{sci(v)} (exact in --json)"
 
 
 def _msize(res: CountResult) -> str:
-    from formal.core.numbers import parse_format
-
-    return str(parse_format(res.numbers).size())
+    return format_exact(parse_format(res.numbers).size())
 
 
-def format_reproduce(results: list[Any], seconds: float, budget: str) -> str:
+def format_reproduce(results: list[CheckResult], seconds: float, budget: str) -> str:
     """The table of ``formal reproduce``: result, hypotheses, evidence, verdict."""
     w_name, w_hyp = 16, 44
     lines = [f"formal reproduce --budget {budget}: {len(results)} results", ""]
@@ -121,12 +127,8 @@ PLOT_FORMATS = ("fp(3,2)", "e4m3", "e5m2", "binary16", "bfloat16")
 
 
 def density_curves(budget: str = "quick", seed: int = 0) -> dict[str, dict[str, list]]:
-    """Measured exact densities of 1-N-1 ReLU bias slices, the T3 bound and the tightness formula."""
-    from formal.core.numbers import parse_format
-    from formal.count.bias import count_conditional
-    from formal.count.counting import tightness_density, with_point
-    from formal.theorems.evidence import mlp
-
+    """Measured exact densities of 1-N-1 ReLU bias slices, the T3 bound and the tightness
+    formula."""
     rng = random.Random(seed)
     top = 1024 if budget == "quick" else 16384
     data: dict[str, dict[str, list]] = {}
@@ -168,6 +170,7 @@ def plot_densities(directory: str | Path, budget: str = "quick") -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -197,9 +200,9 @@ def plot_densities(directory: str | Path, budget: str = "quick") -> list[Path]:
     ax.set_xlabel("hidden ReLU units N (1-N-1 network, one bias per unit)")
     ax.set_ylabel("density of ndf (exact, over the biases)")
     ax.set_title(
-        "Non-differentiable parameters among machine numbers:\nexact densities (markers), T3 bound (dashed), tightness formula (solid)"
+        "Non-differentiable parameters among machine numbers:\n"
+        "exact densities (markers), T3 bound (dashed), tightness formula (solid)"
     )
-    from matplotlib.lines import Line2D
 
     extra = [
         Line2D([], [], marker="o", ls="", color="k", label="measured, input x = 1"),

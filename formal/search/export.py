@@ -25,9 +25,13 @@ from typing import Any
 import z3
 
 from formal.core.network import Network
-from formal.search.search import DEFAULT_WIDE_RANGE, SearchOptions, _Search, _search_domain
-from formal.smt.fp import Domain, choose_search_format
-from formal.smt.queries import ExactQuery, RoundedQuery, checked
+from formal.core.rebuild import with_groups
+from formal.engine.verdict import check
+from formal.examples import load_example
+from formal.search.options import SearchOptions, search_domain
+from formal.search.search import SearchRun
+from formal.smt.fp import choose_search_format
+from formal.smt.queries import checked, touch_values
 
 __all__ = [
     "Export",
@@ -42,6 +46,8 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Export:
+    """An exported query: its SMT-LIB2 text, z3's status on it, z3's seconds, the logic."""
+
     text: str
     status: str  # sat | unsat | unknown (z3 on the re-parsed text)
     seconds: float
@@ -49,20 +55,16 @@ class Export:
 
 
 def _query(net: Network, opt: SearchOptions) -> tuple[Any, str]:
-    s = _Search(net, opt)
+    s = SearchRun(net, opt)
     q: Any
     if opt.find in ("spurious-kink", "missed-kink"):
-        dom = s.dom
-        if not s.range_given and s.target.bits > 16:
-            dom = Domain(s.target, DEFAULT_WIDE_RANGE[0], DEFAULT_WIDE_RANGE[1], opt.subnormals)
-        q = RoundedQuery(
-            s.base, s.free, s.base_values, dom, s.preset, opt.find, opt.order, seed=opt.seed
-        )
+        dom, _ = s.rounded_domain()
+        q = s.rounded_query(dom)
         space = s.space(dom)
     else:
         fmt = choose_search_format(s.target, opt.search_format)
-        dom = _search_domain(fmt, s.dom)
-        q = ExactQuery(s.base, s.free, s.base_values, dom, s.preset, opt.find, seed=opt.seed)
+        dom = search_domain(fmt, s.dom)
+        q = s.exact_query(dom)
         space = s.space(dom)
     return q, space
 
@@ -79,11 +81,7 @@ def solve_text(text: str, timeout: float = 60.0) -> tuple[str, float]:
 
 def _run_rounds(net: Network, opt: SearchOptions, q: object, rounds: int, timeout: float) -> int:
     """Replay formal search's CEGIS rounds: verify each model exactly, block non-witnesses."""
-    from formal.core.rebuild import with_groups
-    from formal.engine.verdict import check
-    from formal.smt.queries import touch_values
-
-    s = _Search(net, opt)
+    s = SearchRun(net, opt)
     done = 0
     for _ in range(rounds):
         status, values = q.propose(int(timeout * 1000))  # type: ignore[attr-defined]
@@ -224,6 +222,7 @@ class Benchmark:
 
     @property
     def filename(self) -> str:
+        """The file name under ``encodings/``: example, query, proxy, format, fixes, final."""
         parts = [self.example, self.query]
         if self.query in ("ndf", "inc"):
             parts.append(self.proxy)
@@ -237,6 +236,7 @@ class Benchmark:
         )
 
     def argv(self) -> list[str]:
+        """The ``formal export-smt`` arguments that write this benchmark."""
         out = [self.example, "--query", self.query, "--proxy", self.proxy]
         if self.numbers:
             out += ["--numbers", self.numbers]
@@ -251,6 +251,7 @@ class Benchmark:
         return out + ["-o", f"encodings/{self.filename}"]
 
     def options(self) -> SearchOptions:
+        """The search options of this benchmark's query."""
         return SearchOptions(
             find=self.query,
             proxy=self.proxy,
@@ -293,7 +294,6 @@ BENCHMARKS: tuple[Benchmark, ...] = (
 
 def generate(outdir: str | Path, *, timeout: float = 120.0) -> list[tuple[Benchmark, Export]]:
     """Write every benchmark file into ``outdir``; returns what was written."""
-    from formal.examples import load_example
 
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -317,7 +317,8 @@ def main(argv: list[str]) -> int:  # pragma: no cover - script entry
     outdir = argv[0] if argv else "encodings"
     for b, e in generate(outdir):
         print(
-            f"{b.filename:50s} {e.status:8s} {e.seconds:8.3f} s   formal export-smt {shlex.join(b.argv())}"
+            f"{b.filename:50s} {e.status:8s} {e.seconds:8.3f} s   formal export-smt "
+            f"{shlex.join(b.argv())}"
         )
     return 0
 

@@ -7,12 +7,13 @@ With every other parameter fixed, the only value of that parameter putting
 the unit on the kink c is ``p* = p + (c - y) / beta`` (beta = 1 or x[b, k]):
 one exact rational.  It is a witness iff it is a member of the format (and of
 the searched domain); otherwise *no* value of that parameter works in that
-slice.  THEORY section 7: this replaces ``fp.to_real`` queries that do not
+slice.  docs/method.md section 7: this replaces ``fp.to_real`` queries that do not
 finish for binary32.
 
-For biases a float64 pass with rigorous error bounds (the engine's
-:data:`formal.ops.FLOAT` rules) first discards every unit whose interval of
-possible ``b*`` holds no member of M; only the rest is computed exactly.
+For biases the engine's float64 pass with rigorous error bounds
+(:func:`formal.engine.forward.float_pass`) first discards every unit whose
+interval of possible ``b*`` holds no member of M; only the rest is computed
+exactly.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from fractions import Fraction
 import numpy as np
 
 from formal.core.activations import Activation, Preset
+from formal.core.graph import descendants
 from formal.core.network import Network, Node
-from formal.engine.forward import KINK_RULES, Forward, exact_forward, float_values
-from formal.ops.basic import FLOAT
+from formal.core.rules import has_rule
+from formal.engine.forward import Forward, exact_forward, float_pass
+from formal.errors import MissingRule
 from formal.smt.fp import Domain
 
 __all__ = [
@@ -36,7 +39,8 @@ __all__ = [
     "linear_slots",
     "candidates",
     "slots_complete",
-    "float_pass",
+    "own_param",
+    "untied_groups",
 ]
 
 
@@ -63,7 +67,7 @@ class Candidate:
     value: Fraction
 
 
-def _unique_groups(net: Network) -> np.ndarray:
+def untied_groups(net: Network) -> np.ndarray:
     """Boolean mask over groups: exactly one entry in the whole network (untied)."""
     par = net.parameterization()
     cached = net.cache.get("smt:unique_groups")
@@ -79,8 +83,9 @@ def _unique_groups(net: Network) -> np.ndarray:
     return cached
 
 
-def _param_node_ok(net: Network, node: Node) -> bool:
-    """A param node whose tensor is read by this node only, and feeds one consumer."""
+def own_param(net: Network, node: Node) -> bool:
+    """Whether ``node`` is a trainable param node whose tensor is read by this node only,
+    and which feeds one consumer (its entries move one operand alone)."""
     name = node.attr("name")
     readers = [n for n in net.nodes if n.op == "param" and n.attr("name") == name]
     return len(readers) == 1 and len(net.consumers(node.name)) == 1 and name in net.trainable
@@ -91,7 +96,7 @@ def linear_slots(
 ) -> list[Slot]:
     """Every (free, untied) bias or own-row weight entering a kinked unit affinely."""
     par = net.parameterization()
-    unique = _unique_groups(net)
+    unique = untied_groups(net)
     mask = unique.copy()
     if free is not None:
         sel = np.zeros(par.size, dtype=bool)
@@ -108,7 +113,7 @@ def linear_slots(
                 cand = net.node(i)
                 if (
                     cand.op == "param"
-                    and _param_node_ok(net, cand)
+                    and own_param(net, cand)
                     and tuple(net.params[cand.attr("name")].shape) == tuple(node.shape)
                 ):
                     name = cand.attr("name")
@@ -123,7 +128,7 @@ def linear_slots(
         if lin is None or not weights or len(node.shape) != 1:
             continue
         wnode = net.node(lin.inputs[1])
-        if wnode.op != "param" or not _param_node_ok(net, wnode):
+        if wnode.op != "param" or not own_param(net, wnode):
             continue
         name = wnode.attr("name")
         g2 = par.groups[name]
@@ -137,31 +142,17 @@ def linear_slots(
     return out
 
 
-def float_pass(net: Network) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
-    """Float64 values and rigorous error bounds of every node (None if some op has no rule)."""
-    vals: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for node in net.nodes:
-        ins_v = [vals[i][0] for i in node.inputs]
-        ins_e = [vals[i][1] for i in node.inputs]
-        if node.op == "input":
-            vals[node.name] = float_values(net, "<input>")
-        elif node.op == "param":
-            vals[node.name] = float_values(net, node.attr("name"))
-        elif node.op == "const":
-            q = node.attr("value")
-            f = q.to_float()
-            vals[node.name] = (f, np.abs(f) * 2.0**-52 + 2.0**-1074)
-        elif node.op in KINK_RULES:
-            v, e, _ = KINK_RULES[node.op].float_filter(node, ins_v, ins_e, net)
-            vals[node.name] = (v, e)
-        elif node.op in FLOAT:
-            vals[node.name] = FLOAT[node.op](node, ins_v, ins_e, net)
-        else:
+def _float_bounds(net: Network) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """Float64 values and rigorous error bounds of every node, by the engine's float pass
+    (None unless every node has finite ones)."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        try:
+            flt = float_pass(net, stop_on_suspect=False)
+        except MissingRule:
             return None
-        v, e = vals[node.name]
-        if not (np.all(np.isfinite(v)) and np.all(np.isfinite(e))):
-            return None
-    return vals
+    if not flt.complete:
+        return None
+    return {name: (v, flt.errs[name]) for name, v in flt.vals.items()}
 
 
 def _group_value(net: Network, slot: Slot) -> Fraction:
@@ -263,7 +254,7 @@ class CandidateScan:
 
     def __iter__(self) -> Iterator[Candidate]:
         net, dom = self.net, self.dom
-        flt = float_pass(net)
+        flt = _float_bounds(net)
         B = net.batch
         for slot in self.slots:
             if self.examined >= self.limit:
@@ -345,16 +336,17 @@ def slots_complete(net: Network, free: Iterable[int], preset: Preset) -> tuple[b
             f"unit {crowded[0][0]}[{crowded[0][1]}] has {units[crowded[0]]} searched parameters",
         )
     nodes = {s.node for s in slots}
-    down = _downstream(net, nodes)
+    down = descendants(net, nodes)
     for node in net.nodes:
         if (
             node.name in down
-            and node.op in KINK_RULES
+            and has_rule("kink", node.op)
             and (node.op != "act" or node.attr("activation").kinks)
         ):
             return (
                 False,
-                f"non-smooth node {node.name!r} ({node.op}) lies downstream of a searched parameter",
+                f"non-smooth node {node.name!r} ({node.op}) lies downstream of a searched "
+                "parameter",
             )
     fwd = exact_forward(net, preset)
     for k in fwd.kinks:
@@ -362,17 +354,6 @@ def slots_complete(net: Network, free: Iterable[int], preset: Preset) -> tuple[b
             return False, f"{k.label(net)} sits on a kink whatever the searched values"
     return (
         True,
-        "each searched parameter moves one pre-activation of the last kinked layer(s) affinely, alone",
+        "each searched parameter moves one pre-activation of the last kinked layer(s) "
+        "affinely, alone",
     )
-
-
-def _downstream(net: Network, roots: set[str]) -> set[str]:
-    seen: set[str] = set()
-    stack = list(roots)
-    while stack:
-        n = stack.pop()
-        for c in net.consumers(n):
-            if c.name not in seen:
-                seen.add(c.name)
-                stack.append(c.name)
-    return seen

@@ -10,7 +10,7 @@ bit-vector of ``F.bits`` bits).  Two views are derived from it:
   bit-vector ``K`` over a constant power-of-two denominator, ``v = K / den``,
   built from the sign, exponent and fraction fields with a barrel shift.
   Exact arithmetic on these (:mod:`formal.smt.exact_bv`) never rounds, and
-  never goes through ``fp.to_real`` (THEORY section 7: that does not finish).
+  never goes through ``fp.to_real`` (docs/method.md section 7: that does not finish).
 
 E4M3 (``ieee=False``: no infinities, one NaN pattern per sign) has no IEEE
 sort of its own: :func:`fp_sort` gives the superset ``FPSort(ebits + 1,
@@ -36,7 +36,7 @@ from fractions import Fraction
 
 import z3
 
-from formal.core.numbers import Format, format_exact, hex_float, parse_format
+from formal.core.numbers import Format, format_short, parse_format
 from formal.errors import InvalidArgument
 
 __all__ = [
@@ -121,11 +121,13 @@ def choose_search_format(target: Format, requested: str | None = None) -> Format
         s = parse_format(requested)
         if s.bits > 16 and s != target:
             raise InvalidArgument(
-                f"expected a search format of at most 16 bits (or the target), got search format={s.name}"
+                "expected a search format of at most 16 bits (or the target), "
+                f"got search format={s.name}"
             )
         if not embeds(s, target) if s.bits <= 16 else s != target:
             raise InvalidArgument(
-                f"expected a search format whose members all lie in {target.name}, got search format={s.name}"
+                f"expected a search format whose members all lie in {target.name}, "
+                f"got search format={s.name}"
             )
         return s
     if target.bits <= 8:
@@ -182,6 +184,7 @@ class Domain:
 
     @property
     def hi_member(self) -> Fraction:
+        """Largest allowed magnitude."""
         hi = self.fmt.max_value if self.hi is None else min(self.hi, self.fmt.max_value)
         down = self.fmt.neighbors(hi)[0]
         assert down is not None
@@ -193,7 +196,7 @@ class Domain:
         if lo is None:
             return f"{self.fmt.name}: w = 0 only"
         sub = "subnormals allowed" if self.subnormals else "no subnormals"
-        return f"{self.fmt.name}: w = 0 or {show(lo)} <= |w| <= {show(hi)} ({sub})"
+        return f"{self.fmt.name}: w = 0 or {format_short(lo)} <= |w| <= {format_short(hi)} ({sub})"
 
     # -- fixed-point layout of the exact view ------------------------------------
     @property
@@ -221,22 +224,6 @@ class Domain:
         k = self.hi_member / Fraction(2) ** self.scale_exp
         assert k.denominator == 1
         return int(k)
-
-
-def show(q: Fraction) -> str:
-    """Short exact text: '3/4' for small ones, '2^-126' for powers of two, else a hex float."""
-    q = Fraction(q)
-    if (
-        q > 0
-        and q.numerator & (q.numerator - 1) == 0
-        and q.denominator & (q.denominator - 1) == 0
-        and (q > 1024 or q < Fraction(1, 1024))
-    ):
-        return f"2^{q.numerator.bit_length() - q.denominator.bit_length()}"
-    text = format_exact(q)
-    if len(text) <= 12 or q.denominator & (q.denominator - 1):
-        return text
-    return hex_float(q)
 
 
 def _floor_log2(q: Fraction) -> int:
@@ -290,7 +277,8 @@ class FPVar:
                     )
                 )
             return out
-        # no z3 sort of its own: finite patterns and |v| order = unsigned order of the magnitude bits
+        # no z3 sort of its own: finite patterns, and the |v| order is the unsigned order
+        # of the magnitude bits
         ones = (1 << fmt.ebits) - 1
         if fmt.ieee:
             out.append(self.field != ones)
@@ -352,6 +340,7 @@ class FPVar:
         return lift_bits(bv.as_long(), self.dom.fmt)
 
     def pattern(self, model: z3.ModelRef) -> int:
+        """The variable's bit pattern in a model."""
         return model.eval(self.bits, model_completion=True).as_long()
 
 

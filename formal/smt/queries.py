@@ -33,18 +33,20 @@ import numpy as np
 import z3
 
 from formal.core.activations import Activation, Preset
+from formal.core.bvq import Cond, all_of, any_of, compare, nonzero
 from formal.core.network import Network
 from formal.core.numbers import Format, format_exact, hex_float
 from formal.core.rebuild import with_groups
+from formal.core.smtrules import per_unit
 from formal.engine.forward import exact_forward
 from formal.errors import UnsupportedOp
 from formal.smt import closed_form
-from formal.smt.exact_bv import NetworkEncoding, compare, nonzero, param_arrays, parameter_leaves
+from formal.smt.exact_bv import NetworkEncoding, param_arrays, parameter_leaves
 from formal.smt.fp import Domain, FPVar
 from formal.smt.rounded import (
     ExactRounding,
     Z3Arith,
-    _dom_step,
+    domain_step,
     float_forward,
     product_members,
     reference_preactivations,
@@ -56,22 +58,17 @@ __all__ = ["ExactQuery", "RoundedQuery", "touch_values", "rounded_closed_form", 
 MAX_FREE = 4096  # searched parameters per SMT query
 
 
-def _or(items: list[Any]) -> Any:
-    items = [i for i in items if i is not False]
-    if any(i is True for i in items):
-        return z3.BoolVal(True)
-    if not items:
-        return z3.BoolVal(False)
-    return items[0] if len(items) == 1 else z3.Or(items)
+def _term(c: Cond) -> z3.BoolRef:
+    """A condition as a z3 term (Python constants become ``true`` / ``false``)."""
+    return z3.BoolVal(c) if isinstance(c, bool) else c
 
 
-def _and(items: list[Any]) -> Any:
-    if any(i is False for i in items):
-        return z3.BoolVal(False)
-    items = [i for i in items if i is not True]
-    if not items:
-        return z3.BoolVal(True)
-    return items[0] if len(items) == 1 else z3.And(items)
+def _or(items: list[Any]) -> z3.BoolRef:
+    return _term(any_of(items))
+
+
+def _and(items: list[Any]) -> z3.BoolRef:
+    return _term(all_of(items))
 
 
 def checked(solver: z3.Solver, timeout_ms: int) -> z3.CheckSatResult:
@@ -105,7 +102,8 @@ class _Query:
     def __init__(self, free: list[int], dom: Domain, seed: int) -> None:
         if len(free) > MAX_FREE:
             raise UnsupportedOp(
-                f"{len(free)} searched parameters exceed the SMT limit of {MAX_FREE}; use --fix or --free"
+                f"{len(free)} searched parameters exceed the SMT limit of {MAX_FREE}; "
+                "use --fix or --free"
             )
         self.dom = dom
         self.vars = {g: FPVar(f"w{g}", dom) for g in free}
@@ -178,10 +176,16 @@ class ExactQuery(_Query):
                 may = enc.may[s.node].reshape(enc.may[s.node].shape[0], -1)[s.sample, s.index]
                 rel.setdefault(s.node, []).append(_and([s.cond, may, _or([nonzero(x) for x in a])]))
             if find == "ndf":
-                self.condition = "'some kink is relevant (AD adjoint non-zero, tangent possibly non-zero)' (necessary for ndf: Lemma Z)"
+                self.condition = (
+                    "'some kink is relevant (AD adjoint non-zero, tangent possibly non-zero)' "
+                    "(necessary for ndf: Lemma Z)"
+                )
                 cond = _or([c for cs in rel.values() for c in cs])
             else:
-                self.condition = "'the last node with a relevant kink has zero input (when its weight rows can move alone)' (necessary for inc)"
+                self.condition = (
+                    "'the last node with a relevant kink has zero input (when its weight rows "
+                    "can move alone)' (necessary for inc)"
+                )
                 order = [n.name for n in net.nodes if n.name in rel]
                 R = {n: _or(rel[n]) for n in order}
                 terms = []
@@ -210,19 +214,23 @@ class ExactQuery(_Query):
         if lin is None:
             return True  # no weight row that moves this pre-activation alone: no condition
         wnode = net.node(lin.inputs[1])
-        if wnode.op != "param" or not closed_form._param_node_ok(net, wnode):
+        if wnode.op != "param" or not closed_form.own_param(net, wnode):
             return True
         par = net.parameterization()
         name = wnode.attr("name")
         groups = par.groups[name].reshape(-1)
-        unique = closed_form._unique_groups(net)
+        unique = closed_form.untied_groups(net)
         if not bool(np.all(unique[groups])):
             return True
         x = self.enc.values[lin.inputs[0]]
         return _and([compare(v, Fraction(0), "==") for v in x.reshape(-1)])
 
     def describe(self) -> str:
-        return f"exact fixed-point bit-vector encoding, {len(self.vars)} variable(s) of {self.dom.fmt.name}"
+        """One line on the encoding (for the export header)."""
+        return (
+            f"exact fixed-point bit-vector encoding, {len(self.vars)} variable(s) of "
+            f"{self.dom.fmt.name}"
+        )
 
 
 class RoundedQuery(_Query):
@@ -249,20 +257,17 @@ class RoundedQuery(_Query):
         fp_params = _fp_params(net, fixed, self.vars, arith)
         _, fsites = float_forward(net, arith, fp_params, order)
         enc = NetworkEncoding(net, param_arrays(net, fixed, self.vars), preset)
-        exact = {}
-        for node in net.nodes:
-            if node.op == "act":
-                y = enc.values[node.inputs[0]]
-                exact[node.name] = y.reshape(y.shape[0], -1)
         terms = []
         self.sites = []
         for s in fsites:
-            y = exact[s.node][s.sample, s.index]
+            y = per_unit(enc.values[s.pre])[s.sample, s.index]  # the exact pre-activation
             hit = arith.eq(s.value, s.kink)
             if find == "spurious-kink":
                 terms.append(_and([hit, compare(y, s.kink, "!=")]))
             else:
-                terms.append(_and([compare(y, s.kink, "=="), z3.Not(hit)]))
+                # a missed touch is a finite float value off the kink (an overflow is not one)
+                finite = z3.And(z3.Not(z3.fpIsInf(s.value)), z3.Not(z3.fpIsNaN(s.value)))
+                terms.append(_and([compare(y, s.kink, "=="), z3.Not(hit), finite]))
             self.sites.append((s, y))
         self.condition = (
             ("'yhat == c in " + order + " order while the exact y != c'")
@@ -275,7 +280,11 @@ class RoundedQuery(_Query):
         self.last_site = None
 
     def describe(self) -> str:
-        return f"fp.mul/fp.add RNE in {self.dom.fmt.name}, {self.order} order, against the exact bit-vector encoding; {len(self.vars)} variable(s)"
+        """One line on the encoding (for the export header)."""
+        return (
+            f"fp.mul/fp.add RNE in {self.dom.fmt.name}, {self.order} order, against the exact "
+            f"bit-vector encoding; {len(self.vars)} variable(s)"
+        )
 
 
 def _fp_params(
@@ -311,7 +320,10 @@ def touch_values(
             if fmt.numpy_dtype() is not None and npv != ref:
                 continue  # references disagree: never report
             c = site.kink
-            ok = (ref == c and yv != c) if find == "spurious-kink" else (yv == c and ref != c)
+            if find == "spurious-kink":
+                ok = ref == c and yv != c
+            else:  # missed: a finite float value off the kink (overflow is not a missed touch)
+                ok = yv == c and ref is not None and ref != c
             if not ok:
                 continue
             shape = net.node(node).shape
@@ -426,8 +438,8 @@ def _last_weight(
     if prev is not None:
         up = down = w[u, n - 2]
         for _ in range(tries):
-            up = _dom_step(dom, up, 1) if up is not None else None
-            down = _dom_step(dom, down, -1) if down is not None else None
+            up = domain_step(dom, up, 1) if up is not None else None
+            down = domain_step(dom, down, -1) if down is not None else None
             steps += [v for v in (up, down) if v is not None]
     for w_prev in steps:
         acc: Fraction | None = None

@@ -26,55 +26,35 @@ reported only when the exact engine and both references agree.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import z3
 
-from formal.core.activations import Activation
-from formal.core.network import Network, Node
+from formal.core.fpterms import ORDERS, Arith
+from formal.core.graph import trainable_dependence
+from formal.core.network import Network
 from formal.core.numbers import Format
+from formal.core.rules import walk
+from formal.core.smtrules import FloatSite, RoundedState
 from formal.errors import UnsupportedOp
 from formal.smt.fp import Domain, fp_sort, fp_value, native
 
 __all__ = [
     "ORDERS",
+    "Arith",
     "FloatSite",
     "float_forward",
     "z3_arith",
+    "Z3Arith",
     "ExactRounding",
     "NumpyRounding",
     "reference_preactivations",
     "rounding_interval_members",
     "product_members",
+    "domain_step",
 ]
-
-ORDERS = ("sequential", "pairwise")
-_OPS = ("input", "param", "const", "linear", "add", "sub", "neg", "scale", "act", "reshape")
-
-
-class Arith:
-    """One back-end of the rounded semantics."""
-
-    def const(self, q: Fraction) -> Any:
-        raise NotImplementedError
-
-    def mul(self, a: Any, b: Any) -> Any:
-        raise NotImplementedError
-
-    def add(self, a: Any, b: Any) -> Any:
-        raise NotImplementedError
-
-    def neg(self, a: Any) -> Any:
-        raise NotImplementedError
-
-    def le(self, a: Any, c: Fraction) -> Any:
-        raise NotImplementedError
-
-    def ite(self, cond: Any, a: Any, b: Any) -> Any:
-        raise NotImplementedError
 
 
 class Z3Arith(Arith):
@@ -83,40 +63,49 @@ class Z3Arith(Arith):
     def __init__(self, fmt: Format) -> None:
         if not native(fmt):
             raise UnsupportedOp(
-                f"rounded semantics needs a format z3 has as an IEEE sort, got {fmt.name} (E4M3 has no infinities; z3 needs >= 2 fraction bits)"
+                "rounded semantics needs a format z3 has as an IEEE sort, got "
+                f"{fmt.name} (E4M3 has no infinities; z3 needs >= 2 fraction bits)"
             )
         self.fmt = fmt
         self.sort = fp_sort(fmt)
         self.rm = z3.RNE()
 
     def const(self, q: Fraction) -> Any:
+        """The constant rounded to nearest even (overflow: an infinity)."""
         r = self.fmt.round_nearest_even(q)
         if r is None:
             return z3.fpPlusInfinity(self.sort) if q > 0 else z3.fpMinusInfinity(self.sort)
         return fp_value(r, self.fmt)
 
     def mul(self, a: Any, b: Any) -> Any:
+        """The product rounded to nearest even."""
         return z3.fpMul(self.rm, a, b)
 
     def add(self, a: Any, b: Any) -> Any:
+        """The sum rounded to nearest even."""
         return z3.fpAdd(self.rm, a, b)
 
     def neg(self, a: Any) -> Any:
+        """The negation (exact)."""
         return z3.fpNeg(a)
 
     def le(self, a: Any, c: Fraction) -> Any:
+        """``a <= c``."""
         return z3.fpLEQ(a, self.const(c))
 
     def ite(self, cond: Any, a: Any, b: Any) -> Any:
+        """``a`` if ``cond`` else ``b``."""
         return z3.If(cond, a, b)
 
     def eq(self, a: Any, c: Fraction) -> Any:
+        """``a == c`` (false when c is not a member of the format)."""
         if not self.fmt.contains(c):
             return z3.BoolVal(False)
         return z3.fpEQ(a, fp_value(c, self.fmt))
 
 
 def z3_arith(fmt: Format) -> Z3Arith:
+    """The z3 back-end of ``fmt``."""
     return Z3Arith(fmt)
 
 
@@ -130,21 +119,27 @@ class ExactRounding(Arith):
         return None if q is None else self.fmt.round_nearest_even(q)
 
     def const(self, q: Fraction) -> Any:
+        """The constant rounded to nearest even (overflow: an infinity)."""
         return self._r(Fraction(q))
 
     def mul(self, a: Any, b: Any) -> Any:
+        """The product rounded to nearest even."""
         return None if a is None or b is None else self._r(a * b)
 
     def add(self, a: Any, b: Any) -> Any:
+        """The sum rounded to nearest even."""
         return None if a is None or b is None else self._r(a + b)
 
     def neg(self, a: Any) -> Any:
+        """The negation (exact)."""
         return None if a is None else -a
 
     def le(self, a: Any, c: Fraction) -> Any:
+        """``a <= c``."""
         return a is not None and a <= c
 
     def ite(self, cond: Any, a: Any, b: Any) -> Any:
+        """``a`` if ``cond`` else ``b``."""
         return a if cond else b
 
 
@@ -159,75 +154,39 @@ class NumpyRounding(Arith):
         self.dt = dt.type
 
     def const(self, q: Fraction) -> Any:
+        """The constant rounded to nearest even (overflow: an infinity)."""
         r = self.fmt.round_nearest_even(q)
         if r is None:
             return self.dt(float("inf") if q > 0 else float("-inf"))
         return self.dt(float(r))  # r is a member: float64 holds it exactly
 
     def mul(self, a: Any, b: Any) -> Any:
+        """The product rounded to nearest even."""
         with np.errstate(over="ignore", invalid="ignore"):
             return self.dt(a * b)
 
     def add(self, a: Any, b: Any) -> Any:
+        """The sum rounded to nearest even."""
         with np.errstate(over="ignore", invalid="ignore"):
             return self.dt(a + b)
 
     def neg(self, a: Any) -> Any:
+        """The negation (exact)."""
         return self.dt(-a)
 
     def le(self, a: Any, c: Fraction) -> Any:
+        """``a <= c``."""
         return bool(np.float64(a) <= float(c))
 
     def ite(self, cond: Any, a: Any, b: Any) -> Any:
+        """``a`` if ``cond`` else ``b``."""
         return a if cond else b
 
     @staticmethod
     def exact(a: Any) -> Fraction | None:
+        """The exact value of a scalar (None if not finite)."""
         v = float(np.float64(a))
         return Fraction(v) if np.isfinite(v) else None
-
-
-@dataclass(frozen=True, slots=True)
-class FloatSite:
-    """A pre-activation entry of a kinked unit: its float value term and the kink."""
-
-    node: str
-    pre: str
-    sample: int
-    index: int
-    kink: Fraction
-    value: Any  # the float pre-activation (term or scalar)
-
-
-def _horner(arith: Arith, p: tuple[Fraction, ...], y: Any) -> Any:
-    acc: Any = None
-    acc_one = False
-    for k in range(len(p) - 1, -1, -1):
-        a = p[k]
-        if acc is None:
-            if k == 0:
-                return arith.const(a)
-            acc, acc_one = arith.const(a), a == 1
-            continue
-        acc = y if acc_one else arith.mul(acc, y)
-        acc_one = False
-        if a != 0:
-            acc = arith.add(acc, arith.const(a))
-    return acc
-
-
-def _sum(arith: Arith, terms: list[Any], order: str) -> Any:
-    if order == "sequential":
-        acc = terms[0]
-        for t in terms[1:]:
-            acc = arith.add(acc, t)
-        return acc
-    while len(terms) > 1:
-        terms = [
-            arith.add(terms[i], terms[i + 1]) if i + 1 < len(terms) else terms[i]
-            for i in range(0, len(terms), 2)
-        ]
-    return terms[0]
 
 
 def float_forward(
@@ -237,122 +196,15 @@ def float_forward(
 
     ``params`` maps tensor names to object arrays of back-end values (searched
     entries as variables); tensors not in ``params`` are rounded constants.
+    Each op's meaning is its ``rounded`` rule (``registered_ops("rounded")``).
     """
     if order not in ORDERS:
         raise UnsupportedOp(
             f"expected a summation order ({', '.join(ORDERS)}), got order={order!r}"
         )
-    vals: dict[str, np.ndarray] = {}
-    sites: list[FloatSite] = []
-    trainable = set(net.trainable)
-    depends: dict[str, bool] = {}
-    for node in net.nodes:
-        if node.op not in _OPS:
-            raise UnsupportedOp(
-                f"op {node.op!r} (node {node.name!r}) has no rule in the rounded semantics"
-            )
-        depends[node.name] = (
-            (node.attr("name") in trainable)
-            if node.op == "param"
-            else any(depends[i] for i in node.inputs)
-        )
-        ins = [vals[i] for i in node.inputs]
-        vals[node.name] = _eval(net, node, ins, arith, params, order, vals)
-        if node.op == "act":
-            act: Activation = node.attr("activation")
-            if not act.kinks or not depends[node.name]:
-                continue
-            y = vals[node.inputs[0]]
-            flat = y.reshape(y.shape[0], -1)
-            for b in range(flat.shape[0]):
-                for i in range(flat.shape[1]):
-                    for c in act.kinks:
-                        sites.append(FloatSite(node.name, node.inputs[0], b, i, c, flat[b, i]))
-    return vals, sites
-
-
-def _const_arr(arith: Arith, q: Any) -> np.ndarray:
-    out = np.empty(q.shape, dtype=object)
-    for idx in np.ndindex(*q.shape):
-        out[idx] = arith.const(q[idx])
-    return out
-
-
-def _eval(
-    net: Network,
-    node: Node,
-    ins: list[np.ndarray],
-    arith: Arith,
-    params: Mapping[str, np.ndarray],
-    order: str,
-    vals: dict[str, np.ndarray],
-) -> np.ndarray:
-    op = node.op
-    if op == "input":
-        return _const_arr(arith, net.inputs.to_fractions())
-    if op == "param":
-        name = node.attr("name")
-        return (
-            params[name] if name in params else _const_arr(arith, net.params[name].to_fractions())
-        )
-    if op == "const":
-        return _const_arr(arith, node.attr("value").to_fractions())
-    if op == "linear":
-        x, w = ins
-        B, n = x.shape
-        m = w.shape[0]
-        out = np.empty((B, m), dtype=object)
-        for b in range(B):
-            for o in range(m):
-                out[b, o] = _sum(arith, [arith.mul(x[b, k], w[o, k]) for k in range(n)], order)
-        return out
-    if op in ("add", "sub"):
-        a, c = ins
-        if a.ndim < c.ndim:
-            a = a.reshape((1,) + a.shape)
-        if c.ndim < a.ndim:
-            c = c.reshape((1,) + c.shape)
-        a, c = np.broadcast_arrays(a, c)
-        out = np.empty(a.shape, dtype=object)
-        for idx in np.ndindex(*a.shape):
-            out[idx] = arith.add(a[idx], c[idx] if op == "add" else arith.neg(c[idx]))
-        return out
-    if op == "neg":
-        return _map(arith.neg, ins[0])
-    if op == "scale":
-        cq = node.attr("value").to_fractions()
-        cc: Any
-        a, cc = np.broadcast_arrays(ins[0], cq)
-        out = np.empty(a.shape, dtype=object)
-        for idx in np.ndindex(*a.shape):
-            out[idx] = a[idx] if cc[idx] == 1 else arith.mul(a[idx], arith.const(cc[idx]))
-        return out
-    if op == "reshape":
-        return ins[0].reshape((ins[0].shape[0],) + node.shape)
-    act: Activation = node.attr("activation")
-    fmt = getattr(arith, "fmt", None)
-    for kink in act.kinks:
-        if fmt is not None and not fmt.contains(kink):
-            raise UnsupportedOp(
-                f"kink {kink} of {act.describe()} (node {node.name!r}) is not a member of {fmt.name}: the float piece test is undefined"
-            )
-    if act.transcendental:
-        raise UnsupportedOp(f"activation node {node.name!r} ({act.name}) has no rounded rule")
-
-    def apply(y: Any) -> Any:
-        out = _horner(arith, act.pieces[-1], y)
-        for k in range(len(act.kinks) - 1, -1, -1):
-            out = arith.ite(arith.le(y, act.kinks[k]), _horner(arith, act.pieces[k], y), out)
-        return out
-
-    return _map(apply, ins[0])
-
-
-def _map(fn: Callable[[Any], Any], a: np.ndarray) -> np.ndarray:
-    out = np.empty(a.shape, dtype=object)
-    for idx in np.ndindex(*a.shape):
-        out[idx] = fn(a[idx])
-    return out
+    st = RoundedState(net, arith, params, order, trainable_dependence(net))
+    vals = walk(net, "rounded", lambda node, fn, ins: fn(node, ins, st))
+    return vals, st.sites
 
 
 def reference_preactivations(
@@ -381,7 +233,7 @@ def rounding_interval_members(
 ) -> list[Fraction]:
     """Allowed members L with RNE(acc + L) == c, nearest to c - acc first (at most ``limit``
     steps each way: the set is a run of consecutive members, possibly huge when c - acc is tiny)."""
-    return _walk(
+    return _members_near(
         dom, fmt.round_nearest_even(c - acc), lambda v: fmt.round_nearest_even(acc + v) == c, limit
     )
 
@@ -390,7 +242,7 @@ def product_members(
     fmt: Format, dom: Domain, x: Fraction, target: Fraction, limit: int = 64
 ) -> list[Fraction]:
     """Allowed members w with RNE(x * w) == target (x != 0), nearest to target / x first."""
-    return _walk(
+    return _members_near(
         dom,
         fmt.round_nearest_even(target / x),
         lambda v: fmt.round_nearest_even(x * v) == target,
@@ -398,7 +250,7 @@ def product_members(
     )
 
 
-def _walk(
+def _members_near(
     dom: Domain, start: Fraction | None, ok: Callable[[Fraction], bool], limit: int
 ) -> list[Fraction]:
     if start is None:
@@ -406,7 +258,9 @@ def _walk(
     out: list[Fraction] = []
     first = _snap(dom, start)
     for direction in (-1, 1):
-        cur = first if direction < 0 else (_dom_step(dom, first, 1) if first is not None else None)
+        cur = (
+            first if direction < 0 else (domain_step(dom, first, 1) if first is not None else None)
+        )
         misses = steps = 0
         while cur is not None and steps < limit and misses < 2:
             steps += 1
@@ -415,7 +269,7 @@ def _walk(
                 misses = 0
             else:
                 misses += 1
-            cur = _dom_step(dom, cur, direction)
+            cur = domain_step(dom, cur, direction)
     return sorted(set(out), key=lambda v: (abs(v - start), v))
 
 
@@ -429,8 +283,10 @@ def _snap(dom: Domain, v: Fraction) -> Fraction | None:
     return hi if v > 0 else -hi
 
 
-def _dom_step(dom: Domain, v: Fraction, direction: int) -> Fraction | None:
-    """The next allowed member after v in the given direction (None past the range)."""
+def domain_step(dom: Domain, v: Fraction, direction: int) -> Fraction | None:
+    """The next allowed member of ``dom`` after v in the given direction (+1 up, -1 down;
+    None past the range).  Zero is allowed: the step from the smallest allowed magnitude
+    towards zero lands on 0."""
     nxt = _step(dom.fmt, v, direction)
     if nxt is None:
         return None

@@ -1,4 +1,4 @@
-"""The results of THEORY.md as executable statements.
+"""The results of docs/theory.md as executable statements.
 
 Each :class:`Theorem` has a name, its statement, its hypotheses (checkable on
 a network with :meth:`Theorem.applies`), the proof and test that go with it,
@@ -8,98 +8,35 @@ of the core.  A failed expectation (or any exception) makes the check fail
 loudly; nothing is skipped.  Budgets: ``quick`` (CI, well under a minute in
 total) and ``full`` (larger formats and networks; minutes).
 
-The evidence functions live in :mod:`formal.theorems_evidence`; this module
-holds the catalogue.
+The evidence functions live in :mod:`formal.theorems.evidence` and
+:mod:`formal.theorems.evidence_cases`, the records in :mod:`formal.theorems.record`;
+this module holds the catalogue.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from formal.core.network import Network, bias_structure
-
-BUDGETS = ("quick", "full")
-
-
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    """One line of evidence with its numbers (exact values as strings)."""
-
-    text: str
-    ok: bool = True
-    data: tuple[tuple[str, Any], ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "ok": self.ok, **dict(self.data)}
-
-
-class Recorder:
-    """Collects evidence; ``expect`` records a failure when its condition is false."""
-
-    def __init__(self) -> None:
-        self.items: list[Evidence] = []
-        self.cache: dict[str, Any] = {}
-
-    def note(self, text: str, **data: Any) -> None:
-        self.items.append(Evidence(text, True, tuple(data.items())))
-
-    def expect(self, ok: bool, text: str, **data: Any) -> bool:
-        self.items.append(
-            Evidence(text if ok else "FAILED: " + text, bool(ok), tuple(data.items()))
-        )
-        return bool(ok)
-
-    def quiet(self, ok: bool, text: str) -> bool:
-        """Record only a failure (for per-point checks inside loops)."""
-        if not ok:
-            self.expect(False, text)
-        return bool(ok)
-
-    @property
-    def failures(self) -> list[str]:
-        return [e.text for e in self.items if not e.ok]
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    """The outcome of one theorem check."""
-
-    name: str
-    title: str
-    status: str  # "pass" | "fail"
-    hypotheses: str
-    statement: str
-    evidence: tuple[Evidence, ...]
-    seconds: float
-    proof: str
-    test: str
-
-    @property
-    def passed(self) -> bool:
-        return self.status == "pass"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "title": self.title,
-            "status": self.status,
-            "hypotheses": self.hypotheses,
-            "statement": self.statement,
-            "evidence": [e.to_json() for e in self.evidence],
-            "seconds": round(self.seconds, 3),
-            "proof": self.proof,
-            "test": self.test,
-        }
-
-
-Gather = Callable[[Recorder, str], None]
+from formal.engine.batch import dense_chain
+from formal.errors import InvalidArgument
+from formal.theorems import evidence as ev
+from formal.theorems import evidence_cases as evc
+from formal.theorems.record import (
+    BUDGETS,
+    CheckResult,
+    CheckStatus,
+    Evidence,
+    Gather,
+    Recorder,
+)
 
 
 def _always(net: Network) -> tuple[bool, str]:
-    return True, "no hypothesis beyond the setting of THEORY section 1"
+    return True, "no hypothesis beyond the setting of docs/theory.md section 1"
 
 
 def _h(net: Network) -> tuple[bool, str]:
@@ -109,8 +46,6 @@ def _h(net: Network) -> tuple[bool, str]:
 
 def _h_b2(net: Network) -> tuple[bool, str]:
     """T4's second part: distinct biases (any B): H on the first input alone."""
-    from dataclasses import replace
-
     if net.batch == 1:
         return _h(net)
     one = replace(net, inputs=type(net.inputs)(net.inputs.num[:1], net.inputs.den), cache={})
@@ -119,8 +54,6 @@ def _h_b2(net: Network) -> tuple[bool, str]:
 
 
 def _bias_free_dense(net: Network) -> tuple[bool, str]:
-    from formal.engine.batch import dense_chain
-
     chain = dense_chain(net)
     if chain is None:
         return False, "not a dense chain"
@@ -160,9 +93,8 @@ class Theorem:
         return self.applies_to(net)
 
     def check(self, budget: str = "quick", cache: dict[str, Any] | None = None) -> CheckResult:
+        """Gather the evidence at ``budget`` (quick or full); a crash or no evidence fails."""
         if budget not in BUDGETS:
-            from formal.errors import InvalidArgument
-
             raise InvalidArgument(f"expected --budget quick or full, got budget={budget!r}")
         rec = Recorder()
         if cache is not None:
@@ -174,7 +106,7 @@ class Theorem:
             rec.expect(False, f"the check raised {type(exc).__name__}: {exc}")
         if not rec.items:
             rec.expect(False, "the check gathered no evidence")
-        status = "fail" if rec.failures else "pass"
+        status: CheckStatus = "fail" if rec.failures else "pass"
         return CheckResult(
             self.name,
             self.title,
@@ -189,9 +121,7 @@ class Theorem:
 
 
 def catalogue() -> list[Theorem]:
-    """Every result, in the order of THEORY.md (plus our additions)."""
-    from formal.theorems import evidence as ev
-
+    """Every result, in the order of docs/theory.md (plus our additions)."""
     T = "tests/test_theorems.py"
     return [
         Theorem(
@@ -199,7 +129,8 @@ def catalogue() -> list[Theorem]:
             "differentiability = linearity of d -> f'(w; d)",
             "f is differentiable at w iff d -> f'(w; d) is linear, and then grad_j = f'(w; e_j); "
             "linearity on the axes alone is not enough",
-            "locally Lipschitz, directionally differentiable f (every network of THEORY section 1)",
+            "locally Lipschitz, directionally differentiable f "
+            "(every network of docs/theory.md section 1)",
             "proofs/lemma-d.md",
             f"{T}::test_lemma_d",
             ev.lemma_d,
@@ -207,7 +138,8 @@ def catalogue() -> list[Theorem]:
         Theorem(
             "Lemma Z",
             "zero kink adjoints => differentiable and AD correct",
-            "if every kink node's AD adjoint is 0 (any proxies) then f is differentiable at w and AD(w) = grad f(w)",
+            "if every kink node's AD adjoint is 0 (any proxies) then f is differentiable at w and "
+            "AD(w) = grad f(w)",
             "any network",
             "proofs/lemma-z.md",
             f"{T}::test_lemma_z",
@@ -257,108 +189,122 @@ def catalogue() -> list[Theorem]:
         Theorem(
             "T4",
             "what AD computes on ndf",
-            "under H: one-sided proxies give AD(w) in the Bouligand subdifferential, proxies between D- and D+ "
-            "give AD(w) in the Clarke subdifferential; with B >= 2 and distinct biases, one lambda per layer "
+            "under H: one-sided proxies give AD(w) in the Bouligand subdifferential, proxies "
+            "between D- and D+ "
+            "give AD(w) in the Clarke subdifferential; with B >= 2 and distinct biases, one lambda "
+            "per layer "
             "still gives Clarke",
             "H (first part); distinct biases, any B (second part)",
             "proofs/t4.md",
             f"{T}::test_t4",
-            ev.t4,
+            evc.t4,
             _h_b2,
         ),
         Theorem(
             "Bias-free bound",
-            "ndf and inc without biases (THEORY section 4)",
-            "|ndf_Omega u inc_Omega| <= sum_(unit, sample) (k |M|^(W-1) + [0 in ndf(rho)] |{w : the unit's "
+            "ndf and inc without biases (docs/theory.md section 4)",
+            "|ndf_Omega u inc_Omega| <= sum_(unit, sample) (k |M|^(W-1) + [0 in ndf(rho)] |{w : "
+            "the unit's "
             "inputs are all 0}|)",
-            "dense chain, every weight trainable and untied (units with a bias contribute the first term only)",
+            "dense chain, every weight trainable and untied (units with a bias contribute the "
+            "first term only)",
             "proofs/bias-free-bound.md",
             f"{T}::test_bias_free_bound",
-            ev.bias_free_bound,
+            evc.bias_free_bound,
             _bias_free_dense,
         ),
         Theorem(
             "E1",
             "bias-free inc is non-empty",
-            "f = relu(w2 relu(w1 x)), x = 1, at (0, -1): f = 0 nearby, AD df/dw1 = -p^2 for relu'(0) = p",
+            "f = relu(w2 relu(w1 x)), x = 1, at (0, -1): f = 0 nearby, AD df/dw1 = -p^2 for "
+            "relu'(0) = p",
             "bias-free, B = 1",
             "proofs/e1.md",
             f"{T}::test_named_cases",
-            ev.e1,
+            evc.e1,
         ),
         Theorem(
             "Lemma 2",
             "tied weight (ICLR 2024)",
-            "pre-activations (u, -u), objective z1 - z2 = u: AD = 2p, gradient 1: wrong unless p = 1/2",
+            "pre-activations (u, -u), objective z1 - z2 = u: AD = 2p, gradient 1: wrong unless p = "
+            "1/2",
             "tied weight, no bias, B = 1",
             "proofs/lemma-2.md",
             f"{T}::test_named_cases",
-            ev.lemma2,
+            evc.lemma2,
         ),
         Theorem(
             "Lemma 3",
             "B = 2 breaks T1 (ICLR 2024)",
-            "one bias b, X = (3, -3), HardSigmoid, batch sum: gradient 1/6, AD a + b for proxies (a, b)",
+            "one bias b, X = (3, -3), HardSigmoid, batch sum: gradient 1/6, AD a + b for proxies "
+            "(a, b)",
             "distinct bias, B = 2",
             "proofs/lemma-3.md",
             f"{T}::test_named_cases",
-            ev.lemma3,
+            evc.lemma3,
         ),
         Theorem(
             "Lemma 7",
             "max-pool ties (ICLR 2024)",
-            "pre-activations (u + b, b, -u + b, b), max-pools {1,2}, {3,4}, objective m1 - m2 = u: AD (2, 0) "
+            "pre-activations (u + b, b, -u + b, b), max-pools {1,2}, {3,4}, objective m1 - m2 = u: "
+            "AD (2, 0) "
             "first-index, (0, 0) second-index, (1, 0) mixed; gradient (1, 0)",
             "shared bias, max-pool",
             "proofs/lemma-7.md",
             f"{T}::test_named_cases",
-            ev.lemma7,
+            evc.lemma7,
         ),
         Theorem(
             "f1-f3",
             "App. H examples (ICLR 2024)",
-            "f1 = g(w) - g(-w): AD 0, truth 1; f2 = g(w) - h(w): AD -1, truth 0; f3 = h(-h(w)): AD -1, truth 0 "
+            "f1 = g(w) - g(-w): AD 0, truth 1; f2 = g(w) - h(w): AD -1, truth 0; f3 = h(-h(w)): AD "
+            "-1, truth 0 "
             "(g = relu with proxy 0, h = relu with proxy 1)",
             "ties / two proxies for one activation / nesting",
             "proofs/f1-f3.md",
             f"{T}::test_named_cases",
-            ev.f123,
+            evc.f123,
         ),
         Theorem(
             "T5",
             "anchored kinks: when bias-free AD is still right (ours)",
-            "B = 1, dense, untied trainable weights.  A kink neuron is anchored if it has a trainable bias or a "
-            "non-zero input.  (i) If every kink neuron is anchored, every side pattern is feasible, so where f is "
-            "differentiable AD = grad f for all proxies in [D-, D+]; activations without a kink at 0 (HardTanh, "
-            "HardSigmoid, HardSwish) always are.  (ii) With one-sided proxies such that rho(y) = 0 implies "
-            "rho'(y) = 0 or a kink with proxy 0 (ReLU and ReLU6 with proxy 0 at 0), AD = grad f wherever f is "
+            "B = 1, dense, untied trainable weights.  A kink neuron is anchored if it has a "
+            "trainable bias or a "
+            "non-zero input.  (i) If every kink neuron is anchored, every side pattern is "
+            "feasible, so where f is "
+            "differentiable AD = grad f for all proxies in [D-, D+]; activations without a kink at "
+            "0 (HardTanh, "
+            "HardSigmoid, HardSwish) always are.  (ii) With one-sided proxies such that rho(y) = 0 "
+            "implies "
+            "rho'(y) = 0 or a kink with proxy 0 (ReLU and ReLU6 with proxy 0 at 0), AD = grad f "
+            "wherever f is "
             "differentiable.  So inc(f) is empty in these cases, at every depth and width",
             "B = 1, dense chain, untied trainable weights; the proxy conditions of (i) or (ii)",
             "proofs/t5-anchored.md",
             f"{T}::test_t5",
-            ev.t5,
+            evc.t5,
             _zero_side,
         ),
         Theorem(
             "Open question",
-            "is inc empty for bias-free dense nets? (THEORY section 4)",
-            "for B = 1, <= 2 hidden layers of <= 2 units, each kinked activation, presets pytorch, left, right, "
+            "is inc empty for bias-free dense nets? (docs/theory.md section 4)",
+            "for B = 1, <= 2 hidden layers of <= 2 units, each kinked activation, presets pytorch, "
+            "left, right, "
             "lambda=1/2: exhaustive counts of inc_Omega on small formats, with witnesses",
             "bias-free dense, B = 1",
             "proofs/open-question.md",
             "tests/test_reproduce.py::test_open_question",
-            ev.open_question,
+            evc.open_question,
             _bias_free_dense,
         ),
     ]
 
 
 def get(name: str) -> Theorem:
+    """The theorem of the catalogue named ``name`` (case-insensitive)."""
     for t in catalogue():
         if t.name.lower() == name.lower():
             return t
-    from formal.errors import InvalidArgument
-
     raise InvalidArgument(
         f"expected a theorem name ({', '.join(t.name for t in catalogue())}), got {name!r}"
     )

@@ -1,4 +1,4 @@
-"""The open question of THEORY section 4, answered by exhaustive enumeration.
+"""The open question of docs/theory.md section 4, answered by exhaustive enumeration.
 
 For bias-free dense networks with B = 1 (one input x), up to two hidden
 layers of at most two units, every kinked activation, and the presets
@@ -10,7 +10,7 @@ power of two only shifts the exponents of the first-layer weights (up to the
 format's range), so x = 1 stands for every +-2^k.  x = 3 has a three-bit
 mantissa (products w x leave the format's grid, and the kinks +-3 of
 HardSigmoid/HardSwish become reachable at layer 1); x = 0 is the zero input
-THEORY's bias-free bound singles out (every first-layer unit sits at 0).
+the theory's (docs/theory.md) bias-free bound singles out (every first-layer unit sits at 0).
 Output layer: one unit, identity or the same activation as the hidden layers
 (E1 has a kinked output).  Every witness is re-decided by the core's
 ``check`` before it is reported.
@@ -27,11 +27,13 @@ from typing import Any
 import numpy as np
 
 from formal.core.activations import parse_preset
+from formal.core.builders import zero_mlp
 from formal.core.network import Network
 from formal.core.numbers import format_exact
-from formal.count.counting import exhaustive, with_point
-from formal.engine.batch import Chain, forward
-from formal.io.formalnet import from_dict
+from formal.count.counting import exhaustive, members_scaled, with_point
+from formal.engine.batch import Chain, forward, require_chain
+from formal.engine.patterns import decide
+from formal.engine.verdict import check
 
 PRESETS = ("pytorch", "left", "right", "lambda=1/2")
 ACTIVATIONS: dict[str, Any] = {
@@ -48,24 +50,16 @@ ARCHS: tuple[tuple[int, ...], ...] = ((1,), (2,), (1, 1), (1, 2), (2, 1), (2, 2)
 
 def bias_free_net(numbers: str, x: str, hidden: tuple[int, ...], act: Any, out_act: Any) -> Network:
     """A bias-free dense net 1 -> hidden... -> 1 with all weights trainable (values 0)."""
-    sizes = list(hidden) + [1]
-    layers, params = [], {}
-    width = 1
-    for i, u in enumerate(sizes):
-        a = act if i < len(hidden) else out_act
-        layers.append({"type": "dense", "units": u, "bias": False, "activation": a})
-        params[f"{i}.weight"] = [[0] * width for _ in range(u)]
-        width = u
-    doc = {
-        "format": "formal-net/1",
-        "numbers": numbers,
-        "inputs": [[x]],
-        "layers": layers,
-        "params": params,
-    }
     name = "x".join(map(str, (1, *hidden, 1)))
-    return from_dict(
-        doc, source=f"bias-free {name} {act if isinstance(act, str) else act['name']} x={x}"
+    label = act if isinstance(act, str) else act["name"]
+    return zero_mlp(
+        numbers,
+        [[x]],
+        hidden,
+        act,
+        bias=False,
+        out_act=out_act,
+        name=f"bias-free {name} {label} x={x}",
     )
 
 
@@ -103,6 +97,7 @@ class Row:
     seconds: float
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON object of this run (exact counts and witnesses as strings)."""
         return {
             "numbers": self.numbers,
             "arch": "1-" + "-".join(map(str, self.arch)) + "-1",
@@ -163,6 +158,7 @@ def run_one(
     progress: bool = False,
     cross_check: int = 2,
 ) -> Row:
+    """Count one bias-free dense net exhaustively (ndf, inc per preset) with an inc witness each."""
     spec = ACTIVATIONS[act]
     net = bias_free_net(numbers, x, arch, spec, spec if out == "same" else "identity")
     t0 = time.perf_counter()
@@ -194,8 +190,6 @@ def run_one(
 
 def verify_witness(row: Row, preset: str) -> bool:
     """Re-decide a witness with the core's check: it must be in inc for the preset."""
-    from formal.engine.verdict import check
-
     spec = ACTIVATIONS[row.activation]
     net = bias_free_net(
         row.numbers, row.x, row.arch, spec, spec if row.output == "same" else "identity"
@@ -205,12 +199,14 @@ def verify_witness(row: Row, preset: str) -> bool:
 
 
 def search(budget: str = "quick", *, progress: bool = False) -> list[Row]:
+    """Every run of the open-question plan at ``budget``, exhaustively counted."""
     rows = []
     runs = plan(budget)
     for i, r in enumerate(runs):
         if progress:
             print(
-                f"\ropen question: run {i + 1}/{len(runs)} {r[0]} 1-{'-'.join(map(str, r[1]))}-1 {r[2]} {r[3]} x={r[4]}",
+                f"\ropen question: run {i + 1}/{len(runs)} {r[0]} 1-{'-'.join(map(str, r[1]))}-1 "
+                f"{r[2]} {r[3]} x={r[4]}",
                 end="",
                 file=sys.stderr,
                 flush=True,
@@ -233,10 +229,6 @@ def sampled(numbers: str, act: str, out: str, x: str, n: int, *, seed: int = 0) 
     and otherwise uniform over M, so that kinks (and the zero inputs behind
     E1-type witnesses) are frequent.  Counts are of sampled points, not of Omega.
     """
-    from formal.count.counting import members_scaled
-    from formal.engine.batch import require_chain
-    from formal.engine.patterns import decide
-
     spec = ACTIVATIONS[act]
     net = bias_free_net(numbers, x, (2, 2), spec, spec if out == "same" else "identity")
     chain = require_chain(net)

@@ -2,8 +2,13 @@
 
 The bit width of every term follows from its bound, so no operation can
 overflow; constants fold to Python rationals.  A searched parameter
-(:func:`var`) keeps its sign and magnitude apart so that a product with it
-is a narrow multiply and a barrel shift (see :meth:`formal.smt.fp.FPVar.exact_parts`).
+(:func:`signed`, built by :func:`formal.smt.exact_bv.var`) keeps its sign and
+magnitude apart so that a product with it is a narrow multiply and a barrel
+shift (see :meth:`formal.smt.fp.FPVar.exact_parts`).
+
+Conditions are z3 booleans or Python ``bool`` constants (folded):
+:func:`all_of`, :func:`any_of`, :func:`ite_bool`; :func:`piecewise` and
+:func:`piecewise_bool` select the piece of an activation.
 """
 
 from __future__ import annotations
@@ -11,11 +16,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TypeAlias
 
 import z3
 
+from formal.core.activations import Activation
 from formal.errors import UnsupportedOp
-from formal.smt.fp import FPVar
 
 MAX_WIDTH = 4096  # refuse encodings whose proven bounds need wider bit-vectors
 MAX_MUL_COST = 128 * 128  # refuse variable x variable multipliers larger than this (bit pairs):
@@ -40,9 +46,11 @@ class BVQ:
 
     @property
     def is_const(self) -> bool:
+        """Whether the value is a folded constant."""
         return self.num is None
 
     def fraction(self) -> Fraction:
+        """The value of a constant."""
         assert self.num is None
         return Fraction(self.const, self.den)
 
@@ -58,6 +66,7 @@ class BVQ:
 
 
 def const(q: Fraction | int) -> BVQ:
+    """The constant ``q`` (folded: no z3 term)."""
     q = Fraction(q)
     return BVQ(None, q.numerator, q.denominator, abs(q.numerator))
 
@@ -65,13 +74,14 @@ def const(q: Fraction | int) -> BVQ:
 ZERO = const(0)
 
 
-def var(v: FPVar, negate: bool = False) -> BVQ:
-    """The exact value of a searched parameter (optionally negated, for ties)."""
-    mag, den = v.exact_parts()
-    bound = v.dom.max_k
+def signed(sign: z3.BitVecRef, mag: z3.BitVecRef, den: int, bound: int) -> BVQ:
+    """``(-1)**sign * mag / den`` for a 1-bit ``sign`` and an unsigned ``mag <= bound``.
+
+    The sign and magnitude are kept apart (``parts``) so that a product with
+    this value is a narrow multiply of the magnitude (see :func:`mul`).
+    """
     width = max(_w(bound), mag.size() + 1)
     wide = z3.ZeroExt(width - mag.size(), mag)
-    sign = v.sign if not negate else ~v.sign
     num = z3.If(sign == 1, -wide, wide)
     return BVQ(num, 0, den, bound, (sign, mag))
 
@@ -80,7 +90,8 @@ def _check(bound: int) -> int:
     w = _w(bound)
     if w > MAX_WIDTH:
         raise UnsupportedOp(
-            f"exact bit-vector encoding needs {w} bits (> {MAX_WIDTH}); restrict --range or the search format"
+            f"exact bit-vector encoding needs {w} bits (> {MAX_WIDTH}); "
+            "restrict --range or the search format"
         )
     return w
 
@@ -107,6 +118,7 @@ def _aligned(a: BVQ, b: BVQ) -> tuple[int, int, int]:
 
 
 def add(a: BVQ, b: BVQ) -> BVQ:
+    """``a + b``."""
     if a.is_const and b.is_const:
         return const(a.fraction() + b.fraction())
     if a.is_const and a.const == 0:
@@ -122,6 +134,7 @@ def add(a: BVQ, b: BVQ) -> BVQ:
 
 
 def neg(a: BVQ) -> BVQ:
+    """``-a``."""
     if a.is_const:
         return const(-a.fraction())
     w = _w(a.bound)
@@ -129,10 +142,12 @@ def neg(a: BVQ) -> BVQ:
 
 
 def sub(a: BVQ, b: BVQ) -> BVQ:
+    """``a - b``."""
     return add(a, neg(b))
 
 
 def mul(a: BVQ, b: BVQ) -> BVQ:
+    """``a * b`` (a searched parameter's magnitude times the other operand, then the sign)."""
     if a.is_const:
         return scale(b, a.fraction())
     if b.is_const:
@@ -144,7 +159,8 @@ def mul(a: BVQ, b: BVQ) -> BVQ:
     cost = (a.parts[1].size() if a.parts is not None else _w(a.bound)) * _w(b.bound)
     if cost > MAX_MUL_COST:
         raise UnsupportedOp(
-            f"the exact encoding needs a {_w(a.bound)} x {_w(b.bound)}-bit multiplier (limit {MAX_MUL_COST} bit pairs); "
+            f"the exact encoding needs a {_w(a.bound)} x {_w(b.bound)}-bit multiplier "
+            f"(limit {MAX_MUL_COST} bit pairs); "
             "restrict --range or use a smaller search format"
         )
     if a.parts is not None:  # searched parameter: |a| * b then the sign
@@ -155,6 +171,7 @@ def mul(a: BVQ, b: BVQ) -> BVQ:
 
 
 def ite(cond: z3.BoolRef | bool, a: BVQ, b: BVQ) -> BVQ:
+    """``a`` if ``cond`` else ``b`` (folded when ``cond`` is a constant)."""
     if cond is True or (isinstance(cond, z3.BoolRef) and z3.is_true(cond)):
         return a
     if cond is False or (isinstance(cond, z3.BoolRef) and z3.is_false(cond)):
@@ -194,6 +211,7 @@ def compare(a: BVQ, c: Fraction, op: str) -> z3.BoolRef | bool:
 
 
 def nonzero(a: BVQ) -> z3.BoolRef | bool:
+    """``a != 0``."""
     return compare(a, Fraction(0), "!=")
 
 
@@ -222,7 +240,8 @@ def poly(p: tuple[Fraction, ...], y: BVQ) -> BVQ:
     return acc
 
 
-def _deriv(p: tuple[Fraction, ...]) -> tuple[Fraction, ...]:
+def deriv(p: tuple[Fraction, ...]) -> tuple[Fraction, ...]:
+    """The derivative of a polynomial (coefficients lowest degree first)."""
     return tuple(Fraction(i) * c for i, c in enumerate(p))[1:] or (Fraction(0),)
 
 
@@ -235,21 +254,82 @@ def model_value(m: z3.ModelRef, a: BVQ) -> Fraction:
     return Fraction(n, a.den)
 
 
+Cond: TypeAlias = z3.BoolRef | bool
+
+
+def all_of(items: list[Cond]) -> Cond:
+    """The conjunction of ``items``, folding Python ``bool`` constants."""
+    if any(i is False for i in items):
+        return False
+    rest = [i for i in items if i is not True]
+    if not rest:
+        return True
+    return rest[0] if len(rest) == 1 else z3.And(rest)
+
+
+def any_of(items: list[Cond]) -> Cond:
+    """The disjunction of ``items``, folding Python ``bool`` constants."""
+    rest: list[Cond] = []
+    for t in items:
+        if t is True:
+            return True
+        if t is not False:
+            rest.append(t)
+    if not rest:
+        return False
+    return rest[0] if len(rest) == 1 else z3.Or(rest)
+
+
+def ite_bool(c: Cond, a: Cond, b: Cond) -> Cond:
+    """``a`` if ``c`` else ``b`` over conditions (folded when it can be)."""
+    if c is True:
+        return a
+    if c is False:
+        return b
+    if a is b and isinstance(a, bool):
+        return a
+    return z3.If(c, a, b)
+
+
+def piecewise(act: Activation, y: BVQ, pieces: list[BVQ]) -> BVQ:
+    """Select ``pieces[k]`` on piece k of ``act`` (left piece at a kink)."""
+    out = pieces[-1]
+    for k in range(len(act.kinks) - 1, -1, -1):
+        out = ite(compare(y, act.kinks[k], "<="), pieces[k], out)
+    return out
+
+
+def piecewise_bool(act: Activation, y: BVQ, pieces: list[Cond]) -> Cond:
+    """Select the condition ``pieces[k]`` on piece k of ``act`` (left piece at a kink)."""
+    out = pieces[-1]
+    for k in range(len(act.kinks) - 1, -1, -1):
+        out = ite_bool(compare(y, act.kinks[k], "<="), pieces[k], out)
+    return out
+
+
 __all__ = [
     "BVQ",
-    "ZERO",
+    "Cond",
+    "MAX_MUL_COST",
     "MAX_WIDTH",
-    "const",
-    "var",
-    "scale",
+    "ZERO",
     "add",
-    "neg",
-    "sub",
-    "mul",
-    "ite",
+    "all_of",
+    "any_of",
     "compare",
-    "nonzero",
-    "total",
-    "poly",
+    "const",
+    "deriv",
+    "ite",
+    "ite_bool",
     "model_value",
+    "mul",
+    "neg",
+    "nonzero",
+    "piecewise",
+    "piecewise_bool",
+    "poly",
+    "scale",
+    "signed",
+    "sub",
+    "total",
 ]
