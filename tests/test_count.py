@@ -345,3 +345,38 @@ def test_exact_refuses_huge_spaces():
 def test_conditional_needs_h():
     with pytest.raises(InvalidArgument, match="hypothesis H"):
         count_conditional(load_example("e1"))
+
+
+@pytest.mark.parametrize("fmt", ["binary16", "bfloat16", "binary32"])
+def test_conditional_mc_interval_contains_tightness_density(fmt):
+    """Issue 10: every sample sees the same slice density (v_i = 0 has probability 1/|M|), yet
+    the interval must contain the exact density of the tightness family, with non-zero width."""
+    from formal.count.bias import conditional_mc
+
+    for N, samples, seed in ((1, 50, 1), (3, 60, 2)):
+        net = mlp(fmt, [["0"]], [N], "relu")
+        exact = tightness_density(parse_format(fmt).size(), [(N, 1)])
+        res = conditional_mc(
+            net, parse_preset("pytorch"), samples=samples, seed=seed, progress=False
+        )
+        assert res.ci is not None and res.extra["distinct_values"] == 1
+        lo, hi = res.ci["density_ndf"]
+        assert lo < hi  # the estimate is not provably exact
+        assert lo <= float(exact) <= hi and Fraction(lo) <= exact <= Fraction(hi)
+        assert float(res.density_ndf) != float(exact)  # the estimate itself misses it
+
+
+def test_bernstein_interval():
+    from formal.count.omega import bernstein
+
+    assert bernstein([Fraction(0)] * 10, Fraction(0)) == (0.0, 0.0)  # provably exact
+    lo, hi = bernstein([Fraction(1, 4)] * 100, Fraction(1, 2))
+    assert 0 < lo < 0.25 < hi <= 0.5  # zero spread, yet positive width
+    # coverage on a rare event: p = 1/1000, 200 samples usually all 0
+    rng = random.Random(0)
+    misses = 0
+    for _ in range(200):
+        vals = [Fraction(int(rng.random() < 0.001)) for _ in range(200)]
+        lo, hi = bernstein(vals, Fraction(1))
+        misses += not (lo <= 0.001 <= hi)
+    assert misses <= 10

@@ -23,11 +23,14 @@ def quick(tmp_path_factory):
 def test_quick_passes(quick):
     code, doc, _ = quick
     assert code == 0
-    assert {"results", "passed", "failed"} <= set(doc)
-    assert doc["failed"] == 0 and doc["passed"] == len(doc["results"]) >= 15
+    assert {"results", "passed", "cited", "failed"} <= set(doc)
+    assert doc["failed"] == 0 and doc["passed"] + doc["cited"] == len(doc["results"]) >= 16
     for r in doc["results"]:
-        assert r["status"] == "pass" and r["evidence"] and {"name", "status", "evidence"} <= set(r)
+        assert r["status"] in ("pass", "cited") and r["evidence"]
+        assert {"name", "status", "evidence"} <= set(r)
         assert all(e["ok"] for e in r["evidence"])
+    # T4 for B >= 2 is cited (a published proof), everything else is proved in proofs/
+    assert doc["cited"] == 1 and doc["cited_names"] == ["T4 (B >= 2)"]
 
 
 def test_plots_written(quick):
@@ -76,5 +79,9 @@ def test_text_table(capsys):
         and "result" in out
         and "hypotheses" in out
         and "PASS" in out
-        and "2 passed, 0 failed" in out
+        and "2 passed, 0 cited" in out
+        and "0 failed" in out
     )
+    code = main(["reproduce", "--only", "T4 (B"])
+    out, _ = capsys.readouterr()
+    assert code == 0 and "CITED" in out and "0 passed, 1 cited" in out

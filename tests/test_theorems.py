@@ -40,6 +40,7 @@ def test_catalogue_names_proofs_and_tests():
         "T3",
         "T3 tightness",
         "T4",
+        "T4 (B >= 2)",
         "Bias-free bound",
         "E1",
         "Lemma 2",
@@ -65,7 +66,8 @@ def test_hypotheses_are_checked_on_networks():
     ok, why = get("T1").applies(load_example("e1"))
     assert ok is False and "bias" in why
     assert get("T1").applies(load_example("lemma3"))[0] is False  # B = 2
-    assert get("T4").applies(load_example("lemma3"))[0] is True  # distinct biases, any B
+    assert get("T4").applies(load_example("lemma3"))[0] is False  # the proved part needs H
+    assert get("T4 (B >= 2)").applies(load_example("lemma3"))[0] is True  # distinct biases
     assert get("Bias-free bound").applies(load_example("e1"))[0] is True
     assert get("Bias-free bound").applies(load_example("lemma2"))[0] is False  # tied
     assert get("Lemma Z").applies(load_example("lemma2"))[0] is True
@@ -220,3 +222,64 @@ def test_t5():
             net = bias_free_net("fp(2,1)", "1", arch, act, act)
             total += exhaustive(net, (preset,), cross_check=1).inc[preset]
         assert (total == 0) is zero, (act, preset, total)
+
+
+def test_t4_b2_is_cited_not_passed():
+    """T4 for B >= 2 rests on a published proof: status cited, not pass, unless evidence fails."""
+    (res,) = run_all("quick", only=["T4 (B"])
+    assert res.status == "cited" and not res.passed and not res.failed
+    assert any("ICLR 2024" in e.text for e in res.evidence)
+
+    def bad(rec: Recorder, budget: str) -> None:
+        rec.expect(False, "sample disagrees")
+
+    assert Theorem("X", "x", "s", "h", "p", "t", bad, cited="paper").check().status == "fail"
+
+
+def test_t5_frozen_bias_is_no_anchor():
+    """A frozen bias at a non-zero kink: AD wrong at a differentiable point, T5 does not apply."""
+    from formal.engine.verdict import check
+    from formal.theorems.evidence_nets import FROZEN_CASES, frozen_bias_net
+
+    t5 = get("T5")
+    for acts, b1, b2 in FROZEN_CASES:
+        net = frozen_bias_net(acts, b1, b2, frozen=True)
+        v = check(net, "lambda=1/2", gradient=True)
+        assert v.differentiable is True and v.in_inc is True  # AD != gradient
+        assert v.gradient is not None and v.ad_gradient is not None
+        assert v.gradient[0][0] == 0 and v.ad_gradient[0][0] != 0
+        ok, why = t5.applies(net)
+        assert ok is False and "frozen" in why
+        ok, _ = t5.applies(frozen_bias_net(acts, b1, b2, frozen=False))
+        assert ok is True
+    # relu6 with a bias frozen at its kink 6: only part (ii) (zero-side proxies)
+    net = frozen_bias_net(("relu6", "relu6"), None, 6, frozen=True)
+    ok, why = t5.applies(net)
+    assert ok is True and "part (ii) only" in why
+    assert check(net, "pytorch").in_inc is False and check(net, "lambda=1/2").in_inc is True
+
+
+def test_lemma7_runs_the_network():
+    """Lemma 7 is decided by formal.check on a conv + shared bias + max-pool network."""
+    from formal.engine.verdict import check
+    from formal.theorems.evidence_nets import LEMMA7_RULES, lemma7_net
+
+    net = lemma7_net()
+    assert {n.op for n in net.nodes} >= {"conv2d", "maxpool2d"}
+    for _label, preset, tie, ad in LEMMA7_RULES:
+        v = check(lemma7_net(tie=tie), preset, gradient=True)
+        assert v.differentiable is True and v.gradient == ((1, 0),)
+        got = v.ad_gradient[0] if v.ad_gradient is not None else (1, 0)
+        assert tuple(got) == ad
+    (res,) = run_all("quick", only=["Lemma 7"])
+    assert res.passed and sum("formal.check" in e.text for e in res.evidence) >= 5
+
+
+def test_tightness_evidence_names_independent_sources():
+    (res,) = run_all("quick", only=["T3 tightness"])
+    assert res.passed
+    texts = [e.text for e in res.evidence]
+    assert any(t.startswith("exhaustive engine verdicts") for t in texts)
+    sampled = [t for t in texts if t.startswith("sampled engine verdicts")]
+    assert {"binary16", "bfloat16", "binary32"} <= {t.split()[3] for t in sampled}
+    assert all("0 strata differ" in t for t in sampled)

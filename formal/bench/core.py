@@ -1,4 +1,4 @@
-"""Bench rows of the exact engine (issue 2): verdict time vs a numpy float64 pass."""
+"""Bench rows of the group "verdict": verdict time vs a numpy float64 pass."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def _row(net: Network, weights, biases, x, target: float) -> dict[str, Any]:
     return timed_verdict(net, lambda: numpy_pass(w64, b64, x64), target)
 
 
-@bench_row("mlp-784-256-256-10-no-kinks", "2")
+@bench_row("mlp-784-256-256-10-no-kinks", "verdict")
 def bench_no_kinks() -> dict[str, Any]:
     """(a) random binary32 MLP with biases, no kinks: the float filter decides."""
     weights, biases, x = mnist_mlp(0)
@@ -122,7 +122,7 @@ def forced_kink_mlp(seed: int = 1, per_layer: int = 5):
     return weights, biases, x, [int(i) for i in chosen1], chosen2
 
 
-@bench_row("mlp-784-256-256-10-10-kinks", "2")
+@bench_row("mlp-784-256-256-10-10-kinks", "verdict")
 def bench_forced_kinks() -> dict[str, Any]:
     """(b) the same MLP with 10 kinks forced by solving biases: exact pass + T2."""
     weights, biases, x, c1, c2 = forced_kink_mlp()
@@ -151,7 +151,7 @@ def bias_free_net(seed: int = 2):
     return [w1, w2, w3], [None, None, None], x
 
 
-@bench_row("bias-free-4-8-8-1-lra", "2")
+@bench_row("bias-free-4-8-8-1-lra", "verdict")
 def bench_lra() -> dict[str, Any]:
     """(c) a bias-free 3-layer net with kinks: the kink-graph + LRA path (target < 2 s)."""
     weights, biases, x = bias_free_net()

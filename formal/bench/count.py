@@ -1,4 +1,4 @@
-"""Bench rows of counting (issue 3): enumeration throughput, conditional vs brute force."""
+"""Bench rows of the group "count": enumeration throughput, conditional vs brute force."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def _enumeration_row(
     return ex, rate, per, row
 
 
-@bench_row("count-enumeration-throughput", "3")
+@bench_row("count-enumeration-throughput", "count")
 def bench_enumeration() -> dict[str, Any]:
     """Exhaustive exact counting of a 1-2-1 ReLU net over fp(2,1)^6 (1,771,561 points)."""
     ex, rate, per, row = _enumeration_row(_h_net(), ("pytorch",), 0.01)
@@ -61,7 +61,7 @@ def bench_enumeration() -> dict[str, Any]:
     return row
 
 
-@bench_row("count-enumeration-bias-free", "3")
+@bench_row("count-enumeration-bias-free", "count")
 def bench_enumeration_bias_free() -> dict[str, Any]:
     """Exhaustive counting of a bias-free 1-1-2-1 ReLU net (kink-heavy: dead units), fp(2,1)^5."""
 
@@ -74,7 +74,7 @@ def bench_enumeration_bias_free() -> dict[str, Any]:
     return row
 
 
-@bench_row("count-conditional-vs-enumeration", "3")
+@bench_row("count-conditional-vs-enumeration", "count")
 def bench_conditional() -> dict[str, Any]:
     """The same exact |ndf_Omega| by brute-force enumeration and by conditional bias counting."""
 

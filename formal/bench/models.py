@@ -1,4 +1,4 @@
-"""Bench rows of real models (issue 5): exact verdict time vs a numpy float64 forward+backward.
+"""Bench rows of the group "models": exact verdict time vs a numpy float64 forward+backward.
 
 Both rows read the corpus shipped in ``tests/data/vnncomp2021`` (VNN-COMP 2021) and
 skip with a reason when it is absent.  The verdict is timed on a loaded
@@ -49,7 +49,7 @@ def _load(rel: str, spec: str) -> tuple[Any, float, dict[str, np.ndarray]]:
     return net, load_s, _initializers(CORPUS / rel)
 
 
-@bench_row("mnist-net_256x2-box-center", "5")
+@bench_row("mnist-net_256x2-box-center", "models")
 def bench_mnist() -> dict[str, Any]:
     """mnistfc/mnist-net_256x2.onnx (269,322 binary32 parameters) at the center of prop_0's box."""
     rel, spec = "mnistfc/mnist-net_256x2.onnx", "mnistfc/prop_0_0.03.vnnlib"
@@ -90,7 +90,7 @@ def convnet_pass(
     return g_pre.T @ patches, g_pre.sum(axis=0), g_wo, g
 
 
-@bench_row("Convnet_maxpool-box-center", "5")
+@bench_row("Convnet_maxpool-box-center", "models")
 def bench_convnet() -> dict[str, Any]:
     """verivital/Convnet_maxpool.onnx (conv + ReLU + max-pool, shared biases), prop_0 box center."""
     rel, spec = "verivital/Convnet_maxpool.onnx", "verivital/specs/prop_0_0.004.vnnlib"

@@ -19,15 +19,27 @@ BENCH_MODULES = (
     "formal.bench.count",
     "formal.bench.smt",
     "formal.bench.models",
+    "formal.bench.scale",
+    "formal.bench.certify",
 )
+
+
+GROUPS: dict[str, str] = {
+    "verdict": "exact verdict time of dense networks against a numpy float64 pass",
+    "count": "counting: enumeration throughput, conditional counting against brute force",
+    "smt": "solver queries against the naive real-arithmetic encoding",
+    "models": "exact verdicts of real ONNX models against a float64 forward + backward",
+    "scale": "verdicts at training scale: minibatches, convolutions, cold starts",
+}
+"""The bench groups (what their rows measure); ``formal bench --group NAME`` selects one."""
 
 
 @dataclass(frozen=True, slots=True)
 class BenchRow:
-    """A registered bench row: its name, the issue it measures, the function that runs it."""
+    """A registered bench row: its name, the group of what it measures, the function to run."""
 
     name: str
-    issue: str
+    group: str
     run: Callable[[], dict[str, Any]]
 
 
@@ -35,12 +47,12 @@ BENCH_ROWS: list[BenchRow] = []
 
 
 def bench_row(
-    name: str, issue: str
+    name: str, group: str
 ) -> Callable[[Callable[[], dict[str, Any]]], Callable[[], dict[str, Any]]]:
-    """Decorator registering a bench row."""
+    """Decorator registering a bench row in ``group`` (a word naming what it measures)."""
 
     def deco(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
-        BENCH_ROWS.append(BenchRow(name, issue, fn))
+        BENCH_ROWS.append(BenchRow(name, group, fn))
         return fn
 
     return deco
@@ -73,4 +85,4 @@ def best_of(fn: Callable[[], Any], repeat: int = 5, min_time: float = 0.05) -> f
     return best
 
 
-__all__ = ["BENCH_ROWS", "BENCH_MODULES", "BenchRow", "bench_row", "load_rows", "best_of"]
+__all__ = ["BENCH_ROWS", "BENCH_MODULES", "GROUPS", "BenchRow", "bench_row", "load_rows", "best_of"]

@@ -1,4 +1,4 @@
-"""``formal bench`` rows of the solver queries (issue 4), each against the naive encoding.
+"""``formal bench`` rows of the group "smt" (solver queries), each against the naive encoding.
 
 The naive encoding is what docs/method.md section 7 warns about: parameters as z3
 ``Float32`` variables read into real arithmetic with ``fp.to_real`` (products
@@ -172,7 +172,7 @@ def naive_bias_kink(net: Network, cap: float) -> tuple[str, float]:
     return _naive_status(solver, r), dt
 
 
-@bench_row("smt-bias-kink-784-256-10", "4")
+@bench_row("smt-bias-kink-784-256-10", "smt")
 def row_bias_kink() -> dict[str, Any]:
     """Closed-form kink search over the first-layer biases of a 784-256-10 MLP vs naive z3."""
     cap = naive_cap()
@@ -274,7 +274,7 @@ def naive_inc(net: Network, cap: float) -> tuple[str, float]:
         )
 
 
-@bench_row("smt-inc-relu2-right-binary32", "4")
+@bench_row("smt-inc-relu2-right-binary32", "smt")
 def row_inc() -> dict[str, Any]:
     """inc witness search on a bias-free 4-4-1 ReLU net (binary32) vs naive CEGIS."""
     cap = naive_cap()
@@ -339,7 +339,7 @@ def naive_spurious(net: Network, cap: float) -> tuple[str, float]:
     return _naive_status(solver, r), dt
 
 
-@bench_row("smt-spurious-kink-unit8-binary32", "4")
+@bench_row("smt-spurious-kink-unit8-binary32", "smt")
 def row_spurious() -> dict[str, Any]:
     """Spurious float kink touch of an 8-input ReLU unit: staged, SMT only, naive."""
     cap = naive_cap()

@@ -7,7 +7,7 @@ import shlex
 import sys
 from typing import Any
 
-from formal.cli.common import add_network_args, load_network, write_output
+from formal.cli.common import add_network_args, load_network, seconds, write_output
 from formal.cli.search import add_query_args, options_from
 from formal.errors import InvalidArgument
 from formal.search.export import export_query
@@ -30,7 +30,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=60.0,
         help="z3 time-out for confirming the status "
         "(default 60 s; past it the status is 'unknown')",

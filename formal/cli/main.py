@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from formal.cli.common import check_output_path
 from formal.errors import FormalError
 
 COMMAND_MODULES = (
@@ -23,6 +26,7 @@ COMMAND_MODULES = (
     "formal.cli.reproduce",
     "formal.cli.search",
     "formal.cli.export",
+    "formal.cli.verify",
 )
 
 
@@ -37,11 +41,20 @@ class _UsageError(Exception):
     """A command-line usage error (bad option or value)."""
 
 
+def version() -> str:
+    """The installed distribution's version (package metadata), as ``formal.__version__``."""
+    try:
+        return importlib.metadata.version("formal")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source tree only
+        return "0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``formal`` parser, with one subcommand per module of :data:`COMMAND_MODULES`."""
     parser = _Parser(
         prog="formal", description="Exact verdicts on AD at machine-representable parameters."
     )
+    parser.add_argument("--version", action="version", version=f"formal {version()}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for name in COMMAND_MODULES:
         try:
@@ -62,7 +75,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
-        return int(args.func(args))
+        if isinstance(getattr(args, "output", None), str):
+            check_output_path(args.output)  # before any work: a bad -o wastes no run
+        code = int(args.func(args))
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader of stdout went away (``formal check e1 --json | head -1``): end quietly,
+        # as the Python docs recommend, with stdout pointed at devnull so the interpreter's
+        # final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command ended by a closed pipe
     except _UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

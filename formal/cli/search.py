@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Sequence
 from typing import Any
 
-from formal.cli.common import add_network_args, dump_json, load_network, write_output
+from formal.cli.common import add_network_args, dump_json, load_network, seconds, write_output
 from formal.errors import InvalidArgument
 from formal.report.search import format_search
 from formal.search.options import STAGES
@@ -64,35 +66,76 @@ def add_query_args(p: argparse.ArgumentParser, *, flag: str) -> None:
     )
 
 
-def options_from(args: argparse.Namespace, timeout: float) -> SearchOptions:
-    """The :class:`SearchOptions` of the parsed query options (checked)."""
+def make_options(
+    find: str,
+    *,
+    numbers: str | None = None,
+    proxy: str = "pytorch",
+    fix: Sequence[str] = (),
+    free: Sequence[str] | None = None,
+    range_: str | None = None,
+    subnormals: bool = False,
+    timeout: float = 60.0,
+    seed: int = 0,
+    search_format: str | None = None,
+    order: str = "sequential",
+    stages: str | Sequence[str] | None = None,
+) -> SearchOptions:
+    """The checked :class:`SearchOptions` of a query (shared by the CLI and ``formal.search``).
+
+    ``stages``: None for every stage, else a comma-separated text or a sequence
+    of stage names (an empty one is an error, not "every stage").
+    """
     lo = hi = None
-    if args.range_:
-        lo, hi = parse_range(args.range_)
-    if timeout <= 0:
-        raise InvalidArgument(f"expected a positive --timeout, got {timeout}")
+    if range_ is not None:
+        lo, hi = parse_range(range_)
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise InvalidArgument(f"expected a positive, finite --timeout, got {timeout}")
+    if find not in FINDS:
+        raise InvalidArgument(f"expected --find one of {', '.join(FINDS)}, got {find!r}")
     extra: dict[str, Any] = {}
-    if getattr(args, "stages", None):
-        stages = tuple(t.strip() for t in args.stages.split(",") if t.strip())
-        known = STAGES
-        bad = [t for t in stages if t not in known]
-        if bad or not stages:
-            raise InvalidArgument(f"expected --stages from {', '.join(known)}, got {args.stages!r}")
-        extra["stages"] = stages
+    if stages is not None:
+        items = stages.split(",") if isinstance(stages, str) else list(stages)
+        chosen = tuple(t.strip() for t in items if t.strip())
+        bad = [t for t in chosen if t not in STAGES]
+        if bad or not chosen:
+            raise InvalidArgument(
+                f"expected --stages, a comma-separated list from {', '.join(STAGES)}, "
+                f"got {stages if isinstance(stages, str) else ','.join(stages)!r}"
+            )
+        extra["stages"] = chosen
     return SearchOptions(
         **extra,
-        find=args.find,
-        numbers=args.numbers,
-        proxy=args.proxy,
-        fix=tuple(args.fix or ()),
-        free=tuple(args.free) if args.free is not None else None,
+        find=find,
+        numbers=numbers,
+        proxy=proxy,
+        fix=tuple(fix),
+        free=tuple(free) if free is not None else None,
         lo=lo,
         hi=hi,
+        subnormals=subnormals,
+        timeout=timeout,
+        seed=seed,
+        search_format=search_format,
+        order=order,
+    )
+
+
+def options_from(args: argparse.Namespace, timeout: float) -> SearchOptions:
+    """The :class:`SearchOptions` of the parsed query options (checked)."""
+    return make_options(
+        args.find,
+        numbers=args.numbers,
+        proxy=args.proxy,
+        fix=args.fix or (),
+        free=args.free,
+        range_=args.range_ or None,
         subnormals=args.subnormals,
         timeout=timeout,
         seed=args.seed,
         search_format=args.search_format,
         order=args.order,
+        stages=getattr(args, "stages", None),
     )
 
 
@@ -107,7 +150,7 @@ def register(sub: Any) -> None:
     add_query_args(p, flag="--find")
     p.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=60.0,
         help="time budget in seconds (default 60); past it the answer is 'unknown'",
     )

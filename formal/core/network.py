@@ -177,7 +177,7 @@ class Parameterization:
             g = self.groups[name].ravel()
             s = self.signs[name].ravel()
             vals = adj.num.reshape(rows, -1) * (den // adj.den) * s[None, :]
-            if len(np.unique(g)) == g.size:
+            if g.size < 2 or bool((np.diff(g) > 0).all()) or len(np.unique(g)) == g.size:
                 out[:, g] = out[:, g] + vals
             else:  # ties inside one tensor: accumulate entry by entry
                 for j in range(g.size):
@@ -319,12 +319,15 @@ def build_parameterization(net: Network) -> Parameterization:
     for x in list(parent):
         r, s_ = find(x)
         root[x], sign[x] = r, s_
-    uniq, first, inverse = np.unique(root, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty(len(uniq), dtype=np.int64)
-    rank[order] = np.arange(len(uniq))
-    group_of = rank[inverse]
-    reps = first[order]
+    if parent:
+        uniq, first, inverse = np.unique(root, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")
+        rank = np.empty(len(uniq), dtype=np.int64)
+        rank[order] = np.arange(len(uniq))
+        group_of = rank[inverse]
+        reps = first[order]
+    else:  # no ties: every entry is its own group, numbered in order (what unique gives)
+        group_of, reps = root, root
     # representatives have sign +1 by construction (a root is its own group head)
     sign = sign * sign[reps][group_of]
     groups = {

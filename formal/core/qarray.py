@@ -2,8 +2,11 @@
 
 A :class:`QArray` holds ``num / den`` where ``num`` is a numpy object array of
 Python (or flint) integers and ``den`` a positive Python int.  Products of
-large matrices go through ``flint.fmpz_mat``; everything stays exact.  This is
-the number domain of the exact engine: values, tangents and adjoints.
+large matrices are exact float64 BLAS products of base-2**16 digit matrices
+(:func:`split_matmul`: every partial sum is an integer below 2**52), carried
+back into Python integers by vectorized int64 code; operands with very many
+digits go through ``flint.fmpz_mat``.  Everything stays exact.  This is the
+number domain of the exact engine: values, tangents and adjoints.
 """
 
 from __future__ import annotations
@@ -33,8 +36,135 @@ def _int_array(values: Iterable[Any], shape: tuple[int, ...]) -> np.ndarray:
     return arr.reshape(shape)
 
 
+_DIGIT = 16  # digit width in bits: float64 products over k <= 2**20 terms stay exact
+_MAX_K = 1 << 20
+_LIMB = 48  # Python ints are taken apart and rebuilt in 48-bit limbs
+_MAX_PRODUCTS = 4096  # above this many digit products per matmul, flint is used instead
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """An integer matrix as float64 digit matrices: ``M = sum_i chunks[i] * 2**(16 * i)``.
+
+    The lower digits are in [0, 2**16), the top one is signed (two's
+    complement), so a float64 product of two digit matrices over an inner
+    dimension k <= 2**20 is a sum of integers below 2**52: exact.
+    """
+
+    chunks: tuple[np.ndarray, ...]
+
+
+def _digits_int64(a64: np.ndarray) -> Split:
+    bits = max(int(a64.max()).bit_length(), int(a64.min()).bit_length()) if a64.size else 0
+    n = max(1, -(-(bits + 1) // _DIGIT))
+    mask = (1 << _DIGIT) - 1
+    chunks = [((a64 >> (_DIGIT * i)) & mask).astype(np.float64) for i in range(n - 1)]
+    chunks.append((a64 >> (_DIGIT * (n - 1))).astype(np.float64))
+    return Split(tuple(chunks))
+
+
+def split(a: np.ndarray) -> Split:
+    """The base-2**16 digits of a 2-D integer array (object or int64) as float64 arrays."""
+    if a.dtype != object:
+        return _digits_int64(a.astype(np.int64, copy=False))
+    try:
+        a64 = a.astype(np.int64)
+    except OverflowError:
+        pass
+    else:
+        if a64.size == 0 or int(a64.min()) > -(2**62):
+            return _digits_int64(a64)
+    bits = max(int(a.max()).bit_length(), int(a.min()).bit_length())
+    n_limbs = max(1, -(-(bits + 1) // _LIMB))
+    mask = (1 << _LIMB) - 1
+    limbs = [((a >> (_LIMB * j)) & mask).astype(np.int64) for j in range(n_limbs - 1)]
+    limbs.append((a >> (_LIMB * (n_limbs - 1))).astype(np.int64))  # signed, |top| < 2**48
+    per = _LIMB // _DIGIT
+    dmask = (1 << _DIGIT) - 1
+    chunks = [
+        ((limb >> (_DIGIT * i)) & dmask).astype(np.float64)
+        for limb in limbs[:-1]
+        for i in range(per)
+    ]
+    top = limbs[-1]
+    tbits = max(int(top.max()).bit_length(), int(top.min()).bit_length()) if top.size else 0
+    nt = max(1, -(-(tbits + 1) // _DIGIT))
+    chunks += [((top >> (_DIGIT * i)) & dmask).astype(np.float64) for i in range(nt - 1)]
+    chunks.append((top >> (_DIGIT * (nt - 1))).astype(np.float64))
+    return Split(tuple(chunks))
+
+
+def _combine(sums: list[np.ndarray]) -> np.ndarray:
+    """Python integers ``sum_s sums[s] * 2**(16 s)`` from int64 digit sums, by carrying."""
+    shape = sums[0].shape
+    per = _LIMB // _DIGIT
+    n = len(sums) + 4
+    n += -n % per
+    digits = np.zeros((n, sums[0].size), dtype=np.int64)
+    for i, v in enumerate(sums):
+        digits[i] = v.reshape(-1)
+    mask = (1 << _DIGIT) - 1
+    for i in range(n - 1):  # the top digits end as 0 or -1 (the sign)
+        digits[i + 1] += digits[i] >> _DIGIT
+        digits[i] &= mask
+    limbs = [sum(digits[j * per + i] << (_DIGIT * i) for i in range(per)) for j in range(n // per)]
+    acc = limbs[-1].astype(object)  # signed: its top digit is the sign (0 or -1)
+    for limb in reversed(limbs[:-1]):
+        acc = (acc << _LIMB) + limb.astype(object)
+    return acc.reshape(shape)
+
+
+def split_matmul(a: Split, b: Split) -> np.ndarray:
+    """Exact ``A @ B`` (object array of Python ints) from the digits of A and B.
+
+    Each product of digit matrices is an exact float64 BLAS product (see
+    :class:`Split`); products of equal weight are summed in int64 (at most
+    ``min(na, nb) <= 64`` terms below ``2**52``), then carried into Python ints.
+    """
+    rows = np.zeros(a.chunks[0].shape[0], dtype=bool)
+    for c in a.chunks:
+        rows |= c.any(axis=1)
+    if not rows.all():  # all-zero rows (e.g. adjoints of other samples): zero results
+        out = np.zeros((rows.size, b.chunks[0].shape[1]), dtype=np.int64).astype(object)
+        if rows.any():
+            sub = Split(tuple(c[rows] for c in a.chunks))
+            out[rows] = split_matmul(sub, b)
+        return out
+    na, nb = len(a.chunks), len(b.chunks)
+    sums: list[Any] = [None] * (na + nb - 1)
+    for i, ca in enumerate(a.chunks):
+        for j, cb in enumerate(b.chunks):
+            p = (ca @ cb).astype(np.int64)
+            sums[i + j] = p if sums[i + j] is None else sums[i + j] + p
+    if (na + nb - 2) * _DIGIT + 59 <= 62:  # every partial sum and the result fit in int64
+        acc64 = sums[-1]
+        for v in reversed(sums[:-1]):
+            acc64 = (acc64 << _DIGIT) + v
+        return acc64.astype(object)
+    return _combine(sums)
+
+
+def _digit_count(a: np.ndarray) -> int:
+    if a.size == 0:
+        return 1
+    if a.dtype == object:
+        bits = max(int(a.max()).bit_length(), int(a.min()).bit_length())
+    else:
+        bits = max(int(a.max()).bit_length(), int(a.min()).bit_length())
+    return max(1, -(-(bits + 1) // _DIGIT))
+
+
+def _split_ok(k: int, na: int, nb: int) -> bool:
+    return k <= _MAX_K and na * nb <= _MAX_PRODUCTS and min(na, nb) <= 64
+
+
 def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Exact product of two 2-D integer object arrays."""
+    """Exact product of two 2-D integer object arrays.
+
+    Small products use numpy's object dot; larger ones exact float64 BLAS
+    products of base-2**16 digits (:func:`split_matmul`), or flint's
+    ``fmpz_mat`` when the operands have too many digits.
+    """
     n, k = a.shape
     k2, m = b.shape
     assert k == k2, (a.shape, b.shape)
@@ -44,41 +174,43 @@ def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         out = np.empty((n, m), dtype=object)
         out[...] = 0
         return out
-    if _HAVE_FLINT and n * k * m >= _FLINT_MIN_WORK:
+    if n * k * m < _FLINT_MIN_WORK:
+        return np.dot(a, b)
+    sa, sb = split(a), split(b)
+    if _split_ok(k, len(sa.chunks), len(sb.chunks)):
+        return split_matmul(sa, sb)
+    if _HAVE_FLINT:
         prod = flint.fmpz_mat(n, k, [int(v) for v in a.ravel()]) * flint.fmpz_mat(
             k, m, [int(v) for v in b.ravel()]
         )
         return _int_array(prod.entries(), (n, m))
-    return np.dot(a, b)
+    return np.dot(a, b)  # pragma: no cover - exercised only without flint
 
 
 class FlintMatrix:
-    """A cached ``fmpz_mat`` of a constant integer matrix (parameters)."""
+    """A constant integer matrix (parameters) with its cached digit split."""
 
-    __slots__ = ("array", "_mat", "_mat_t")
+    __slots__ = ("array", "_splits")
 
     def __init__(self, array: np.ndarray) -> None:
         self.array = array
-        self._mat: Any = None
-        self._mat_t: Any = None
+        self._splits: dict[bool, Split] = {}
 
     def right_mul(self, x: np.ndarray, transpose: bool = False) -> np.ndarray:
         """Return ``x @ M`` (or ``x @ M.T``) exactly for a 2-D integer array x."""
         mat = self.array.T if transpose else self.array
         n, k = x.shape
         m = mat.shape[1]
-        if not (_HAVE_FLINT and n * k * m >= _FLINT_MIN_WORK):
+        if n * k * m < _FLINT_MIN_WORK or k == 0 or n == 0 or m == 0:
             return int_matmul(x, mat)
-        if transpose:
-            if self._mat_t is None:
-                self._mat_t = flint.fmpz_mat(k, m, [int(v) for v in mat.ravel()])
-            cached = self._mat_t
-        else:
-            if self._mat is None:
-                self._mat = flint.fmpz_mat(k, m, [int(v) for v in mat.ravel()])
-            cached = self._mat
-        prod = flint.fmpz_mat(n, k, [int(v) for v in x.ravel()]) * cached
-        return _int_array(prod.entries(), (n, m))
+        cached = self._splits.get(transpose)
+        if cached is None:
+            cached = split(np.ascontiguousarray(mat))
+            self._splits[transpose] = cached
+        sx = split(x)
+        if _split_ok(k, len(sx.chunks), len(cached.chunks)):
+            return split_matmul(sx, cached)
+        return int_matmul(x, mat)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,22 +296,18 @@ class QArray:
 
     def sign(self) -> np.ndarray:
         """Integer array of signs (-1, 0, 1)."""
-        return np.array([(v > 0) - (v < 0) for v in self.num.ravel()], dtype=np.int64).reshape(
-            self.num.shape
-        )
+        return _signs(self.num, 0)
 
     def compare(self, q: Fraction) -> np.ndarray:
         """Signs of ``self - q`` elementwise, exactly."""
         q = Fraction(q)
         rhs = q.numerator * self.den
-        lhs = self.num * q.denominator
-        return np.array([(v > rhs) - (v < rhs) for v in lhs.ravel()], dtype=np.int64).reshape(
-            self.num.shape
-        )
+        lhs = self.num if q.denominator == 1 else self.num * q.denominator
+        return _signs(lhs, rhs)
 
     def is_zero(self) -> np.ndarray:
         """Entrywise test for zero."""
-        return np.array([v == 0 for v in self.num.ravel()], dtype=bool).reshape(self.num.shape)
+        return np.asarray(self.num == 0, dtype=bool).reshape(self.num.shape)
 
     def normalized(self) -> QArray:
         """Divide out the gcd of all numerators and the denominator."""
@@ -196,9 +324,24 @@ class QArray:
         )
 
 
+def _signs(lhs: np.ndarray, rhs: int) -> np.ndarray:
+    """Signs of ``lhs - rhs`` (int64 array), by vectorized exact comparisons."""
+    gt = np.asarray(lhs > rhs, dtype=bool)
+    lt = np.asarray(lhs < rhs, dtype=bool)
+    return (gt.astype(np.int64) - lt.astype(np.int64)).reshape(lhs.shape)
+
+
 def qmatmul(a: QArray, b: QArray) -> QArray:
     """Exact matrix product of 2-D QArrays."""
     return QArray(int_matmul(a.num, b.num), a.den * b.den)
 
 
-__all__ = ["QArray", "FlintMatrix", "int_matmul", "qmatmul"]
+__all__ = [
+    "QArray",
+    "FlintMatrix",
+    "Split",
+    "int_matmul",
+    "qmatmul",
+    "split",
+    "split_matmul",
+]

@@ -12,8 +12,9 @@ Three methods (docs/theory.md section 6; proofs/counting.md states what each com
   when that is feasible (an exact count over all of Omega) and otherwise fixed
   at the network's values (an exact count over that bias slice).
 - ``sample``: conditional Monte Carlo under H (the other parameters drawn
-  uniformly from M, the bias slice counted exactly; Hoeffding interval on
-  [0, T3 bound]) or plain Monte Carlo of exact verdicts (Wilson interval).
+  uniformly from M, the bias slice counted exactly; empirical Bernstein
+  interval on [0, R], R a bound on slice densities) or plain Monte Carlo of
+  exact verdicts (Wilson interval).
 
 The T3 bound ``sum_l N_l k_l / |M|`` and the tightness formula
 ``1 - prod_l (1 - k_M,l (1 - 1/|M|) / |M|)^N_l`` go with every density.

@@ -235,13 +235,14 @@ def reverse(
     seeds: dict[str, QArray],
     *,
     cut: bool = False,
-    want_params: bool = True,
+    want_params: bool | frozenset[str] = True,
 ) -> Reverse:
     """Reverse mode from ``seeds`` (node -> (R, B, *shape) adjoints).
 
     With ``cut`` the kink nodes pass nothing down (their adjoints are still
     recorded): this yields the coefficients of the kink-graph reduction.
-    Without it, kink nodes pass their proxy: this is AD.
+    Without it, kink nodes pass their proxy: this is AD.  ``want_params``: the
+    parameter adjoints to compute (all trainable tensors, none, or those named).
     """
     net = fwd.net
     rows = next(iter(seeds.values())).shape[0]
@@ -284,7 +285,9 @@ def reverse(
     return Reverse(kadj, params)
 
 
-def adjoint_demand(fwd: Forward, *, want_params: bool, cut: bool) -> dict[str, Any]:
+def adjoint_demand(
+    fwd: Forward, *, want_params: bool | frozenset[str], cut: bool
+) -> dict[str, Any]:
     """Which adjoints a reverse pass must compute.
 
     Per node: True (all entries), an array of per-sample flat positions (only
@@ -297,7 +300,9 @@ def adjoint_demand(fwd: Forward, *, want_params: bool, cut: bool) -> dict[str, A
             demand[node.name] = False
             continue
         if node.op == "param":
-            demand[node.name] = want_params and node.attr("name") in net.trainable
+            pname = node.attr("name")
+            wanted = want_params if isinstance(want_params, bool) else pname in want_params
+            demand[node.name] = wanted and pname in net.trainable
             continue
         # a cut kink op still passes adjoints down through its smooth entries
         below = any(demand[i] is not False for i in node.inputs)
@@ -305,7 +310,7 @@ def adjoint_demand(fwd: Forward, *, want_params: bool, cut: bool) -> dict[str, A
         if below:
             demand[node.name] = True
         elif kinks:
-            demand[node.name] = np.unique(np.array([k.index for k in kinks], dtype=np.int64))
+            demand[node.name] = np.array(sorted({k.index for k in kinks}), dtype=np.int64)
         else:
             demand[node.name] = False
     return demand

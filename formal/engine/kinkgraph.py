@@ -13,7 +13,7 @@ every ``t = B lam`` in V.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
@@ -25,26 +25,64 @@ from formal.engine.forward import Forward, output_seeds, reverse
 
 @dataclass(frozen=True)
 class KinkGraph:
-    """The reduced piecewise-linear model of ``d -> f'(w; d)``."""
+    """The reduced piecewise-linear model of ``d -> f'(w; d)``.
+
+    The coefficient rows on the parameters are kept only on the columns
+    ``cols`` the pivots were found in (``A_cols``, T x len(cols)); the full
+    (T, W) rows ``A`` and the smooth output parts ``A0`` are computed on first
+    use (only the gradient of a differentiable verdict needs them).
+    """
 
     kinks: tuple[KinkNode, ...]
     rows: tuple[tuple[int, int], ...]  # (kink position, input position) of each t-row
     row_of: dict[tuple[int, int], int]
-    A: QArray  # (T, W): t = A d
     C: np.ndarray  # (T, K) Fractions: kink-input rows on kink outputs
-    A0: QArray  # (n_obj, W): the smooth part of each output
     C0: np.ndarray  # (n_obj, K) Fractions
     pivots: tuple[int, ...]  # columns of A forming a basis of V
     basis: np.ndarray  # (T, r) Fractions: A[:, pivots]
+    cols: tuple[int, ...]  # global columns of A_cols
+    A_cols: QArray  # (T, len(cols)): A restricted to cols
+    fwd: Forward | None = field(default=None, compare=False, repr=False)
+    cache: dict[str, QArray] = field(default_factory=dict, compare=False, repr=False)
+    col_pos: dict[int, int] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def rank(self) -> int:
         """Rank of the kink-input rows A."""
         return len(self.pivots)
 
+    @property
+    def A(self) -> QArray:
+        """(T, W): t = A d (computed on first use)."""
+        if "A" not in self.cache:
+            self._full()
+        return self.cache["A"]
+
+    @property
+    def A0(self) -> QArray:
+        """(n_obj, W): the smooth part of each output (computed on first use)."""
+        if "A0" not in self.cache:
+            self._full()
+        return self.cache["A0"]
+
+    def _full(self) -> None:
+        assert self.fwd is not None
+        full, _, _ = _reverse_rows(self.fwd, self.kinks, list(self.rows), True)
+        T = len(self.rows)
+        self.cache["A"] = QArray(full.num[:T], full.den)
+        self.cache["A0"] = QArray(full.num[T:], full.den)
+
     def a(self, r: int, j: int) -> Fraction:
         """Entry ``A[r, j]`` as a Fraction."""
+        pos = self._col_pos().get(j)
+        if pos is not None:
+            return Fraction(int(self.A_cols.num[r, pos]), self.A_cols.den)
         return Fraction(int(self.A.num[r, j]), self.A.den)
+
+    def _col_pos(self) -> dict[int, int]:
+        if not self.col_pos:
+            self.col_pos.update((c, i) for i, c in enumerate(self.cols))
+        return self.col_pos
 
     def kink_outputs(
         self, t: list[Fraction], sides: dict[int, int] | None = None
@@ -111,16 +149,24 @@ class KinkGraph:
         ]
 
 
-def build_kink_graph(fwd: Forward) -> KinkGraph:
-    """One reverse pass (cut at kink nodes) from every kink input and every output."""
+_SMALL_TENSOR = 4096  # tensors up to this size are tried first for the pivots of V
+
+
+def _reverse_rows(
+    fwd: Forward,
+    kinks: tuple[KinkNode, ...],
+    rows: list[tuple[int, int]],
+    want: bool | frozenset[str],
+) -> tuple[QArray, np.ndarray, dict[str, QArray | None]]:
+    """One reverse pass (cut at kink nodes) from every kink input and every output.
+
+    Returns the collected (T + n_obj, W) parameter rows (only when ``want`` is
+    True, else an empty placeholder), the kink adjoints and the raw parameter
+    adjoints.
+    """
     net = fwd.net
-    kinks = tuple(fwd.kinks)
-    rows: list[tuple[int, int]] = [
-        (k, i) for k, node in enumerate(kinks) for i in range(len(node.inputs))
-    ]
     out_seeds = output_seeds(net)
-    n_obj = out_seeds.shape[0]
-    total = len(rows) + n_obj
+    total = len(rows) + out_seeds.shape[0]
     seeds: dict[str, QArray] = {}
 
     def seed_for(name: str) -> QArray:
@@ -139,19 +185,115 @@ def build_kink_graph(fwd: Forward) -> KinkGraph:
     block[...] = 0
     block[len(rows) :] = out_seeds.num
     seeds[net.output] = QArray(s.num * out_seeds.den + block, out_seeds.den)
-    rev = reverse(fwd, seeds, cut=True)
-    full = net.parameterization().collect(rev.params, total)
+    rev = reverse(fwd, seeds, cut=True, want_params=want)
+    if want is True:
+        full = net.parameterization().collect(rev.params, total)
+    else:
+        full = QArray.zeros((0, 0))
+    return full, rev.kink_adjoints, rev.params
+
+
+def _small_tensors(fwd: Forward) -> frozenset[str]:
+    """Trainable tensors of at most _SMALL_TENSOR entries whose tie groups stay among them."""
+    net = fwd.net
+    par = net.parameterization()
+    small = {n for n in net.trainable if n in par.groups and par.groups[n].size <= _SMALL_TENSOR}
+    if not small or not net.ties:
+        return frozenset(small)
+    inside = np.concatenate([par.groups[n].ravel() for n in sorted(small)])
+    for n in net.trainable:  # a tie reaching a large tensor: its columns need that tensor too
+        if n in par.groups and n not in small and np.isin(par.groups[n], inside).any():
+            return frozenset()
+    return frozenset(small)
+
+
+def _collect_cols(
+    fwd: Forward, params: dict[str, QArray | None], names: frozenset[str], rows: int
+) -> tuple[tuple[int, ...], QArray]:
+    """The group rows restricted to the groups of ``names``: (columns, (rows, len(columns)))."""
+    par = fwd.net.parameterization()
+    cols = sorted({int(g) for n in names for g in par.groups[n].ravel()})
+    pos = {c: i for i, c in enumerate(cols)}
+    den = 1
+    for n in names:
+        adj = params.get(n)
+        if adj is not None:
+            den = math.lcm(den, adj.den)
+    out = np.zeros((rows, len(cols)), dtype=object)
+    out[...] = 0
+    for n in sorted(names):
+        adj = params.get(n)
+        if adj is None:
+            continue
+        g = np.array([pos[int(v)] for v in par.groups[n].ravel()], dtype=np.int64)
+        sg = par.signs[n].ravel()
+        vals = adj.num.reshape(rows, -1) * (den // adj.den) * sg[None, :]
+        if len(np.unique(g)) == g.size:
+            out[:, g] = out[:, g] + vals
+        else:  # ties inside one tensor: accumulate entry by entry
+            for j in range(g.size):
+                out[:, g[j]] = out[:, g[j]] + vals[:, j]
+    return tuple(cols), QArray(out, den)
+
+
+def build_kink_graph(fwd: Forward) -> KinkGraph:
+    """The kink graph from one reverse pass (cut at kink nodes) from kink inputs and outputs.
+
+    The pivots of V are sought first among the small parameter tensors
+    (biases, small kernels): when their columns already have full row rank T,
+    V is all of Q^T and no (T, W) row is ever formed.  Otherwise the full rows
+    are collected as before and the pivots are the first independent columns.
+    """
+    net = fwd.net
+    kinks = tuple(fwd.kinks)
+    rows: list[tuple[int, int]] = [
+        (k, i) for k, node in enumerate(kinks) for i in range(len(node.inputs))
+    ]
     T = len(rows)
+    small = _small_tensors(fwd)
+    if small:
+        _, kadj, params = _reverse_rows(fwd, kinks, rows, small)
+        total = T + output_seeds(net).shape[0]
+        cols, A_cols = _collect_cols(fwd, params, small, total)
+        A_cols = QArray(A_cols.num[:T], A_cols.den)
+        local = column_basis(A_cols.num)
+        if len(local) == T:
+            return _graph(fwd, kinks, rows, kadj, [cols[j] for j in local], cols, A_cols)
+    full, kadj, _ = _reverse_rows(fwd, kinks, rows, True)
     A = QArray(full.num[:T], full.den)
-    A0 = QArray(full.num[T:], full.den)
-    C, C0 = rev.kink_adjoints[:T], rev.kink_adjoints[T:]
     pivots = column_basis(A.num)
+    g = _graph(fwd, kinks, rows, kadj, pivots, tuple(pivots), QArray(A.num[:, pivots], A.den))
+    g.cache["A"] = A
+    g.cache["A0"] = QArray(full.num[T:], full.den)
+    return g
+
+
+def _graph(
+    fwd: Forward,
+    kinks: tuple[KinkNode, ...],
+    rows: list[tuple[int, int]],
+    kadj: np.ndarray,
+    pivots: list[int],
+    cols: tuple[int, ...],
+    A_cols: QArray,
+) -> KinkGraph:
+    T = len(rows)
+    pos = {c: i for i, c in enumerate(cols)}
     basis = np.empty((T, len(pivots)), dtype=object)
     for c, j in enumerate(pivots):
         for r in range(T):
-            basis[r, c] = Fraction(int(A.num[r, j]), A.den)
+            basis[r, c] = Fraction(int(A_cols.num[r, pos[j]]), A_cols.den)
     return KinkGraph(
-        kinks, tuple(rows), {rc: r for r, rc in enumerate(rows)}, A, C, A0, C0, tuple(pivots), basis
+        kinks,
+        tuple(rows),
+        {rc: r for r, rc in enumerate(rows)},
+        kadj[:T],
+        kadj[T:],
+        tuple(pivots),
+        basis,
+        cols,
+        A_cols,
+        fwd,
     )
 
 

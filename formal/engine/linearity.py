@@ -18,6 +18,7 @@ from fractions import Fraction
 
 import z3
 
+from formal.core.numbers import format_exact
 from formal.engine.kinkgraph import KinkGraph
 
 
@@ -32,7 +33,7 @@ class SolverResult:
 
 def q(x: Fraction) -> z3.ArithRef:
     x = Fraction(x)
-    return z3.RealVal(f"{x.numerator}/{x.denominator}")
+    return z3.RealVal(format_exact(x))  # any size (str(int) stops at 4300 digits)
 
 
 def _lin(coeffs, xs) -> z3.ArithRef:

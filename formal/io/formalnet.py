@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ from formal.core.numbers import Format, format_exact, parse_format
 from formal.core.qarray import QArray
 from formal.errors import FormalError, InputFileError, InvalidArgument
 from formal.io.formalnet_build import Build, Where, check_members, exact_array
-from formal.io.formalnet_layers import LAYERS
+from formal.io.formalnet_layers import LAYER_KEYS, LAYERS
+from formal.io.limits import MAX_TENSOR_ENTRIES, load_json, short, unknown_keys
 
 FORMAT_TAG = "formal-net/1"
 _ENTRY = re.compile(r"^\s*(-?)\s*([^\[\]\s]+)\s*(?:\[([0-9,\s]*)\])?\s*$")
@@ -31,51 +31,65 @@ def _parse_entry(text: Any, params: dict[str, np.ndarray], where: Where, field: 
     m = _ENTRY.match(str(text))
     if not m:
         raise where.fail(
-            field, f"expected an entry like '0.weight[1,0]' or '-0.bias[2]', got {text!r}"
+            field, f"expected an entry like '0.weight[1,0]' or '-0.bias[2]', got {short(text)}"
         )
     sign = -1 if m.group(1) else 1
     name = m.group(2)
     if name not in params:
         raise where.fail(field, f"expected a parameter name, got {name!r}")
     shape = params[name].shape
-    idx = (
-        tuple(int(x) for x in m.group(3).split(",") if x.strip()) if m.group(3) is not None else ()
-    )
+    parts = [x.strip() for x in m.group(3).split(",") if x.strip()] if m.group(3) else []
+    if any(len(x) > 18 for x in parts):
+        raise where.fail(field, f"expected an index of {name} (shape {shape}), got {short(text)}")
+    idx = tuple(int(x) for x in parts)
     if len(idx) != len(shape) or any(not 0 <= i < s for i, s in zip(idx, shape)):
         raise where.fail(field, f"expected an index of {name} (shape {shape}), got {list(idx)}")
     return Tie(name, idx, sign)
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        return json.loads(text, parse_float=Decimal, parse_int=int, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise InputFileError(
-            f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except ValueError as exc:
-        raise InputFileError(f"{path}: {exc}") from None
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"NaN and infinities are not real numbers, got {name}")
+TOP_KEYS = (
+    "format",
+    "description",
+    "numbers",
+    "inputs",
+    "input_shape",
+    "layers",
+    "params",
+    "trainable",
+    "tied",
+    "objective",
+)
+"""The keys of a formal-net/1 document (any other key is an error)."""
 
 
 def load_params_npz(path: str | Path, fmt: Format) -> dict[str, np.ndarray]:
     """Read a state_dict-like .npz: exact values (object arrays of Fractions)."""
     p = Path(path)
     try:
-        data = np.load(p, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputFileError(f"{p}: cannot read as .npz: {exc}") from None
+        fh = open(p, "rb")  # noqa: SIM115 (closed below; numpy leaks it on damaged files)
+    except OSError as exc:
+        raise InputFileError(f"{p}: cannot read as .npz: {exc.strerror or exc}") from None
+    with fh:
+        try:
+            data = np.load(fh, allow_pickle=False)
+        except Exception:  # numpy raises ValueError, BadZipFile, EOFError, ... on a damaged file
+            raise InputFileError(
+                f"{p}: expected a .npz archive of parameter arrays (numpy.savez), got a file "
+                "numpy cannot read as one"
+            ) from None
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise InputFileError(
+                f"{p}: expected a .npz archive of named parameter arrays (numpy.savez), got a "
+                "single .npy array"
+            )
+        return _npz_params(data, p, fmt)
+
+
+def _npz_params(data: Any, p: Path, fmt: Format) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     with data:
         for name in data.files:
-            arr = data[name]
+            arr = _npz_member(data, name, p)
             want = fmt.numpy_dtype()
             if want is None or arr.dtype != np.dtype(want):
                 expected = (
@@ -85,6 +99,18 @@ def load_params_npz(path: str | Path, fmt: Format) -> dict[str, np.ndarray]:
                     f"{p}: parameter '{name}': expected dtype {expected} for numbers={fmt.name}, "
                     f"got {arr.dtype}"
                 )
+            if arr.size > MAX_TENSOR_ENTRIES:
+                raise InvalidArgument(
+                    f"{p}: parameter '{name}': expected at most {MAX_TENSOR_ENTRIES} entries, "
+                    f"got shape {arr.shape}"
+                )
+            finite = np.isfinite(arr.astype(np.float64))
+            if not finite.all():
+                idx = tuple(int(i) for i in np.argwhere(~finite)[0])
+                raise InvalidArgument(
+                    f"{p}: parameter '{name}': expected finite numbers, got "
+                    f"{float(arr[idx])} at {list(idx)}"
+                )
             try:
                 vals = fmt.from_numpy(arr)
             except FormalError as exc:
@@ -93,10 +119,26 @@ def load_params_npz(path: str | Path, fmt: Format) -> dict[str, np.ndarray]:
     return out
 
 
+def _npz_member(data: Any, name: str, p: Path) -> np.ndarray:
+    try:
+        return np.asarray(data[name])
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise InvalidArgument(
+                f"{p}: parameter '{name}': expected an array of numbers, got an array of Python "
+                "objects (not read: loading it would run pickled code)"
+            ) from None
+        raise InputFileError(f"{p}: parameter '{name}': damaged array ({exc})") from None
+    except Exception:  # zipfile / zlib / EOF errors of a damaged archive
+        raise InputFileError(
+            f"{p}: parameter '{name}': the archive is damaged (truncated or corrupt)"
+        ) from None
+
+
 def load(path: str | Path, params: str | Path | None = None) -> Network:
     """Load a formal-net/1 JSON file (optionally with an .npz of parameters)."""
     p = Path(path)
-    doc = _read_json(p)
+    doc = load_json(p)
     return from_dict(doc, source=str(p), params_file=params)
 
 
@@ -106,9 +148,10 @@ def from_dict(
     """Build a Network from a parsed formal-net/1 document."""
     where = Where(source)
     if not isinstance(doc, dict):
-        raise where.fail("<top>", "expected a JSON object")
+        raise where.fail("<top>", f"expected a JSON object, got {short(doc)}")
     if doc.get("format") != FORMAT_TAG:
-        raise where.fail("format", f"expected {FORMAT_TAG!r}, got {doc.get('format')!r}")
+        raise where.fail("format", f"expected {FORMAT_TAG!r}, got {short(doc.get('format'))}")
+    unknown_keys(doc, TOP_KEYS, where, "")
     try:
         fmt = parse_format(str(doc.get("numbers", "")))
     except FormalError as exc:
@@ -140,7 +183,13 @@ def from_dict(
             or any(not isinstance(d, int) or isinstance(d, bool) or d <= 0 for d in shape_spec)
         ):
             raise where.fail(
-                "input_shape", f"expected a list of positive integers, got {shape_spec!r}"
+                "input_shape", f"expected a list of positive integers, got {short(shape_spec)}"
+            )
+        if len(shape_spec) > 8 or any(d > MAX_TENSOR_ENTRIES for d in shape_spec):
+            raise where.fail(
+                "input_shape",
+                f"expected at most 8 dimensions of at most {MAX_TENSOR_ENTRIES}, got "
+                f"{short(shape_spec)}",
             )
         if int(np.prod(shape_spec)) != X.shape[1]:
             raise where.fail(
@@ -159,7 +208,8 @@ def from_dict(
         builder = LAYERS.get(kind) if isinstance(kind, str) else None
         if builder is None:
             names = ", ".join(repr(k) for k in LAYERS)
-            raise where.fail(f"{field}.type", f"expected {names}, got {kind!r}")
+            raise where.fail(f"{field}.type", f"expected {names}, got {short(kind)}")
+        unknown_keys(layer, LAYER_KEYS[str(kind)], where, field)
         builder(b, i, layer)
         b.outputs.append(b.prev)
     nodes, prev, params, order = b.nodes, b.prev, b.params, b.order
@@ -170,11 +220,12 @@ def from_dict(
         )
     trainable = doc.get("trainable", list(order))
     if not isinstance(trainable, list):
-        raise where.fail("trainable", "expected a list of parameter names")
-    for name in trainable:
-        if name not in params:
+        raise where.fail("trainable", f"expected a list of parameter names, got {short(trainable)}")
+    for k, name in enumerate(trainable):
+        if not isinstance(name, str) or name not in params:
             raise where.fail(
-                "trainable", f"expected names of parameters ({', '.join(order)}), got {name!r}"
+                "trainable",
+                f"entry {k}: expected a parameter name ({', '.join(order)}), got {short(name)}",
             )
     for name in trainable:
         check_members(name, params[name], fmt, where_p)
@@ -230,6 +281,7 @@ def _objective(spec: Any, B: int, n: int, where: Where) -> tuple[QArray | None, 
         return None, "vector"
     if not isinstance(spec, dict) or "type" not in spec:
         raise where.fail("objective", "expected an object with a 'type' (sum or weighted_sum)")
+    unknown_keys(spec, ("type", "weights"), where, "objective")
     if spec["type"] == "sum":
         row = np.empty((1, B * n), dtype=object)
         row[...] = Fraction(1)
@@ -241,7 +293,9 @@ def _objective(spec: Any, B: int, n: int, where: Where) -> tuple[QArray | None, 
                 "objective.weights", f"expected shape ({B}, {n}) (B x output units), got {w.shape}"
             )
         return QArray.from_fractions(w.reshape(1, B * n)), "weighted_sum"
-    raise where.fail("objective.type", f"expected 'sum' or 'weighted_sum', got {spec['type']!r}")
+    raise where.fail(
+        "objective.type", f"expected 'sum' or 'weighted_sum', got {short(spec['type'])}"
+    )
 
 
 __all__ = ["load", "from_dict", "load_params_npz", "check_members", "FORMAT_TAG"]

@@ -9,7 +9,6 @@ ONNX and NNet importers for their error messages and membership checks.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from decimal import Decimal
 from fractions import Fraction
@@ -20,8 +19,9 @@ import numpy as np
 from formal.core.activations import Activation, parse_proxy_override
 from formal.core.builders import activation_of
 from formal.core.network import Node
-from formal.core.numbers import Format, format_exact, hex_float, parse_exact
+from formal.core.numbers import Format, format_exact, hex_float
 from formal.errors import FormalError, InvalidArgument
+from formal.io.limits import MAX_TENSOR_ENTRIES, read_number, short
 
 
 class Where:
@@ -38,9 +38,9 @@ class Where:
 def exact_field(value: Any, where: Where, field: str) -> Fraction:
     """One exact number of a JSON document (errors name the file and the field)."""
     if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
-        raise where.fail(field, f"expected a number, got {json.dumps(value, default=str)[:60]}")
+        raise where.fail(field, f"expected a number, got {short(value)}")
     try:
-        return parse_exact(value)
+        return read_number(value)
     except FormalError as exc:
         raise where.fail(field, str(exc)) from None
 
@@ -61,6 +61,8 @@ def exact_array(value: Any, where: Where, field: str, ndim: int | None = None) -
         return ()
 
     shape = shape_of(value)
+    if int(np.prod(shape, dtype=object)) > MAX_TENSOR_ENTRIES:
+        raise where.fail(field, f"expected at most {MAX_TENSOR_ENTRIES} entries, got {shape}")
     if ndim is not None and len(shape) != ndim:
         raise where.fail(field, f"expected a {ndim}-D array, got shape {shape}")
     arr = np.empty(shape, dtype=object)
@@ -96,7 +98,7 @@ def parse_activation(spec: Any, where: Where, field: str) -> tuple[Activation, A
         name = spec["name"]
         proxy = spec.get("proxy")
     else:
-        raise where.fail(field, f"expected an activation name or object, got {spec!r}")
+        raise where.fail(field, f"expected an activation name or object, got {short(spec)}")
     try:
         act = activation_of(
             {**{k: v for k, v in spec.items() if k != "proxy"}, "name": str(name)}

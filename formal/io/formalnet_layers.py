@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from formal.io.formalnet_build import Build
+from formal.io.limits import MAX_KERNEL, MAX_UNITS, short
 from formal.ops import conv as _conv  # noqa: F401  (registers the conv/pool rules)
 from formal.ops.conv import out_size
 
@@ -35,8 +36,11 @@ def _dense(b: Build, i: int, layer: dict[str, Any]) -> None:
     field = f"layers[{i}]"
     where, where_p = b.where, b.where_p
     units = layer.get("units")
-    if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
-        raise where.fail(f"{field}.units", f"expected a positive integer, got {units!r}")
+    if not isinstance(units, int) or isinstance(units, bool) or not 0 < units <= MAX_UNITS:
+        raise where.fail(
+            f"{field}.units",
+            f"expected a positive integer (at most {MAX_UNITS}), got {short(units)}",
+        )
     if len(b.shape) != 1:
         raise where.fail(
             f"{field}.type",
@@ -55,7 +59,7 @@ def _dense(b: Build, i: int, layer: dict[str, Any]) -> None:
     b.emit(f"{i}.linear", "linear", (b.prev, f"p:{wname}"), (units,))
     has_bias = layer.get("bias", True)
     if not isinstance(has_bias, bool):
-        raise where.fail(f"{field}.bias", f"expected true or false, got {has_bias!r}")
+        raise where.fail(f"{field}.bias", f"expected true or false, got {short(has_bias)}")
     if has_bias:
         bname = f"{i}.bias"
         if bname not in b.raw:
@@ -80,10 +84,15 @@ def _pair(b: Build, field: str, value: Any, default: int | None, minimum: int) -
     if not (
         isinstance(value, list)
         and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value)
+        and all(
+            isinstance(v, int) and not isinstance(v, bool) and minimum <= v <= MAX_KERNEL
+            for v in value
+        )
     ):
         raise b.where.fail(
-            field, f"expected an integer >= {minimum} or a pair of them, got {value!r}"
+            field,
+            f"expected an integer from {minimum} to {MAX_KERNEL} or a pair of them, got "
+            f"{short(value)}",
         )
     return int(value[0]), int(value[1])
 
@@ -108,8 +117,11 @@ def _conv2d(b: Build, i: int, layer: dict[str, Any]) -> None:
     field = f"layers[{i}]"
     C, H, W = _image(b, f"{field}.type")
     CO = layer.get("out_channels")
-    if not isinstance(CO, int) or isinstance(CO, bool) or CO <= 0:
-        raise b.where.fail(f"{field}.out_channels", f"expected a positive integer, got {CO!r}")
+    if not isinstance(CO, int) or isinstance(CO, bool) or not 0 < CO <= MAX_UNITS:
+        raise b.where.fail(
+            f"{field}.out_channels",
+            f"expected a positive integer (at most {MAX_UNITS}), got {short(CO)}",
+        )
     kh, kw = _pair(b, f"{field}.kernel_size", layer.get("kernel_size"), None, 1)
     sh, sw = _pair(b, f"{field}.stride", layer.get("stride"), 1, 1)
     ph, pw = _pair(b, f"{field}.padding", layer.get("padding"), 0, 0)
@@ -118,7 +130,7 @@ def _conv2d(b: Build, i: int, layer: dict[str, Any]) -> None:
     if not isinstance(g, int) or isinstance(g, bool) or g <= 0 or C % g or CO % g:
         raise b.where.fail(
             f"{field}.groups",
-            f"expected a positive divisor of the channels ({C} in, {CO} out), got {g!r}",
+            f"expected a positive divisor of the channels ({C} in, {CO} out), got {short(g)}",
         )
     oh = _out(b, field, H, kh, sh, ph, dh, False)
     ow = _out(b, field, W, kw, sw, pw, dw, False)
@@ -132,7 +144,7 @@ def _conv2d(b: Build, i: int, layer: dict[str, Any]) -> None:
     b.emit(f"{i}.conv", "conv2d", (b.prev, wnode), (CO, oh, ow), attrs)
     has_bias = layer.get("bias", True)
     if not isinstance(has_bias, bool):
-        raise b.where.fail(f"{field}.bias", f"expected true or false, got {has_bias!r}")
+        raise b.where.fail(f"{field}.bias", f"expected true or false, got {short(has_bias)}")
     if has_bias:
         conv = b.prev
         bnode = b.param(f"{i}.bias", (CO,))
@@ -164,7 +176,7 @@ def _pool(op: str) -> Any:
             )
         ceil = layer.get("ceil_mode", False)
         if not isinstance(ceil, bool):
-            raise b.where.fail(f"{field}.ceil_mode", f"expected true or false, got {ceil!r}")
+            raise b.where.fail(f"{field}.ceil_mode", f"expected true or false, got {short(ceil)}")
         oh = _out(b, field, H, kh, sh, ph, dh, ceil)
         ow = _out(b, field, W, kw, sw, pw, dw, ceil)
         attrs: tuple[tuple[str, Any], ...] = (
@@ -178,7 +190,7 @@ def _pool(op: str) -> Any:
             cip = layer.get("count_include_pad", True)
             if not isinstance(cip, bool):
                 raise b.where.fail(
-                    f"{field}.count_include_pad", f"expected true or false, got {cip!r}"
+                    f"{field}.count_include_pad", f"expected true or false, got {short(cip)}"
                 )
             attrs += (("count_include_pad", cip),)
         else:
@@ -193,7 +205,8 @@ def _pool(op: str) -> Any:
                 )
                 if not ok:
                     raise b.where.fail(
-                        f"{field}.tie", f"expected 'first', 'last' or a list of them, got {tie!r}"
+                        f"{field}.tie",
+                        f"expected 'first', 'last' or a list of them, got {short(tie)}",
                     )
                 attrs += (("tie", tie if isinstance(tie, str) else tuple(tie)),)
         b.emit(f"{i}.{op[:7]}", op, (b.prev,), (C, oh, ow), attrs)
@@ -220,7 +233,7 @@ def _add(b: Build, i: int, layer: dict[str, Any]) -> None:
         shape = next(n.shape for n in b.nodes if n.name == other)
     else:
         raise b.where.fail(
-            field, f"expected an earlier layer index (0..{i - 1}) or 'input', got {src!r}"
+            field, f"expected an earlier layer index (0..{i - 1}) or 'input', got {short(src)}"
         )
     if tuple(shape) != tuple(b.shape):
         raise b.where.fail(
@@ -232,6 +245,18 @@ def _add(b: Build, i: int, layer: dict[str, Any]) -> None:
     b.activation(i, layer)
 
 
+_COMMON = ("type", "activation")
+LAYER_KEYS: dict[str, tuple[str, ...]] = {
+    "dense": _COMMON + ("units", "bias"),
+    "conv2d": _COMMON
+    + ("out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias"),
+    "maxpool2d": _COMMON + ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "tie"),
+    "avgpool2d": _COMMON + ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"),
+    "flatten": _COMMON,
+    "add": _COMMON + ("from",),
+}
+"""The keys each layer type accepts (any other key is an error with a suggestion)."""
+
 LAYERS: dict[str, Any] = {
     "dense": _dense,
     "conv2d": _conv2d,
@@ -241,4 +266,4 @@ LAYERS: dict[str, Any] = {
     "add": _add,
 }
 
-__all__ = ["LAYERS"]
+__all__ = ["LAYERS", "LAYER_KEYS"]

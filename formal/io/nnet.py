@@ -38,6 +38,7 @@ from formal.core.numbers import parse_format
 from formal.core.qarray import QArray
 from formal.errors import InputFileError
 from formal.io.formalnet_build import Where, check_members
+from formal.io.limits import MAX_NUMBER_DIGITS, MAX_TENSOR_ENTRIES, MAX_UNITS, read_text
 from formal.io.onnx import input_values
 
 
@@ -77,6 +78,11 @@ class _Reader:
         vals = self.row(what, count)
         out = []
         for v in vals:
+            if len(v) > MAX_NUMBER_DIGITS:
+                raise InputFileError(
+                    f"{self.source}: line {self.line}: expected a number of at most "
+                    f"{MAX_NUMBER_DIGITS} digits for {what}, got one of {len(v)} characters"
+                )
             try:
                 f = float(v)
             except ValueError:
@@ -106,7 +112,21 @@ def parse(
     n_layers, n_in, n_out, _ = r.ints("numLayers, inputSize, outputSize, maxLayerSize", 4)
     if n_layers < 1:
         raise InputFileError(f"{source}: expected at least one layer, got numLayers={n_layers}")
+    if n_layers > MAX_UNITS:
+        raise InputFileError(
+            f"{source}: expected at most {MAX_UNITS} layers, got numLayers={n_layers}"
+        )
     sizes = r.ints("the layer sizes", n_layers + 1)
+    if any(not 0 < z <= MAX_UNITS for z in sizes):
+        raise InputFileError(
+            f"{source}: expected layer sizes from 1 to {MAX_UNITS}, got {sizes[:16]}"
+        )
+    for i in range(n_layers):
+        if sizes[i] * sizes[i + 1] > MAX_TENSOR_ENTRIES:
+            raise InputFileError(
+                f"{source}: expected at most {MAX_TENSOR_ENTRIES} weights per layer, got "
+                f"{sizes[i + 1]} x {sizes[i]} in layer {i}"
+            )
     if sizes[0] != n_in or sizes[-1] != n_out:
         raise InputFileError(
             f"{source}: layer sizes {sizes} do not match inputSize={n_in}, outputSize={n_out}"
@@ -194,10 +214,7 @@ def load(
 ) -> Network:
     """Read a .nnet file (see the module docstring)."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise InputFileError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    text = read_text(p, "an NNet file")
     return parse(text, source=str(p), input=input, spec=spec, numbers=numbers, normalize=normalize)
 
 

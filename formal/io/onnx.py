@@ -61,6 +61,20 @@ from formal.io.onnx_ops import classify_initializers
 from formal.ops import conv as _conv  # noqa: F401  (registers the conv/pool rules)
 
 
+def _check_arity(imp: Importer, proto: Any) -> None:
+    """Refuse a node with fewer inputs or outputs than its ONNX schema requires."""
+    import onnx.defs
+
+    try:
+        schema = onnx.defs.get_schema(proto.op_type, imp.opset, domain="")
+    except onnx.defs.SchemaError:  # an op unknown to this onnx build: its handler decides
+        return
+    if len(proto.input) < schema.min_input or len(proto.output) < schema.min_output:
+        raise imp.invalid(
+            f"expected at least {schema.min_input} input(s) and {schema.min_output} output(s), "
+            f"got {len(proto.input)} and {len(proto.output)}"
+        )
+
 def input_values(
     source: str,
     shape: tuple[int, ...],
@@ -182,6 +196,7 @@ def from_model(
 ) -> Network:
     """Build a Network from an in-memory ``onnx.ModelProto``."""
     graph = model.graph
+    _check_names(graph, source)
     inits = {t.name: t for t in graph.initializer}
     data_inputs = [i for i in graph.input if i.name not in inits]
     if len(data_inputs) != 1:
@@ -229,6 +244,7 @@ def from_model(
             raise imp.unsupported(
                 f"op {proto.op_type} is not supported (supported: {', '.join(sorted(HANDLERS))})"
             )
+        _check_arity(imp, proto)
         handler(imp, proto)
     outs = [o.name for o in graph.output]
     if output is None:
@@ -242,6 +258,20 @@ def from_model(
         raise UnsupportedOp(f"{source}: the output {output!r} does not depend on the input")
     out_node = str(imp.tensors[output].node)
     return _network(imp, X, out_node, trainable, numbers)
+
+
+def _check_names(graph: Any, source: str) -> None:
+    """Every name of the graph must be text (a damaged file can hold bytes that are not UTF-8)."""
+    named = [*graph.initializer, *graph.input, *graph.output]
+    for k, node in enumerate(graph.node):
+        texts = [node.name, node.op_type, node.domain, *node.input, *node.output]
+        texts += [a.name for a in node.attribute]
+        if not all(isinstance(t, str) for t in texts):
+            raise InputFileError(
+                f"{source}: node #{k}: expected UTF-8 names, got bytes (a damaged model?)"
+            )
+    if not all(isinstance(t.name, str) for t in named):
+        raise InputFileError(f"{source}: expected UTF-8 tensor names, got bytes (a damaged model?)")
 
 
 def _network(

@@ -19,6 +19,7 @@ from formal.core.builders import exact_from_float
 from formal.core.network import Node
 from formal.core.qarray import QArray
 from formal.errors import InvalidArgument, UnsupportedOp
+from formal.io.limits import MAX_TENSOR_ENTRIES
 
 FLOAT_TYPES = {
     1: "binary32",
@@ -108,7 +109,17 @@ class Importer:
             if a.name not in allowed:
                 value = self.onnx.helper.get_attribute_value(a)
                 raise self.unsupported(f"attribute {a.name} = {_short(value)} is not supported")
-            out[a.name] = _attr_value(self.onnx, a)
+            try:
+                value = _attr_value(self.onnx, a)
+            except (ValueError, OverflowError):  # NaN, infinities, undecodable strings
+                raw = self.onnx.helper.get_attribute_value(a)
+                raise self.invalid(
+                    f"attribute {a.name} = {_short(raw)}: expected finite numbers or UTF-8 text"
+                ) from None
+            kind = _expected_kind(a.name, allowed[a.name])
+            if kind is not None and not _is_kind(value, kind):
+                raise self.invalid(f"attribute {a.name} = {_short(value)}: expected {kind}")
+            out[a.name] = value
         return out
 
     # -- graph building -----------------------------------------------------------------
@@ -195,11 +206,34 @@ class Importer:
         return [int(x) for x in np.asarray(v).reshape(-1)]
 
 
+def tensor_array(t: Any, where: str) -> np.ndarray:
+    """The numpy array of an ONNX TensorProto; a damaged tensor is an InvalidArgument."""
+    from onnx import numpy_helper
+
+    n = 1
+    for d in t.dims:
+        n *= max(int(d), 0)
+    if n > MAX_TENSOR_ENTRIES:
+        raise InvalidArgument(
+            f"{where}: expected at most {MAX_TENSOR_ENTRIES} entries, got dims {list(t.dims)}"
+        )
+    try:
+        return np.asarray(numpy_helper.to_array(t))
+    except Exception as exc:  # onnx raises ValueError, TypeError, KeyError on damaged tensors
+        raise InvalidArgument(
+            f"{where}: expected a tensor whose data matches its type and dims {list(t.dims)}, "
+            f"got a damaged one ({type(exc).__name__})"
+        ) from None
+
+
 def fractions_of(v: Any) -> np.ndarray:
     """An object array of exact Fractions with the shape of ``v`` (object arrays as they are)."""
     arr = np.asarray(v)
     if arr.dtype == object:
         return arr
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = float(arr.reshape(-1)[~np.isfinite(arr.reshape(-1))][0])
+        raise InvalidArgument(f"expected finite numbers, got {bad}")
     out = np.empty(arr.shape, dtype=object)
     flat = out.reshape(-1)
     for i, x in enumerate(arr.reshape(-1).tolist()):
@@ -210,6 +244,31 @@ def fractions_of(v: Any) -> np.ndarray:
 def _short(value: Any) -> str:
     text = repr(value.decode() if isinstance(value, bytes) else value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+_INT_LISTS = ("strides", "pads", "dilations", "kernel_shape", "axes", "perm", "shape")
+
+
+def _expected_kind(name: str, default: Any) -> str | None:
+    if isinstance(default, bool) or isinstance(default, int):
+        return "an integer"
+    if isinstance(default, Fraction):
+        return "a number"
+    if isinstance(default, str):
+        return "a string"
+    if default is None and name in _INT_LISTS:
+        return "a list of integers"
+    return None
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind == "an integer":
+        return isinstance(value, int)
+    if kind == "a number":
+        return isinstance(value, Fraction)
+    if kind == "a string":
+        return isinstance(value, str)
+    return isinstance(value, list) and all(isinstance(v, int) for v in value)
 
 
 def _attr_value(onnx: Any, a: Any) -> Any:
@@ -292,6 +351,7 @@ __all__ = [
     "HANDLERS",
     "handles",
     "fractions_of",
+    "tensor_array",
     "const_tensor",
     "present",
     "align",

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from formal.core.qarray import QArray
+from formal.io.limits import MAX_KERNEL
 from formal.io.onnx_import import (
     Importer,
     Tensor,
@@ -246,11 +247,20 @@ def _window(
     dil = tuple(at.get("dilations") or (1, 1))
     if len(kernel) != 2 or len(strides) != 2 or len(dil) != 2:
         raise imp.unsupported(f"attribute kernel_shape = {list(kernel)} (only 2-D windows)")
+    for what, vals in (("kernel_shape", kernel), ("strides", strides), ("dilations", dil)):
+        if any(not 1 <= int(v) <= MAX_KERNEL for v in vals):
+            raise imp.invalid(
+                f"attribute {what} = {list(vals)}: expected integers from 1 to {MAX_KERNEL}"
+            )
     mode = at.get("auto_pad", "NOTSET")
     if mode in ("NOTSET", ""):
         pads = tuple(at.get("pads") or (0, 0, 0, 0))
         if len(pads) != 4:
             raise imp.unsupported(f"attribute pads = {list(pads)} (expected 4 values for 2-D)")
+        if any(not 0 <= int(v) <= MAX_KERNEL for v in pads):
+            raise imp.invalid(
+                f"attribute pads = {list(pads)}: expected integers from 0 to {MAX_KERNEL}"
+            )
     elif mode == "VALID":
         pads = (0, 0, 0, 0)
     elif mode in ("SAME_UPPER", "SAME_LOWER"):

@@ -24,6 +24,7 @@ from formal.io.onnx_import import (
     fractions_of,
     handles,
     present,
+    tensor_array,
 )
 
 # inputs that must be constants (shapes, pads, bounds, divisors, statistics)
@@ -45,7 +46,6 @@ CONST_POSITIONS: dict[str, set[int]] = {
 
 def classify_initializers(imp: Importer, inits: dict[str, Any]) -> None:
     """Floating initializers used as values are parameters; the rest are constants."""
-    from onnx import numpy_helper
 
     value_use: set[str] = set()
     for p in imp.graph.node:
@@ -54,7 +54,7 @@ def classify_initializers(imp: Importer, inits: dict[str, Any]) -> None:
             if name in inits and i not in const_pos:
                 value_use.add(name)
     for name, t in inits.items():
-        arr = numpy_helper.to_array(t)
+        arr = tensor_array(t, f"{imp.source}: initializer {name!r}")
         if name in value_use and t.data_type in FLOAT_TYPES:
             imp.params[name] = exact_from_float(arr, f"{imp.source}: initializer {name}")
             imp.param_arrays[name] = arr
@@ -221,7 +221,6 @@ def _cast(imp: Importer, p: Any) -> None:
 
 @handles("Constant")
 def _constant(imp: Importer, p: Any) -> None:
-    from onnx import numpy_helper
 
     at = imp.attrs(
         p,
@@ -235,7 +234,7 @@ def _constant(imp: Importer, p: Any) -> None:
     )
     if at["value"] is not None:
         t = at["value"]
-        arr = numpy_helper.to_array(t)
+        arr = tensor_array(t, f"{imp.where()}: attribute value")
         if t.data_type in FLOAT_TYPES:
             imp.set_output(
                 const_tensor(exact_from_float(arr, f"{imp.where()}: value").to_fractions())

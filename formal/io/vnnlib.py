@@ -24,8 +24,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from formal.core.numbers import parse_exact
 from formal.errors import InputFileError, InvalidArgument
+from formal.io.limits import MAX_DECLARED_VARIABLES, MAX_NESTING, read_number, read_text
 
 _TOKEN = re.compile(r"\(|\)|[^\s()]+")
 _VAR = re.compile(r"^([XY])_(\d+)$")
@@ -77,6 +77,10 @@ def _parse_forms(tokens: list[str], source: str) -> list[Any]:
     stack: list[list[Any]] = []
     for tok in tokens:
         if tok == "(":
+            if len(stack) >= MAX_NESTING:
+                raise InputFileError(
+                    f"{source}: expected expressions nested at most {MAX_NESTING} levels deep"
+                )
             stack.append([])
         elif tok == ")":
             if not stack:
@@ -95,10 +99,22 @@ def _number(expr: Any, source: str) -> Fraction:
         return -_number(expr[1], source)
     if isinstance(expr, str):
         try:
-            return parse_exact(expr)
-        except InvalidArgument:
-            pass
-    raise InputFileError(f"{source}: expected a numeral, got {_show(expr)}")
+            return read_number(expr)
+        except InvalidArgument as exc:
+            if "at most" in str(exc):  # a limit, not a malformed numeral
+                raise InputFileError(f"{source}: {exc}") from None
+    raise InputFileError(f"{source}: expected a numeral, got {_show(expr)[:80]}")
+
+
+def _var_index(m: re.Match[str], source: str) -> int:
+    """The index i of ``X_i`` / ``Y_i``, at most :data:`MAX_DECLARED_VARIABLES` - 1."""
+    digits = m.group(2)
+    if len(digits) > 7 or int(digits) >= MAX_DECLARED_VARIABLES:
+        raise InputFileError(
+            f"{source}: expected variable indices below {MAX_DECLARED_VARIABLES} (the limit on "
+            f"declared variables), got {m.group(0)[:40]}"
+        )
+    return int(digits)
 
 
 def _show(expr: Any) -> str:
@@ -124,9 +140,9 @@ def _atom(expr: Any, bounds: Bounds, source: str) -> None:
         _VAR.match(str(b)) if isinstance(b, str) else None,
     )
     if ma and not mb:
-        i, c, upper = int(ma.group(2)), _number(b, source), op in ("<=", "<")
+        i, c, upper = _var_index(ma, source), _number(b, source), op in ("<=", "<")
     elif mb and not ma:
-        i, c, upper = int(mb.group(2)), _number(a, source), op in (">=", ">")
+        i, c, upper = _var_index(mb, source), _number(a, source), op in (">=", ">")
     else:
         raise InputFileError(
             f"{source}: expected a bound of one input by a numeral, got {_show(expr)}"
@@ -168,11 +184,16 @@ def parse(text: str, source: str = "<vnnlib>") -> Spec:
                 raise InputFileError(
                     f"{source}: expected (declare-const X_i Real) or Y_j, got {_show(form)}"
                 )
-            (xs if m.group(1) == "X" else ys).add(int(m.group(2)))
+            (xs if m.group(1) == "X" else ys).add(_var_index(m, source))
         elif head == "assert":
             if len(form) != 2:
                 raise InputFileError(f"{source}: expected (assert EXPR), got {_show(form)[:80]}")
             expr = form[1]
+            if expr == ["or"]:
+                raise InputFileError(
+                    f"{source}: expected (or ...) to have at least one disjunct, got (assert (or)) "
+                    "(an empty disjunction is false: no input or output satisfies it)"
+                )
             if _mentions(expr, "Y") or not _mentions(expr, "X"):
                 continue  # the output property
             if isinstance(expr, list) and expr and expr[0] == "or":
@@ -190,8 +211,8 @@ def parse(text: str, source: str = "<vnnlib>") -> Spec:
     if not xs:
         raise InputFileError(f"{source}: expected input variables X_0, X_1, ..., found none")
     n = max(xs) + 1
-    if xs != set(range(n)):
-        missing = min(set(range(n)) - xs)
+    if len(xs) != n:  # xs holds distinct indices below n: all of 0..n-1 iff there are n
+        missing = next(i for i, x in enumerate(sorted(xs)) if i != x)
         raise InputFileError(
             f"{source}: expected inputs X_0..X_{n - 1}, X_{missing} is not declared"
         )
@@ -223,11 +244,7 @@ def parse(text: str, source: str = "<vnnlib>") -> Spec:
 def load(path: str | Path) -> Spec:
     """Read a .vnnlib file."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise InputFileError(f"{p}: cannot read: {exc.strerror or exc}") from None
-    return parse(text, str(p))
+    return parse(read_text(p, "a VNN-LIB file"), str(p))
 
 
 __all__ = ["Box", "Spec", "parse", "load"]

@@ -115,7 +115,13 @@ def format_reproduce(results: list[CheckResult], seconds: float, budget: str) ->
             for j, chunk in enumerate(textwrap.wrap(e.text, 94) or [""]):
                 lines.append(("    - " if j == 0 else "      ") + chunk)
     passed = sum(1 for r in results if r.passed)
-    lines += ["-" * 100, f"{passed} passed, {len(results) - passed} failed in {seconds:.1f}s"]
+    cited = sum(1 for r in results if r.status == "cited")
+    failed = sum(1 for r in results if r.failed)
+    lines += [
+        "-" * 100,
+        f"{passed} passed, {cited} cited (evidence holds, proof published elsewhere), "
+        f"{failed} failed in {seconds:.1f}s",
+    ]
     return "\n".join(lines)
 
 

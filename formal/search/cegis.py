@@ -171,6 +171,8 @@ class SmtStages(SearchState):
                 )
             status, values = query.propose(int(left * 1000))
             rounds += 1
+            if self.bar is not None:
+                self.bar.set_postfix_str(f"smt in {sname}: CEGIS round {rounds}")
             if status == "unknown":
                 self.stage("smt", "unknown", t0, f"{sname}: {query.reason}")
                 return self.result(

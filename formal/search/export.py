@@ -53,6 +53,15 @@ class Export:
     seconds: float
     logic: str
 
+    def to_json(self) -> dict[str, Any]:
+        """The export as JSON: logic, z3's status and seconds, the SMT-LIB2 text."""
+        return {
+            "logic": self.logic,
+            "status": self.status,
+            "seconds": round(self.seconds, 6),
+            "text": self.text,
+        }
+
 
 def _query(net: Network, opt: SearchOptions) -> tuple[Any, str]:
     s = SearchRun(net, opt)

@@ -105,6 +105,7 @@ class SearchState:
         self.base = with_groups(net, changes, numbers=self.target)
         self.stages: list[dict[str, Any]] = []
         self.checked = 0
+        self.bar: Any = None  # the progress bar of SearchRun.run (None outside it)
 
     # -- result helpers -------------------------------------------------------------
     def space(self, dom: Domain | None = None) -> str:

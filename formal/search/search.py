@@ -29,10 +29,12 @@ Stages, cheapest first (each stops the search when it proves or finds):
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
 import z3
+from tqdm import tqdm
 
 from formal.core.activations import Preset
 from formal.core.network import Network, bias_structure
@@ -67,7 +69,27 @@ class SearchRun(SmtStages):
 
     # -- driver -----------------------------------------------------------------------
     def run(self) -> SearchResult:
-        """Run the stages in order; the first ``found`` or ``exhausted`` ends the search."""
+        """Run the stages in order; the first ``found`` or ``exhausted`` ends the search.
+
+        A tqdm bar on stderr (when it is a terminal, after 1 s) shows the stage
+        and the SMT stage's CEGIS rounds.
+        """
+        with tqdm(
+            total=len(self.opt.stages),
+            desc="search",
+            unit="stage",
+            file=sys.stderr,
+            disable=None,
+            delay=1.0,
+            leave=False,
+        ) as bar:
+            self.bar = bar
+            try:
+                return self._stages()
+            finally:
+                self.bar = None
+
+    def _stages(self) -> SearchResult:
         rounded = self.opt.find in ("spurious-kink", "missed-kink")
         steps = [
             ("given", self.given),
@@ -86,12 +108,16 @@ class SearchRun(SmtStages):
                     "timeout",
                 )
             t0 = time.perf_counter()
+            if self.bar is not None:
+                self.bar.set_postfix_str(name)
             try:
                 res = fn()
             except UnsupportedOp as exc:
                 self.stage(name, "unsupported", t0, str(exc))
                 last = self.result("unknown", f"{name} stage: {exc}", name)
                 continue
+            if self.bar is not None:
+                self.bar.update(1)
             if res is None:
                 continue
             if res.status in ("found", "exhausted"):

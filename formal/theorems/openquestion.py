@@ -25,6 +25,7 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from formal.core.activations import parse_preset
 from formal.core.builders import zero_mlp
@@ -202,23 +203,15 @@ def search(budget: str = "quick", *, progress: bool = False) -> list[Row]:
     """Every run of the open-question plan at ``budget``, exhaustively counted."""
     rows = []
     runs = plan(budget)
-    for i, r in enumerate(runs):
-        if progress:
-            print(
-                f"\ropen question: run {i + 1}/{len(runs)} {r[0]} 1-{'-'.join(map(str, r[1]))}-1 "
-                f"{r[2]} {r[3]} x={r[4]}",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
+    # a bar on stderr when it is a terminal (tqdm's disable=None), shown after 2 s
+    bar = tqdm(runs, desc="open question", file=sys.stderr, disable=None, delay=2.0, leave=False)
+    for r in bar:
         heavy = n_params(r[1]) >= 4 and r[4] == "1"
         rows.append(
             run_one(
                 *r, progress=progress, cross_check=(1 if heavy else 0) if budget == "quick" else 4
             )
         )
-    if progress:
-        print(file=sys.stderr)
     return rows
 
 

@@ -16,8 +16,10 @@ from formal.core.numbers import format_exact, format_sci
 
 BUDGETS = ("quick", "full")
 
-CheckStatus = Literal["pass", "fail"]
-"""The outcome of one theorem check (``CheckResult.status``; ``formal reproduce``)."""
+CheckStatus = Literal["pass", "fail", "cited"]
+"""The outcome of one theorem check (``CheckResult.status``; ``formal reproduce``): ``pass``
+(proved in proofs/ and the evidence holds), ``fail`` (some evidence failed), ``cited`` (the
+evidence holds but the statement rests on a published proof, not on proofs/)."""
 
 
 def S(q: Any) -> str:
@@ -91,6 +93,11 @@ class CheckResult:
     def passed(self) -> bool:
         """The check passed (status ``pass``)."""
         return self.status == "pass"
+
+    @property
+    def failed(self) -> bool:
+        """The check failed (status ``fail``); a ``cited`` result has not failed."""
+        return self.status == "fail"
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of the check: status, statement, evidence lines, seconds, proof, test."""
