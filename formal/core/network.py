@@ -35,7 +35,7 @@ Further ops (convolutions, pools) register rules in :mod:`formal.ops`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -163,9 +163,19 @@ class Parameterization:
             out[name] = QArray(num.reshape((rows,) + shape), den)
         return out
 
-    def collect(self, adjoints: Mapping[str, QArray | None], rows: int) -> QArray:
-        """Sum entry adjoints (R, *shape) into group adjoints (R, W)."""
-        out = np.zeros((rows, self.size), dtype=object)
+    def collect(
+        self,
+        adjoints: Mapping[str, QArray | None],
+        rows: int,
+        columns: Sequence[int] | None = None,
+    ) -> QArray:
+        """Sum entry adjoints (R, *shape) into group adjoints (R, W).
+
+        With ``columns`` (group ids covering every group of the given tensors),
+        the result is (R, len(columns)): those groups only, in that order.
+        """
+        pos = None if columns is None else {int(c): i for i, c in enumerate(columns)}
+        out = np.zeros((rows, self.size if pos is None else len(pos)), dtype=object)
         out[...] = 0
         den = 1
         for name, adj in adjoints.items():
@@ -175,6 +185,8 @@ class Parameterization:
             if adj is None or name not in self.groups:
                 continue
             g = self.groups[name].ravel()
+            if pos is not None:
+                g = np.array([pos[int(v)] for v in g], dtype=np.int64)
             s = self.signs[name].ravel()
             vals = adj.num.reshape(rows, -1) * (den // adj.den) * s[None, :]
             if g.size < 2 or bool((np.diff(g) > 0).all()) or len(np.unique(g)) == g.size:

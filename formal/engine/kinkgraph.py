@@ -212,28 +212,8 @@ def _collect_cols(
 ) -> tuple[tuple[int, ...], QArray]:
     """The group rows restricted to the groups of ``names``: (columns, (rows, len(columns)))."""
     par = fwd.net.parameterization()
-    cols = sorted({int(g) for n in names for g in par.groups[n].ravel()})
-    pos = {c: i for i, c in enumerate(cols)}
-    den = 1
-    for n in names:
-        adj = params.get(n)
-        if adj is not None:
-            den = math.lcm(den, adj.den)
-    out = np.zeros((rows, len(cols)), dtype=object)
-    out[...] = 0
-    for n in sorted(names):
-        adj = params.get(n)
-        if adj is None:
-            continue
-        g = np.array([pos[int(v)] for v in par.groups[n].ravel()], dtype=np.int64)
-        sg = par.signs[n].ravel()
-        vals = adj.num.reshape(rows, -1) * (den // adj.den) * sg[None, :]
-        if len(np.unique(g)) == g.size:
-            out[:, g] = out[:, g] + vals
-        else:  # ties inside one tensor: accumulate entry by entry
-            for j in range(g.size):
-                out[:, g[j]] = out[:, g[j]] + vals[:, j]
-    return tuple(cols), QArray(out, den)
+    cols = tuple(sorted({int(g) for n in names for g in par.groups[n].ravel()}))
+    return cols, par.collect({n: params.get(n) for n in sorted(names)}, rows, cols)
 
 
 def build_kink_graph(fwd: Forward) -> KinkGraph:
