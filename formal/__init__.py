@@ -1,7 +1,7 @@
 """formal: exact verdicts on automatic differentiation at machine-representable parameters.
 
 The Python API (:mod:`formal.api`) mirrors the commands: :func:`load`,
-:func:`check`, :func:`search`, :func:`count`, :func:`export_smt` and
+:func:`check`, :func:`subgradient`, :func:`search`, :func:`count`, :func:`export_smt` and
 :func:`reproduce`, each returning a frozen result with ``to_json()``.
 """
 
@@ -25,6 +25,7 @@ from formal.api import (  # noqa: E402
     load,
     reproduce,
     search,
+    subgradient,
 )
 from formal.engine.outcome import Verdict  # noqa: E402
 from formal.errors import FormalError, InvalidArgument  # noqa: E402
@@ -42,4 +43,5 @@ __all__ = [
     "load",
     "reproduce",
     "search",
+    "subgradient",
 ]

@@ -10,10 +10,12 @@ function                  command                         result
 ========================  ==============================  ===========================
 :func:`load`              (every command's NET)           ``Network``
 :func:`check`             ``formal check``                ``Verdict``
+:func:`subgradient`       ``formal check --subgradient``  ``Subgradient``
 :func:`search`            ``formal search``               ``SearchResult``
 :func:`count`             ``formal count``                ``CountResult``
 :func:`export_smt`        ``formal export-smt``           ``Export``
 :func:`reproduce`         ``formal reproduce``            ``ReproduceResult``
+:func:`audit`             ``formal audit``                ``AuditResult``
 ========================  ==============================  ===========================
 
 Bad input raises :class:`~formal.errors.InvalidArgument` (a ``ValueError``)
@@ -28,6 +30,8 @@ import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from formal.audit.audit import audit as _audit
+from formal.audit.run import AuditResult
 from formal.cli.check import input_note
 from formal.cli.common import load_network
 from formal.cli.reproduce import Budget, ReproduceResult
@@ -36,6 +40,8 @@ from formal.cli.search import make_options
 from formal.core.network import Network
 from formal.count.omega import CountResult
 from formal.engine.outcome import Verdict
+from formal.engine.subgradient import Prefer, Subgradient
+from formal.engine.subgradient import subgradient as _subgradient
 from formal.engine.verdict import check as _check
 from formal.errors import InvalidArgument
 from formal.search.export import Export, export_query
@@ -123,6 +129,37 @@ def check(
     """
     n = _net(net, params=params, spec=spec, input=input)
     return _check(n, proxy, gradient=gradient, timeout=timeout)
+
+
+def subgradient(
+    net: NetLike,
+    proxy: str = "pytorch",
+    *,
+    prefer: Prefer = "ad",
+    timeout: float = 60.0,
+    verdict: Verdict | None = None,
+    params: str | None = None,
+    spec: str | None = None,
+    input: Any = None,
+) -> Subgradient:
+    """A certified generalized gradient at the parameters (``formal check --subgradient``).
+
+    The exact gradient where f is differentiable (``kind == "gradient"``), else an
+    element of the Bouligand subdifferential (``"bouligand"``) with the direction and
+    kink sides that make it one; ``prefer="ad"`` returns AD's own value whenever its
+    sign pattern is realizable.  ``verdict``: a ``check`` result to reuse.
+
+    Examples
+    --------
+    >>> import formal
+    >>> sg = formal.subgradient("e1", proxy="right")
+    >>> sg.kind, [str(x) for x in sg.vector[0]], sg.ad_is_element
+    ('gradient', ['0', '0'], False)
+    >>> [(d.param, str(d.ad), str(d.value)) for d in sg.differs_from_ad]
+    [('0.weight[0,0]', '-1', '0')]
+    """
+    n = _net(net, params=params, spec=spec, input=input)
+    return _subgradient(n, proxy, prefer=prefer, timeout=timeout, verdict=verdict)
 
 
 def search(
@@ -306,14 +343,36 @@ def reproduce(
     return _run_reproduce(budget, only, progress=progress)
 
 
+def audit(**options: Any) -> AuditResult:
+    """Audit a training run (``formal audit``): digits training, snapshots or ONNX centers.
+
+    Options are :func:`formal.audit.audit.audit`'s (``source="digits"``,
+    ``precision="16"``, ``hidden="64,64"``, ``epochs``, ``batch_size``, ``lr``,
+    ``seed``, ``max_steps``; ``source="snapshots", snapshots=PATH``;
+    ``source="onnx", model=PATH, specs=[...]``).  ``result.to_json()`` is the
+    JSON log of ``formal audit -o``.
+
+    Examples
+    --------
+    >>> import formal
+    >>> r = formal.api.audit(precision="32", hidden="8", max_steps=2)
+    >>> r.totals()["steps"]
+    2
+    """
+    return _audit(**options)
+
+
 __all__ = [
+    "AuditResult",
     "CountMethodName",
     "NetLike",
     "ReproduceResult",
+    "audit",
     "check",
     "count",
     "export_smt",
     "load",
     "reproduce",
     "search",
+    "subgradient",
 ]

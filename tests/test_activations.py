@@ -129,7 +129,7 @@ PROXY_ROWS = [
     ("pytorch-2.6", "hardswish", {}, -3, F(-1, 2)),
     ("pytorch-2.6", "hardswish", {}, 3, F(3, 2)),
     ("pytorch-2.6", "relu", {}, 0, 0),
-    ("pytorch-2.6", "clip", {}, -1, 0),
+    ("pytorch-2.6", "clip", {}, -1, 1),
     ("pytorch-2.13", "clip", {}, -1, 1),
     ("pytorch-2.13", "clip", {}, 1, 1),
     ("pytorch-2.13", "hardswish", {}, -3, 0),

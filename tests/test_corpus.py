@@ -179,6 +179,16 @@ def test_resnet_2b(corpus, tmp_path):
     assert len(chosen) == 6  # every ReLU layer, including those after the residual adds
 
 
+def test_cifar_base_kw(corpus):
+    path = corpus_file(corpus, "oval21/nets/cifar_base_kw.onnx")
+    spec = "oval21/vnnlib/cifar_base_kw-img4549-eps0.00392156862745098.vnnlib"
+    net, v = center_verdict(path, corpus_file(corpus, spec))
+    assert relu_margin(path, float_input(net)) > 1e-5
+    assert v.method == "no-kinks" and v.hypothesis_h is False and v.parameters == 105_966
+    moved, chosen, _ = perturbed(net, expect_h=False)
+    assert len(chosen) == 3  # both conv ReLU layers and the dense one
+
+
 def test_ffnn_sigmoid(corpus):
     path = corpus_file(corpus, "eran/nets/ffnnSIGMOID__Point_6x200.onnx")
     net, v = center_verdict_float(path, corpus_file(corpus, "mnistfc/prop_0_0.03.vnnlib"))

@@ -310,4 +310,9 @@ def test_fuzz_cli_in_subprocess(tmp_path_factory: Any, doc: Any, command: str) -
     assert [p.name for p in d.iterdir() if p.name.endswith(".tmp")] == []
 
 
-pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    # preexec_fn forks; JAX (imported by other test modules) warns at fork time, which is
+    # harmless here: the child only sets rlimits and then execs a fresh interpreter
+    pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning"),
+]

@@ -263,7 +263,7 @@ CASES: dict[str, tuple[Any, str]] = {
             "check",
             _json(t / "u.json", layers=[{"type": "dense", "units": 1, "activaton": "relu"}]),
         ],
-        "unknown key 'activaton' (expected one of type, activation, units, bias); "
+        "unknown key 'activaton' (expected one of type, activation, input, units, bias); "
         "did you mean 'activation'?",
     ),
     "unknown-top-key": (

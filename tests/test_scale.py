@@ -23,19 +23,27 @@ from hypothesis import strategies as st
 from strategies import image_networks, networks
 
 import formal.core.qarray as qarray
+import formal.engine.forward as fwdmod
 import formal.engine.kinkgraph as kinkgraph
+import formal.engine.linearity as linearity
 import formal.engine.verdict as verdict
+import formal.ops.pool as pool
 from formal.core.activations import parse_preset
-from formal.core.builders import dense_network
-from formal.core.qarray import FlintMatrix, QArray, int_matmul
-from formal.engine.forward import Forward, forward, output_seeds, reverse
+from formal.core.builders import dense_network, exact_from_float
+from formal.core.graph import descendants
+from formal.core.kinks import KinkNode
+from formal.core.qarray import FlintMatrix, QArray, carry, int_matmul, split
+from formal.core.signatures import exact_oracle, signatures, uncertified_oracle
+from formal.engine.forward import Forward, exact_forward, forward, output_seeds, reverse
 from formal.engine.kinkgraph import KinkGraph, build_kink_graph, column_basis
 from formal.io.formalnet import from_dict
+from formal.ops.conv import scatter_add
+from formal.ops.pool import MaxPoolRule
 
 # -- the reference: the dense kink graph of the old engine -----------------------------
 
 
-def reference_kink_graph(fwd: Forward) -> KinkGraph:
+def reference_kink_graph(fwd: Forward, **_: object) -> KinkGraph:
     """The old builder: one reverse pass collecting every (T + n_obj, W) parameter row."""
     net = fwd.net
     kinks = tuple(fwd.kinks)
@@ -85,14 +93,78 @@ def reference_kink_graph(fwd: Forward) -> KinkGraph:
 
 @contextlib.contextmanager
 def reference_engine() -> Iterator[None]:
-    """Run the old exact path: object ``dot`` products and the dense kink graph."""
-    saved = qarray._FLINT_MIN_WORK, verdict.build_kink_graph
+    """Run the old exact path: object ``dot`` products, the dense kink graph, every sample's
+    seeds in every reverse pass, reverse mode for kink adjoints, z3 for every linearity
+    query and the old max-pool tie loop."""
+    saved = (
+        qarray._FLINT_MIN_WORK,
+        verdict.build_kink_graph,
+        fwdmod.PER_SAMPLE_OPS,
+        MaxPoolRule.forward,
+        linearity._opposite_pair,
+        fwdmod.forward_kink_adjoints,
+    )
     qarray._FLINT_MIN_WORK = 1 << 62
+    linearity._opposite_pair = lambda g: None  # z3 decides every query
+    fwdmod.forward_kink_adjoints = lambda fwd, seed: None  # reverse mode always
     verdict.build_kink_graph = reference_kink_graph
+    fwdmod.PER_SAMPLE_OPS = frozenset()
+    setattr(MaxPoolRule, "forward", reference_maxpool_forward)  # noqa: B010
     try:
         yield
     finally:
-        qarray._FLINT_MIN_WORK, verdict.build_kink_graph = saved
+        qarray._FLINT_MIN_WORK, verdict.build_kink_graph, fwdmod.PER_SAMPLE_OPS = saved[:3]
+        setattr(MaxPoolRule, "forward", saved[3])  # noqa: B010
+        linearity._opposite_pair, fwdmod.forward_kink_adjoints = saved[4:]
+
+
+def reference_maxpool_forward(
+    self: MaxPoolRule, node, ins: list[QArray], net, preset, context=None
+):
+    """The old max-pool forward: every tie examined one by one in Python."""
+    x = ins[0]
+    B = x.shape[0]
+    safe, valid, _, _, oh, ow = pool._geometry_tables(node, x.shape[1:])
+    flat = x.num.reshape(B, -1)
+    g = flat[:, safe]
+    m = g.max(axis=-1)
+    eq = (g == m[..., None]) & valid[None]
+    count = eq.sum(axis=-1)
+    choice = np.empty((B, safe.shape[0]), dtype=np.int64)
+    choice[...] = np.take_along_axis(
+        safe[None].repeat(B, 0), eq.argmax(axis=-1)[..., None], axis=-1
+    )[..., 0]
+    kinks: list[KinkNode] = []
+    ties = np.argwhere(count > 1)
+    if len(ties):
+        oracle = exact_oracle(context.values) if context is not None else uncertified_oracle(net)
+        sig = signatures(net, node.inputs[0], oracle).reshape(B, -1)
+        for b, o in ties:
+            b, o = int(b), int(o)
+            pos = pool.choose(eq[b, o], pool.tie_rule(node, preset, o))
+            chosen = int(safe[o, pos])
+            choice[b, o] = chosen
+            tied = [int(safe[o, k]) for k in range(safe.shape[1]) if eq[b, o, k]]
+            reps: dict[int, int] = {}
+            for i in tied:
+                sv = int(sig[b, i])
+                if sv not in reps or i == chosen:
+                    reps[sv] = i
+            if len(reps) < 2:
+                continue
+            inputs = tuple(sorted(reps.values(), key=tied.index))
+            kinks.append(
+                KinkNode(
+                    node.name,
+                    b,
+                    o,
+                    "tie",
+                    inputs,
+                    Fraction(int(m[b, o]), x.den),
+                    choice=inputs.index(chosen),
+                )
+            )
+    return QArray(m.reshape((B,) + node.shape), x.den), choice, kinks
 
 
 @contextlib.contextmanager
@@ -222,3 +294,159 @@ def test_small_tensor_pivots_avoid_the_dense_rows(monkeypatch):
     with reference_engine():
         ref = verdict.check(net, "pytorch", gradient=True)
     assert summary(verdict.check(net, "pytorch", gradient=True)) == summary(ref)
+
+
+# -- native integers, carrying, scatter in digit space ---------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(width=32, allow_nan=False, allow_infinity=False),
+            st.sampled_from([0.0, -0.0, 1e-45, -3.4e38, 2.0**-126, 1.5]),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    st.sampled_from([np.float32, np.float64]),
+)
+def test_native_numerators_equal_the_exact_ones(values, dtype):
+    """A loader's int64 numerators, when kept, equal the exact object numerators."""
+    arr = np.array(values, dtype=dtype)
+    q = exact_from_float(arr)
+    assert all(Fraction(int(n), q.den) == Fraction(float(v)) for n, v in zip(q.num, arr))
+    if q.ints is not None:
+        assert q.ints.dtype == np.int64 and (q.ints.astype(object) == q.num).all()
+        assert int(np.abs(q.ints).max()) < 2**62
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 30), st.integers(1, 8), st.randoms(use_true_random=False))
+def test_carry_rebuilds_python_integers(n_sums, size, rnd):
+    """Carrying int64 digit sums (small and huge results, both signs) is exact."""
+    bound = rnd.choice([3, 2**20, 2**58, 2**62 - 1])
+    sums = [np.array([rnd.randint(-bound, bound) for _ in range(size)]) for _ in range(n_sums)]
+    ref = [sum(int(v[i]) << (16 * s) for s, v in enumerate(sums)) for i in range(size)]
+    got = carry(sums)
+    assert got.dtype == object and list(got) == ref
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 7), st.integers(1, 5), st.integers(1, 4), st.randoms(use_true_random=False))
+def test_scatter_add_matches_add_at(n, rows, k, rnd):
+    """Sorted run sums (integers) give np.add.at's result, repeats and padding (-1) included."""
+    idx = np.array([[rnd.randint(-1, n - 1) for _ in range(k)] for _ in range(rnd.randint(1, 4))])
+    for dtype in (np.int64, object):
+        target = np.array([[rnd.randint(-9, 9) for _ in range(n)] for _ in range(rows)], dtype)
+        vals = np.array(
+            [
+                [
+                    [
+                        rnd.randint(-(2**70), 2**70) if dtype is object else rnd.randint(-99, 99)
+                        for _ in range(k)
+                    ]
+                    for _ in range(idx.shape[0])
+                ]
+                for _ in range(rows)
+            ],
+            dtype,
+        )
+        ref = target.astype(object)
+        for r in range(rows):
+            for a in range(idx.shape[0]):
+                for b in range(k):
+                    if idx[a, b] >= 0:
+                        ref[r, idx[a, b]] += int(vals[r, a, b])
+        scatter_add(target, idx, vals)
+        assert (target.astype(object) == ref).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.integers(1, 4), st.integers(1, 6), st.integers(2, 5), BITS, st.randoms(use_true_random=False)
+)
+def test_mapped_products_equal_mapping_the_product(n, k, m, bits, rnd):
+    """right_mul with a post map (applied to int64 digit sums) equals mapping x @ M."""
+    x = np.array(
+        [[rnd.randint(-(2**bits), 2**bits) for _ in range(k)] for _ in range(2 * n)], dtype=object
+    )
+    mat = np.array(
+        [[rnd.randint(-(2**24), 2**24) for _ in range(m)] for _ in range(k)], dtype=object
+    )
+    tab = np.array([[rnd.randint(-1, 3) for _ in range(m)] for _ in range(2)])
+
+    def post(cols: np.ndarray) -> np.ndarray:
+        out = np.zeros((n, 4), dtype=cols.dtype)
+        scatter_add(out, tab, cols.reshape(n, 2, m))
+        return out
+
+    ref = post(np.dot(x, mat))
+    with digits_everywhere():
+        got = FlintMatrix(mat, mat.astype(np.int64)).right_mul(x, post=post, weight=2 * m)
+    assert (got == ref).all()
+    assert split(x).chunks[0].shape == x.shape
+
+
+# -- reverse passes that skip samples, kink graphs that reuse AD's adjoints ----------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(networks(batch=(2, 4)))
+def test_kink_sample_seeds_give_the_same_kink_adjoints(doc):
+    """Zeroing the seeds of kink-free samples changes no kink adjoint."""
+    net = from_dict(doc)
+    fwd = forward(net, parse_preset("pytorch"), use_filter=False)
+    if not fwd.kinks:
+        return
+    seeds = {net.output: output_seeds(net)}
+    fast = reverse(fwd, seeds, want_params=False).kink_adjoints
+    full = reverse(fwd, seeds, want_params=True).kink_adjoints
+    assert (fast == full).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(networks(batch=(1, 3), max_width=3, max_layers=3))
+def test_kink_graph_reusing_ad_adjoints(doc):
+    """Given AD's kink adjoints, the graph has the reference's C, C0 and rank."""
+    net = from_dict(doc)
+    fwd = forward(net, parse_preset("pytorch"), use_filter=False)
+    if not fwd.kinks:
+        return
+    kadj = reverse(fwd, {net.output: output_seeds(net)}, want_params=False).kink_adjoints
+    new, ref = build_kink_graph(fwd, ad_kink_adjoints=kadj), reference_kink_graph(fwd)
+    assert new.rank == ref.rank
+    assert (new.C == ref.C).all() and (new.C0 == ref.C0).all()
+
+
+@settings(max_examples=15, deadline=None)
+@given(image_networks())
+def test_maxpool_ties_match_the_old_loop(doc):
+    """The vectorized tie scan gives the old loop's maxima, choices and tie kink nodes."""
+    net = from_dict(doc)
+    for preset in ("pytorch", "pytorch,tie=last"):
+        new = exact_forward(net, parse_preset(preset))
+        with reference_engine():
+            ref = exact_forward(net, parse_preset(preset))
+        assert new.kinks == ref.kinks
+        for node in net.nodes:
+            if node.op == "maxpool2d":
+                assert (new.states[node.name] == ref.states[node.name]).all()
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.one_of(networks(batch=(1, 3), max_width=3, max_layers=3), image_networks()))
+def test_forward_mode_kink_adjoints_equal_reverse_mode(doc):
+    """Where forward mode applies (no kink op above another) it gives AD's kink adjoints."""
+    net = from_dict(doc)
+    fwd = forward(net, parse_preset("pytorch"), use_filter=False)
+    if not fwd.kinks:
+        return
+    seeds = output_seeds(net)
+    fast = fwdmod.forward_kink_adjoints(fwd, seeds)
+    full = reverse(fwd, {net.output: seeds}, want_params=True).kink_adjoints
+    if fast is not None:
+        assert fast.shape == full.shape and (fast == full).all()
+    else:
+        held = set(fwd.by_node)
+        assert any(descendants(net, [n]) & held for n in held)

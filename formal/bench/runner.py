@@ -21,6 +21,8 @@ BENCH_MODULES = (
     "formal.bench.models",
     "formal.bench.scale",
     "formal.bench.certify",
+    "formal.bench.audit",
+    "formal.bench.subgradient",
 )
 
 
@@ -30,6 +32,8 @@ GROUPS: dict[str, str] = {
     "smt": "solver queries against the naive real-arithmetic encoding",
     "models": "exact verdicts of real ONNX models against a float64 forward + backward",
     "scale": "verdicts at training scale: minibatches, convolutions, cold starts",
+    "subgradient": "check --subgradient (a certified generalized gradient) against check alone",
+    "audit": "a formal audit step against the plain numpy training step in the same precision",
 }
 """The bench groups (what their rows measure); ``formal bench --group NAME`` selects one."""
 

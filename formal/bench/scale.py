@@ -12,11 +12,18 @@ the baseline and for the verdict's own float64 products) with threadpoolctl
 when it is installed; otherwise the row says which thread environment
 variables were set (then run ``OPENBLAS_NUM_THREADS=1 formal bench``).
 
-The conv rows read tests/data/vnncomp2021; cifar_base_kw is not in that
-corpus (and cannot be downloaded here), so only Convnet_maxpool and
-resnet_2b have rows.  Kinks are forced there by moving single input pixels
-so that chosen first-layer units sit exactly on the ReLU kink (inputs are
-exact rationals, parameters stay machine numbers).
+The conv rows read tests/data/vnncomp2021 (Convnet_maxpool, resnet_2b and
+oval21's cifar_base_kw).  Kinks are forced there by moving single input
+pixels so that chosen first-layer units sit exactly on the ReLU kink (inputs
+are exact rationals, parameters stay machine numbers).  Their baseline is a
+plain numpy im2col forward + backward of the same network
+(:mod:`formal.bench.npnet`; Convnet_maxpool keeps its hand-written pass).
+
+*Cold* means: the first ``check`` of a network object built (or loaded)
+before the clock starts, with an empty cache -- nothing derived from its
+parameters yet (parameterization, float values, digit splits, signatures).
+What the loader itself produced (the exact parameters, and their int64
+numerators when they fit) is not timed, as the loading is not.
 """
 
 from __future__ import annotations
@@ -34,7 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from formal.bench.core import forced_kink_mlp, mnist_mlp, numpy_pass, verdict_text
+from formal.bench.core import forced_kink_mlp, mnist_mlp, verdict_text
+from formal.bench.core import numpy_pass as dense_pass
+from formal.bench.npnet import numpy_pass
 from formal.bench.runner import bench_row, best_of
 from formal.core.builders import dense_network
 from formal.core.network import Network
@@ -122,7 +131,7 @@ def _dense_row(batch: int, objective: Any, target: float, kinks: bool = True) ->
             weights, biases, x, ["relu", "relu", "identity"], objective=objective, source="bench"
         )
 
-    out = measure(build, lambda: numpy_pass(w64, b64, x64), target)
+    out = measure(build, lambda: dense_pass(w64, b64, x64), target)
     obj = "vector output" if objective is None else f"objective {objective}"
     out["detail"] = f"784-256-256-10, B = {batch}, {obj}; " + out["detail"]
     return out
@@ -238,23 +247,6 @@ def _corpus_net(rel: str, spec: str | None, seed: int) -> Network | str:
         return load(CORPUS / rel, input=str(image))
 
 
-def float_forward_backward(net: Network) -> Callable[[], Any]:
-    """The baseline for a loaded network: its own float64 rules forward and vjp-free backward.
-
-    A plain im2col numpy pass per architecture is in bench/models.py for
-    Convnet_maxpool; for other graphs the float interpretation of the engine
-    (numpy float64 with error bounds) is timed twice, standing for forward +
-    backward.
-    """
-    from formal.engine.forward import float_pass
-
-    def run() -> Any:
-        float_pass(net, stop_on_suspect=False)
-        return float_pass(net, stop_on_suspect=False)
-
-    return run
-
-
 @bench_row("scale-Convnet_maxpool-2-kinks", "scale")
 def bench_convnet_kinks() -> dict[str, Any]:
     """verivital/Convnet_maxpool with 2 forced first-layer kinks: cold ratio <= 30."""
@@ -279,10 +271,28 @@ def bench_resnet_kinks() -> dict[str, Any]:
     if isinstance(got, str):
         return {"skipped": got}
     net = force_first_layer_kinks(got, 6)
-    out = measure(lambda: dataclasses.replace(net, cache={}), float_forward_backward(net), 30)
+    out = measure(lambda: dataclasses.replace(net, cache={}), numpy_pass(net), 30)
     out["detail"] = (
-        "resnet_2b (4 conv + shortcut, 2 dense), baseline: the engine's own float64 pass x 2 "
-        "(no im2col pass for this graph yet); cifar_base_kw is not in the corpus; " + out["detail"]
+        "resnet_2b (5 conv incl. shortcut, 2 dense), im2col numpy baseline; " + out["detail"]
+    )
+    return out
+
+
+@bench_row("scale-cifar_base_kw-3-kinks", "scale")
+def bench_cifar_base_kw_kinks() -> dict[str, Any]:
+    """oval21/cifar_base_kw (conv, conv, dense, dense) with 3 forced first-layer kinks."""
+    got = _corpus_net(
+        "oval21/nets/cifar_base_kw.onnx",
+        "oval21/vnnlib/cifar_base_kw-img4549-eps0.00392156862745098.vnnlib",
+        0,
+    )
+    if isinstance(got, str):
+        return {"skipped": got}
+    net = force_first_layer_kinks(got, 3)
+    out = measure(lambda: dataclasses.replace(net, cache={}), numpy_pass(net), 30)
+    out["detail"] = (
+        "cifar_base_kw (2 conv 4x4/2, 2 dense; 105,966 parameters), im2col numpy baseline; "
+        + out["detail"]
     )
     return out
 

@@ -10,7 +10,9 @@ reported as the cap and the ratio ours/baseline is an upper bound.
 Rows: (i) a bias kink in a binary32 784-256-10 MLP (closed form), (ii) an inc
 witness in a bias-free 2-layer ReLU net with the ``right`` preset in
 binary32 (search formats), (iii) a spurious kink of a binary32 dense unit
-with 8 inputs (rounded semantics).
+with 8 inputs (rounded semantics), (iv) inc in a bias-free 3-4-4-1 ReLU net
+in binary32 with the ``pytorch`` and ``right`` presets (the bias-free stage)
+against the same search without it.
 """
 
 from __future__ import annotations
@@ -37,7 +39,15 @@ from formal.search.search import SearchOptions, search
 from formal.smt.fp import Domain, fp_value
 from formal.smt.queries import checked
 
-__all__ = ["dense_net", "naive_cap", "row_bias_kink", "row_inc", "row_spurious"]
+__all__ = [
+    "dense_net",
+    "naive_cap",
+    "row_bias_kink",
+    "row_inc",
+    "row_spurious",
+    "biasfree_3441",
+    "row_biasfree_inc",
+]
 
 DEFAULT_CAP = 30.0
 
@@ -284,8 +294,8 @@ def row_inc() -> dict[str, Any]:
     assert res.status != "found" or res.verdict.in_inc is True
     base_status, base = naive_inc(net, cap)
     detail = (
-        f"bias-free relu(v . relu(W x)), 4-4-1, binary32 random W, v, x; search formats "
-        f"{res.search_format}: "
+        f"bias-free relu(v . relu(W x)), 4-4-1, binary32 random W, v, x; by {res.method}"
+        f"{' in ' + res.search_format if res.search_format else ''}: "
         f"{res.status} in {ours:.3f} s after {res.candidates} exact check(s); naive fp.to_real "
         f"CEGIS: {base_status} after {base:.2f} s"
     )
@@ -374,3 +384,64 @@ def row_spurious() -> dict[str, Any]:
         smt_only_status=res_s.status,
         smt_only_ratio=ours_s / max(base, cap) if base_status != "found" else ours_s / base,
     )
+
+
+# -- (iv) inc in a bias-free 3-4-4-1 ReLU net, pytorch and right ----------------------------
+
+
+def biasfree_3441(seed: int = 0) -> Network:
+    """Bias-free ``v . relu(W2 relu(W1 x))``, 3-4-4-1, random binary32 weights and input."""
+    rng = np.random.default_rng(seed)
+    x = exact_values(rng.uniform(-1, 1, (1, 3)).astype(np.float32))
+    ws = [
+        exact_values(rng.normal(0, 1, shape).astype(np.float32))
+        for shape in ((4, 3), (4, 4), (1, 4))
+    ]
+    return dense_net(x, ws, [None, None, None], ["relu", "relu", "identity"])
+
+
+@bench_row("smt-inc-biasfree-3441-binary32", "smt")
+def row_biasfree_inc() -> dict[str, Any]:
+    """bias-free 3-4-4-1 inc binary32 pytorch/right: staged search vs the search without the
+    bias-free stage (given, theorem, closed form, SMT), capped at ``naive_cap()``."""
+    cap = naive_cap()
+    net = biasfree_3441()
+    old_stages = tuple(st for st in SearchOptions(find="inc").stages if st != "bias-free")
+    ours: dict[str, tuple[str, float, str]] = {}
+    base: dict[str, tuple[str, float]] = {}
+    for proxy in ("pytorch", "right"):
+        opt = SearchOptions(find="inc", proxy=proxy, timeout=60)
+        t0 = time.perf_counter()
+        res = search(net, opt)
+        dt = time.perf_counter() - t0
+        if res.status == "found":
+            assert res.network is not None and check(res.network, proxy).in_inc is True
+        ours[proxy] = (res.status, dt, res.method)
+        old = SearchOptions(find="inc", proxy=proxy, timeout=cap, stages=old_stages)
+        t0 = time.perf_counter()
+        res_b = search(net, old)
+        dt_b = time.perf_counter() - t0
+        base[proxy] = (res_b.status, dt_b)
+    seconds = sum(t for _, t, _ in ours.values())
+    base_seconds = sum(t for _, t in base.values())
+    decided = all(st in ("found", "exhausted") for st, _, _ in ours.values())
+    detail = "; ".join(
+        f"{p}: {ours[p][0]} by {ours[p][2]} in {ours[p][1]:.3f} s (without the bias-free stage: "
+        f"{base[p][0]} after {base[p][1]:.2f} s, cap {cap:g} s)"
+        for p in ours
+    )
+    return {
+        "seconds": seconds,
+        "status": "/".join(ours[p][0] for p in ours),
+        "baseline_seconds": base_seconds,
+        "baseline_status": "/".join(base[p][0] for p in base),
+        "ratio": seconds / base_seconds if base_seconds > 0 else None,
+        "ratio_is_upper_bound": any(base[p][0] == "unknown" for p in base),
+        "target": 60.0,
+        "meets_target": decided and all(t < 60 for _, t, _ in ours.values()),
+        "ok": decided and all(t < 60 for _, t, _ in ours.values()),
+        "cap": cap,
+        "detail": detail,
+        **{f"{p}_status": ours[p][0] for p in ours},
+        **{f"{p}_seconds": ours[p][1] for p in ours},
+    }

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "formal.cli.search",
     "formal.cli.export",
     "formal.cli.verify",
+    "formal.cli.audit",
 )
 
 

@@ -62,7 +62,7 @@ def add_query_args(p: argparse.ArgumentParser, *, flag: str) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="z3 random seed")
     p.add_argument(
-        "--stages", help="comma-separated stages to run (default given,theorem,closed-form,smt)"
+        "--stages", help=f"comma-separated stages to run (default {','.join(STAGES)})"
     )
 
 

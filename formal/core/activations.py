@@ -162,21 +162,25 @@ class Activation:
         num[...] = 0
         powers: list[Any] = [None] * (deg + 1)
         for i in range(deg + 1):
-            # num^i * den^(deg - i)
-            powers[i] = (
-                (y.num**i) * (y.den ** (deg - i))
-                if i
-                else np.full(y.shape, y.den**deg, dtype=object)
-            )
+            # num^i * den^(deg - i) (no pass over the entries for a power or factor of 1)
+            if not i:
+                powers[i] = np.full(y.shape, y.den**deg, dtype=object)
+                continue
+            pw = y.num if i == 1 else y.num**i
+            powers[i] = pw if deg == i else pw * (y.den ** (deg - i))
         for k, p in enumerate(polys):
             mask = pieces == k
             if not mask.any():
                 continue
-            acc = np.zeros(y.shape, dtype=object)
-            acc[...] = 0
+            acc: Any = None
             for i, c in enumerate(p):
                 if c:
-                    acc = acc + powers[i] * (c.numerator * (lcm // c.denominator))
+                    f = c.numerator * (lcm // c.denominator)
+                    term = powers[i] if f == 1 else powers[i] * f
+                    acc = term if acc is None else acc + term
+            if acc is None:
+                acc = np.zeros(y.shape, dtype=object)
+                acc[...] = 0
             num = np.where(mask, acc, num)
         return QArray(num.astype(object), lcm * y.den**deg)
 
@@ -374,8 +378,10 @@ _PYTORCH = {
     "clip": 0,  # clamp_backward (>= 2.14): 0 at the bounds
 }
 # hardswish_backward before 2.7: x < -3 -> 0, x <= 3 -> (2x + 3) / 6, else 1: -1/2 at -3, 3/2 at 3
-_PYTORCH_26 = dict(_PYTORCH, hardswish=("right", "left"))
 _PYTORCH_213 = dict(_PYTORCH, clip=1)  # clamp passes gradient 1 at its bounds up to 2.13
+# before 2.7 hardswish differed too; clamp passed 1 at its bounds (clamp_backward's
+# where(self >= min & self <= max, grad, 0)) as in every release up to 2.13
+_PYTORCH_26 = dict(_PYTORCH_213, hardswish=("right", "left"))
 _JAX = {
     "relu": "left",  # jax.nn.relu custom_jvp: where(x > 0, g, 0)
     "leaky_relu": "right",  # jnp.where(x >= 0, x, slope * x): derivative 1 at 0

@@ -58,8 +58,13 @@ def exact_from_float(arr: np.ndarray, what: str = "values") -> QArray:
     tz = np.frexp(low.astype(np.float64))[1].astype(np.int64) - 1
     tt = np.where(nz, t + tz, 0)
     k = int(max(0, -int(tt[nz].min())))
-    odd = np.where(nz, mi >> tz, 0).astype(object)
-    num = odd << (tt + k).astype(object)
+    odd = np.where(nz, mi >> tz, 0)
+    shift = tt + k
+    bits = np.frexp(np.abs(odd).astype(np.float64))[1]  # |odd| < 2**bits (exact: |odd| < 2**53)
+    if int((bits + shift)[nz].max()) <= 62:  # every numerator fits in int64: computed natively
+        ints = (odd << shift).reshape(a.shape)
+        return QArray(ints.astype(object), 1 << k, ints=ints)
+    num = odd.astype(object) << shift.astype(object)
     return QArray(num.reshape(a.shape), 1 << k)
 
 

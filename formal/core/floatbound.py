@@ -27,8 +27,9 @@ def to_float(q: QArray) -> tuple[np.ndarray, np.ndarray]:
     if den & (den - 1) == 0 and flat.size:
         # power-of-two denominator: int -> float is correctly rounded, ldexp exact unless underflow
         k = den.bit_length() - 1
+        ints = q.native()
         try:
-            nums = flat.astype(np.float64)
+            nums = (ints if ints is not None else flat).reshape(-1).astype(np.float64)
         except OverflowError:
             nums = np.array([float("inf")] * flat.size)
         vals = np.ldexp(nums, -k)

@@ -266,8 +266,12 @@ class Network:
         key = "flint:" + name
         mat = self.cache.get(key)
         if mat is None:
-            arr = self.params[name].num
-            mat = FlintMatrix(arr.reshape(arr.shape[0], -1) if arr.ndim != 2 else arr)
+            q = self.params[name]
+            arr, ints = q.num, q.native()
+            if arr.ndim != 2:
+                arr = arr.reshape(arr.shape[0], -1)
+                ints = None if ints is None else ints.reshape(arr.shape)
+            mat = FlintMatrix(arr, ints)
             self.cache[key] = mat
         return mat
 
@@ -340,8 +344,8 @@ def build_parameterization(net: Network) -> Parameterization:
         reps = first[order]
     else:  # no ties: every entry is its own group, numbered in order (what unique gives)
         group_of, reps = root, root
-    # representatives have sign +1 by construction (a root is its own group head)
-    sign = sign * sign[reps][group_of]
+    if parent:  # representatives have sign +1 by construction (a root is its own group head)
+        sign = sign * sign[reps][group_of]
     groups = {
         name: group_of[s0 : s0 + int(np.prod(shape, dtype=np.int64))].reshape(shape)
         for name, shape, s0 in blocks
@@ -350,7 +354,7 @@ def build_parameterization(net: Network) -> Parameterization:
         name: sign[s0 : s0 + int(np.prod(shape, dtype=np.int64))].reshape(shape)
         for name, shape, s0 in blocks
     }
-    return Parameterization(groups, signs, blocks, reps)
+    return Parameterization(groups, signs, blocks, reps, extra=None if parent else {})
 
 
 def _label(name: str, shape: tuple[int, ...], flat: int) -> str:

@@ -12,8 +12,8 @@ number domain of the exact engine: values, tangents and adjoints.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -75,23 +75,17 @@ def split(a: np.ndarray) -> Split:
         if a64.size == 0 or int(a64.min()) > -(2**62):
             return _digits_int64(a64)
     bits = max(int(a.max()).bit_length(), int(a.min()).bit_length())
-    n_limbs = max(1, -(-(bits + 1) // _LIMB))
-    mask = (1 << _LIMB) - 1
-    limbs = [((a >> (_LIMB * j)) & mask).astype(np.int64) for j in range(n_limbs - 1)]
-    limbs.append((a >> (_LIMB * (n_limbs - 1))).astype(np.int64))  # signed, |top| < 2**48
-    per = _LIMB // _DIGIT
-    dmask = (1 << _DIGIT) - 1
-    chunks = [
-        ((limb >> (_DIGIT * i)) & dmask).astype(np.float64)
-        for limb in limbs[:-1]
-        for i in range(per)
-    ]
-    top = limbs[-1]
-    tbits = max(int(top.max()).bit_length(), int(top.min()).bit_length()) if top.size else 0
-    nt = max(1, -(-(tbits + 1) // _DIGIT))
-    chunks += [((top >> (_DIGIT * i)) & dmask).astype(np.float64) for i in range(nt - 1)]
-    chunks.append((top >> (_DIGIT * (nt - 1))).astype(np.float64))
+    n = max(1, -(-(bits + 1) // _DIGIT))  # digits, the top one signed
+    flat = a.reshape(-1)
+    # two's complement little-endian bytes of every entry are its base-2**16 digits
+    buf = b"".join([int(v).to_bytes(2 * n, "little", signed=True) for v in flat])
+    d = np.frombuffer(buf, dtype=np.uint16).reshape(flat.size, n)
+    chunks = [d[:, i].astype(np.float64).reshape(a.shape) for i in range(n - 1)]
+    chunks.append(d[:, n - 1].view(np.int16).astype(np.float64).reshape(a.shape))
     return Split(tuple(chunks))
+
+
+_BYTES_FROM = 15  # from this many digits on, Python ints are built from bytes
 
 
 def _combine(sums: list[np.ndarray]) -> np.ndarray:
@@ -107,11 +101,61 @@ def _combine(sums: list[np.ndarray]) -> np.ndarray:
     for i in range(n - 1):  # the top digits end as 0 or -1 (the sign)
         digits[i + 1] += digits[i] >> _DIGIT
         digits[i] &= mask
-    limbs = [sum(digits[j * per + i] << (_DIGIT * i) for i in range(per)) for j in range(n // per)]
-    acc = limbs[-1].astype(object)  # signed: its top digit is the sign (0 or -1)
-    for limb in reversed(limbs[:-1]):
-        acc = (acc << _LIMB) + limb.astype(object)
-    return acc.reshape(shape)
+    if n <= _BYTES_FROM:  # few limbs: vectorized object shifts are fastest
+        limbs = [
+            sum(digits[j * per + i] << (_DIGIT * i) for i in range(per)) for j in range(n // per)
+        ]
+        acc = limbs[-1].astype(object)  # signed: its top digit is the sign (0 or -1)
+        for limb in reversed(limbs[:-1]):
+            acc = (acc << _LIMB) + limb.astype(object)
+        return acc.reshape(shape)
+    # many limbs: the digits are the two's complement little-endian bytes of each entry
+    nb = 2 * n
+    buf = memoryview(np.ascontiguousarray(digits.T.astype(np.uint16)).tobytes())
+    out = np.empty(digits.shape[1], dtype=object)
+    out[:] = [
+        int.from_bytes(buf[i : i + nb], "little", signed=True) for i in range(0, len(buf), nb)
+    ]
+    return out.reshape(shape)
+
+
+def digit_sums(a: Split, b: Split) -> list[np.ndarray]:
+    """The int64 sums ``S_s = sum_{i+j=s} A_i @ B_j`` with ``A @ B = sum_s S_s * 2**(16 s)``.
+
+    Each digit product is an exact float64 BLAS product (see :class:`Split`);
+    every entry of every sum is below ``2**58`` in magnitude (at most 64
+    products below ``2**52``), so a linear map with integer coefficients of
+    total weight ``g`` per output entry keeps them in int64 while
+    ``g * 2**58 < 2**63`` (see :func:`carry`).
+    """
+    rows = _nonzero_rows(a)
+    if not rows.all():  # all-zero rows (e.g. adjoints of other samples): zero results
+        m = b.chunks[0].shape[1]
+        n_out = len(a.chunks) + len(b.chunks) - 1
+        full = [np.zeros((rows.size, m), dtype=np.int64) for _ in range(n_out)]
+        if rows.any():
+            sub = digit_sums(Split(tuple(c[rows] for c in a.chunks)), b)
+            for f, v in zip(full, sub):
+                f[rows] = v
+        return full
+    na, nb = len(a.chunks), len(b.chunks)
+    sums: list[Any] = [None] * (na + nb - 1)
+    for i, ca in enumerate(a.chunks):
+        for j, cb in enumerate(b.chunks):
+            p = (ca @ cb).astype(np.int64)
+            sums[i + j] = p if sums[i + j] is None else sums[i + j] + p
+    return sums
+
+
+def carry(sums: list[np.ndarray]) -> np.ndarray:
+    """Python integers ``sum_s sums[s] * 2**(16 s)`` (object array) from int64 digit sums."""
+    bound = max((int(np.abs(v).max()) for v in sums if v.size), default=0)
+    if bound.bit_length() + (len(sums) - 1) * _DIGIT + 1 <= 62:  # the result fits in int64
+        acc64 = sums[-1]
+        for v in reversed(sums[:-1]):
+            acc64 = (acc64 << _DIGIT) + v
+        return acc64.astype(object)
+    return _combine(sums)
 
 
 def split_matmul(a: Split, b: Split) -> np.ndarray:
@@ -121,27 +165,20 @@ def split_matmul(a: Split, b: Split) -> np.ndarray:
     :class:`Split`); products of equal weight are summed in int64 (at most
     ``min(na, nb) <= 64`` terms below ``2**52``), then carried into Python ints.
     """
+    rows = _nonzero_rows(a)
+    if rows.all():
+        return carry(digit_sums(a, b))
+    out = np.zeros((rows.size, b.chunks[0].shape[1]), dtype=object)  # Python int zeros
+    if rows.any():
+        out[rows] = carry(digit_sums(Split(tuple(c[rows] for c in a.chunks)), b))
+    return out
+
+
+def _nonzero_rows(a: Split) -> np.ndarray:
     rows = np.zeros(a.chunks[0].shape[0], dtype=bool)
     for c in a.chunks:
         rows |= c.any(axis=1)
-    if not rows.all():  # all-zero rows (e.g. adjoints of other samples): zero results
-        out = np.zeros((rows.size, b.chunks[0].shape[1]), dtype=np.int64).astype(object)
-        if rows.any():
-            sub = Split(tuple(c[rows] for c in a.chunks))
-            out[rows] = split_matmul(sub, b)
-        return out
-    na, nb = len(a.chunks), len(b.chunks)
-    sums: list[Any] = [None] * (na + nb - 1)
-    for i, ca in enumerate(a.chunks):
-        for j, cb in enumerate(b.chunks):
-            p = (ca @ cb).astype(np.int64)
-            sums[i + j] = p if sums[i + j] is None else sums[i + j] + p
-    if (na + nb - 2) * _DIGIT + 59 <= 62:  # every partial sum and the result fit in int64
-        acc64 = sums[-1]
-        for v in reversed(sums[:-1]):
-            acc64 = (acc64 << _DIGIT) + v
-        return acc64.astype(object)
-    return _combine(sums)
+    return rows
 
 
 def _digit_count(a: np.ndarray) -> int:
@@ -190,35 +227,76 @@ def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class FlintMatrix:
     """A constant integer matrix (parameters) with its cached digit split."""
 
-    __slots__ = ("array", "_splits")
+    __slots__ = ("array", "ints", "_splits")
 
-    def __init__(self, array: np.ndarray) -> None:
+    def __init__(self, array: np.ndarray, ints: np.ndarray | None = None) -> None:
         self.array = array
+        self.ints = ints  # the same integers as int64 (optional, saves conversions)
         self._splits: dict[bool, Split] = {}
 
-    def right_mul(self, x: np.ndarray, transpose: bool = False) -> np.ndarray:
-        """Return ``x @ M`` (or ``x @ M.T``) exactly for a 2-D integer array x."""
+    def right_mul(
+        self,
+        x: np.ndarray,
+        transpose: bool = False,
+        post: Callable[[np.ndarray], np.ndarray] | None = None,
+        weight: int = 1,
+    ) -> np.ndarray:
+        """Return ``x @ M`` (or ``x @ M.T``) exactly for a 2-D integer array x.
+
+        ``post``: a linear map with integer coefficients (e.g. a scatter-add)
+        applied to the product, returning a new array of any shape; it must
+        work on int64 and object arrays alike.  ``weight`` bounds the sum of
+        the absolute coefficients per output entry: the map is then applied to
+        the int64 digit sums before they are carried into Python integers
+        (fewer entries to carry when the map shrinks the array).
+        """
         mat = self.array.T if transpose else self.array
         n, k = x.shape
         m = mat.shape[1]
         if n * k * m < _FLINT_MIN_WORK or k == 0 or n == 0 or m == 0:
-            return int_matmul(x, mat)
+            out = int_matmul(x, mat)
+            return out if post is None else post(out)
         cached = self._splits.get(transpose)
         if cached is None:
-            cached = split(np.ascontiguousarray(mat))
+            other = self._splits.get(not transpose)
+            if other is not None:  # the digits of the transpose, transposed
+                cached = Split(tuple(np.ascontiguousarray(c.T) for c in other.chunks))
+            elif self.ints is not None:
+                ints = self.ints.T if transpose else self.ints
+                cached = _digits_int64(np.ascontiguousarray(ints))
+            else:
+                cached = split(np.ascontiguousarray(mat))
             self._splits[transpose] = cached
         sx = split(x)
         if _split_ok(k, len(sx.chunks), len(cached.chunks)):
-            return split_matmul(sx, cached)
-        return int_matmul(x, mat)
+            if post is None:
+                return split_matmul(sx, cached)
+            sums = digit_sums(sx, cached)
+            bound = max((int(np.abs(v).max()) for v in sums if v.size), default=0)
+            if bound * weight < 2**62:  # the mapped sums stay in int64
+                return carry([post(v) for v in sums])
+            return post(carry(sums))
+        out = int_matmul(x, mat)
+        return out if post is None else post(out)
 
 
 @dataclass(frozen=True, slots=True)
 class QArray:
-    """An exact rational array ``num / den`` (``den > 0``)."""
+    """An exact rational array ``num / den`` (``den > 0``).
+
+    ``ints`` optionally holds the same numerators as an int64 array (a loader
+    that computed them natively keeps them, so products and float conversions
+    of parameters need no per-entry Python round trip); it is never written
+    by arithmetic and must equal ``num`` entry by entry.
+    """
 
     num: np.ndarray
     den: int
+    ints: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def native(self) -> np.ndarray | None:
+        """The numerators as int64 when held natively (see ``ints``), else None."""
+        return self.ints
 
     # -- construction -------------------------------------------------------
     @staticmethod
@@ -268,7 +346,12 @@ class QArray:
         if self.den == other.den:
             return self.num, other.num, self.den
         den = math.lcm(self.den, other.den)
-        return self.num * (den // self.den), other.num * (den // other.den), den
+        fa, fb = den // self.den, den // other.den  # a factor 1 costs no pass over the entries
+        return (
+            (self.num * fa if fa != 1 else self.num),
+            (other.num * fb if fb != 1 else other.num),
+            den,
+        )
 
     def __add__(self, other: QArray) -> QArray:
         a, b, den = self._common(other)
@@ -344,4 +427,6 @@ __all__ = [
     "qmatmul",
     "split",
     "split_matmul",
+    "digit_sums",
+    "carry",
 ]

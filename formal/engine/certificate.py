@@ -19,8 +19,9 @@ the tree is open and the unlisted degenerate pieces lie in hyperplanes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypeVar
 
 import z3
 
@@ -40,6 +41,7 @@ PATTERN_LIMIT = 256
 """Most realizable sign patterns a certificate lists; beyond it: "too-large"."""
 
 Form = list[Fraction]
+_T = TypeVar("_T")
 
 
 class TooLarge(Exception):
@@ -173,6 +175,19 @@ def _side_direction(net: Network, fwd: Any, timeout: float) -> dict[str, Any] | 
 
 
 # -- the pattern tree on the kink graph (coordinates lam of V) ----------------------------
+def equal_classes(ys: Sequence[_T]) -> list[tuple[_T, list[int]]]:
+    """The positions of ``ys`` grouped by equal rows, each class with its row, in order."""
+    classes: list[tuple[_T, list[int]]] = []
+    for i, y in enumerate(ys):
+        for rep, members in classes:
+            if rep == y:
+                members.append(i)
+                break
+        else:
+            classes.append((y, [i]))
+    return classes
+
+
 def _add(a: Form, b: Form, c: Fraction = Fraction(1)) -> Form:
     return [x + c * y for x, y in zip(a, b)]
 
@@ -235,14 +250,7 @@ def enumerate_patterns(
                     for s in (1, -1)
                 ]
         else:
-            classes: list[tuple[Form, list[int]]] = []
-            for i, y in enumerate(ys):
-                for rep, members in classes:
-                    if rep == y:
-                        members.append(i)
-                        break
-                else:
-                    classes.append((y, [i]))
+            classes = equal_classes(ys)
             branches = []
             for rep, members in classes:
                 name = min(node.inputs[i] for i in members)

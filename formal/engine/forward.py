@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from formal.core.activations import Preset
-from formal.core.graph import is_batched, trainable_dependence
+from formal.core.graph import descendants, is_batched, trainable_dependence
 from formal.core.kinks import KinkNode, KinkRule
 from formal.core.network import Network, Node
 from formal.core.qarray import QArray, int_matmul
@@ -246,6 +246,17 @@ def reverse(
     """
     net = fwd.net
     rows = next(iter(seeds.values())).shape[0]
+    if want_params is False:  # only kink adjoints are read: samples without kinks pass nothing
+        seeds = {n: kink_samples_only(fwd, n, s) for n, s in seeds.items()}
+    live = np.zeros(rows, dtype=bool)
+    for s in seeds.values():
+        live |= (s.num.reshape(rows, -1) != 0).any(axis=1)
+    if not live.all():  # rows without a non-zero seed have zero adjoints: run the others only
+        return _expand_rows(fwd, seeds, live, cut, want_params)
+    if want_params is False and list(seeds) == [net.output] and 0 < len(fwd.kinks) < rows:
+        fast = forward_kink_adjoints(fwd, seeds[net.output])  # fewer kinks than rows
+        if fast is not None:
+            return Reverse(fast, {})
     adj: dict[str, QArray | None] = dict(seeds)
     index = fwd.kink_positions()
     kadj = np.zeros((rows, len(fwd.kinks)), dtype=object)
@@ -285,6 +296,68 @@ def reverse(
     return Reverse(kadj, params)
 
 
+def _expand_rows(
+    fwd: Forward,
+    seeds: dict[str, QArray],
+    live: np.ndarray,
+    cut: bool,
+    want_params: bool | frozenset[str],
+) -> Reverse:
+    """The reverse pass of the ``live`` seed rows, with zero rows put back in place."""
+    rows = live.size
+    kadj = np.empty((rows, len(fwd.kinks)), dtype=object)
+    kadj[...] = Fraction(0)
+    if not live.any():
+        sub = Reverse(kadj[:0], {})
+    else:
+        sub = reverse(
+            fwd,
+            {n: QArray(s.num[live], s.den) for n, s in seeds.items()},
+            cut=cut,
+            want_params=want_params,
+        )
+        kadj[live] = sub.kink_adjoints
+    params: dict[str, QArray | None] = {}
+    for name, q in sub.params.items():
+        if q is None:
+            params[name] = None
+            continue
+        num = np.zeros((rows,) + q.num.shape[1:], dtype=object)  # Python int zeros
+        num[live] = q.num
+        params[name] = QArray(num, q.den)
+    return Reverse(kadj, params)
+
+
+PER_SAMPLE_OPS = frozenset(
+    "param const input linear add sub neg scale reshape matmul mul view transpose pad "
+    "rsqrt_scale conv2d avgpool2d maxpool2d act".split()
+)
+"""Ops whose value for sample b reads only sample b of their batched inputs."""
+
+
+def kink_samples_only(fwd: Forward, name: str, seed: QArray) -> QArray:
+    """The seed (R, B, *shape) of a batched node with the samples holding no kink node zeroed.
+
+    When every op computes each sample from that sample alone, an adjoint
+    entry of sample b comes only from sample b's seeds, so a reverse pass that
+    reads only kink adjoints needs the seeds of the kink samples only.  Returns
+    ``seed`` unchanged otherwise (an unbatched node, B = 1, every sample holds a
+    kink, or an op outside :data:`PER_SAMPLE_OPS`).
+    """
+    net = fwd.net
+    if net.batch == 1 or not is_batched(net, name) or seed.num.ndim < 2:
+        return seed
+    if any(n.op not in PER_SAMPLE_OPS for n in net.nodes):
+        return seed
+    keep = np.zeros(net.batch, dtype=bool)
+    keep[[k.sample for k in fwd.kinks]] = True
+    if keep.all():
+        return seed
+    num = seed.num.copy()
+    num[:, ~keep] = 0
+    return QArray(num, seed.den)
+
+
 def adjoint_demand(
     fwd: Forward, *, want_params: bool | frozenset[str], cut: bool
 ) -> dict[str, Any]:
@@ -316,6 +389,72 @@ def adjoint_demand(
     return demand
 
 
+def _jvp_step(fwd: Forward) -> Any:
+    """The step of a tangent walk: smooth ops' jvp rules, kink ops' jvp with their kink maps."""
+    net = fwd.net
+
+    def step(node: Node, fn: Any, tin: list[QArray | None]) -> QArray | None:
+        ins = [fwd.values[i] for i in node.inputs]
+        kr = kink_rule(node.op)
+        if kr is None:
+            return fn(node, ins, tin, net)
+        t0 = tin[0]
+        if t0 is None:
+            return None
+        t0 = lift(t0, is_batched(net, node.inputs[0]))
+        return kr.jvp(node, ins, t0, fwd.states[node.name], fwd.by_node.get(node.name, []), net)
+
+    return step
+
+
+def forward_kink_adjoints(fwd: Forward, seed: QArray) -> np.ndarray | None:
+    """AD's kink adjoints (R, K) for output seeds (R, B, *out) by forward mode.
+
+    One tangent per kink node, started at its op's output entry, carried to
+    the output: ``adjoint[r, k] = seed[r] . tangent_k``.  This is AD's adjoint
+    when no op holding kink nodes reads another one (then the chain from a
+    kink output to the output meets no kink node, only smooth entries) and
+    the kink rules read a kink's adjoint at its output entry (checked on a
+    probe).  Returns None when either fails.  Cheaper than reverse mode when
+    there are fewer kink nodes than seed rows.
+    """
+    net = fwd.net
+    held = list(fwd.by_node)
+    below = descendants(net, held)
+    if below & set(held) or not is_batched(net, net.output):
+        return None
+    K = len(fwd.kinks)
+    index = fwd.kink_positions()
+    tans: dict[str, QArray | None] = {
+        n.name: None for n in net.nodes if n.name not in below
+    }  # nothing moves below or beside the kink ops
+    for name in held:
+        num = np.zeros((K, net.batch) + net.node(name).shape, dtype=object)
+        flat = num.reshape(K, net.batch, -1)
+        for k in fwd.by_node[name]:
+            flat[index[k], k.sample, k.index] = 1
+        probe = QArray(num, 1)
+        kr = kink_rule(net.node(name).op)
+        for k in fwd.by_node[name]:  # the rule must read the output entry's adjoint
+            got = kr.kink_adjoint(probe, k) if kr is not None else None
+            if got is None or list(got) != [int(r == index[k]) for r in range(K)]:
+                return None
+        tans[name] = probe
+    walk(net, "jvp", _jvp_step(fwd), env=tans, default=_no_rule("jvp"))
+    t = tans[net.output]
+    rows = seed.shape[0]
+    out = np.empty((rows, K), dtype=object)
+    out[...] = Fraction(0)
+    if t is None:
+        return out
+    prod = int_matmul(seed.num.reshape(rows, -1), t.num.reshape(K, -1).T)
+    den = seed.den * t.den
+    for r in range(rows):
+        for j in range(K):
+            out[r, j] = Fraction(int(prod[r, j]), den)
+    return out
+
+
 def jvp(fwd: Forward, directions: list[dict[int, Fraction]]) -> QArray:
     """Exact directional derivatives f'(w; d) -> (R, n_obj), for sparse directions d.
 
@@ -331,18 +470,7 @@ def jvp(fwd: Forward, directions: list[dict[int, Fraction]]) -> QArray:
         elif node.op in ("input", "const"):
             tans[node.name] = None
 
-    def step(node: Node, fn: Any, tin: list[QArray | None]) -> QArray | None:
-        ins = [fwd.values[i] for i in node.inputs]
-        kr = kink_rule(node.op)
-        if kr is None:
-            return fn(node, ins, tin, net)
-        t0 = tin[0]
-        if t0 is None:
-            return None
-        t0 = lift(t0, is_batched(net, node.inputs[0]))
-        return kr.jvp(node, ins, t0, fwd.states[node.name], fwd.by_node.get(node.name, []), net)
-
-    walk(net, "jvp", step, env=tans, default=_no_rule("jvp"))
+    walk(net, "jvp", _jvp_step(fwd), env=tans, default=_no_rule("jvp"))
     t = tans[net.output]
     obj = net.objective_matrix()
     if t is None:
@@ -368,9 +496,11 @@ __all__ = [
     "float_filter",
     "float_pass",
     "forward",
+    "forward_kink_adjoints",
     "gradient_ad",
     "jvp",
     "kink_rule",
+    "kink_samples_only",
     "may_kink",
     "output_seeds",
     "output_value",

@@ -18,6 +18,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from formal.core.graph import descendants
 from formal.core.kinks import KinkNode
 from formal.core.qarray import QArray, int_matmul
 from formal.engine.forward import Forward, output_seeds, reverse
@@ -157,16 +158,17 @@ def _reverse_rows(
     kinks: tuple[KinkNode, ...],
     rows: list[tuple[int, int]],
     want: bool | frozenset[str],
+    outputs: bool = True,
 ) -> tuple[QArray, np.ndarray, dict[str, QArray | None]]:
     """One reverse pass (cut at kink nodes) from every kink input and every output.
 
     Returns the collected (T + n_obj, W) parameter rows (only when ``want`` is
     True, else an empty placeholder), the kink adjoints and the raw parameter
-    adjoints.
+    adjoints.  Without ``outputs`` only the T kink-input rows are seeded.
     """
     net = fwd.net
     out_seeds = output_seeds(net)
-    total = len(rows) + out_seeds.shape[0]
+    total = len(rows) + (out_seeds.shape[0] if outputs else 0)
     seeds: dict[str, QArray] = {}
 
     def seed_for(name: str) -> QArray:
@@ -180,11 +182,12 @@ def _reverse_rows(
         src = net.node(node.node).inputs[0]
         s = seed_for(src)
         s.num.reshape(total, net.batch, -1)[r, node.sample, node.inputs[i]] = s.den
-    s = seed_for(net.output)
-    block = np.zeros((total,) + out_seeds.shape[1:], dtype=object)
-    block[...] = 0
-    block[len(rows) :] = out_seeds.num
-    seeds[net.output] = QArray(s.num * out_seeds.den + block, out_seeds.den)
+    if outputs:
+        s = seed_for(net.output)
+        block = np.zeros((total,) + out_seeds.shape[1:], dtype=object)
+        block[...] = 0
+        block[len(rows) :] = out_seeds.num
+        seeds[net.output] = QArray(s.num * out_seeds.den + block, out_seeds.den)
     rev = reverse(fwd, seeds, cut=True, want_params=want)
     if want is True:
         full = net.parameterization().collect(rev.params, total)
@@ -216,15 +219,29 @@ def _collect_cols(
     return cols, par.collect({n: params.get(n) for n in sorted(names)}, rows, cols)
 
 
-def build_kink_graph(fwd: Forward) -> KinkGraph:
+def _no_kink_above_kink(fwd: Forward) -> bool:
+    """True when no op holding kink nodes reads (directly or not) another one.
+
+    Then cutting at kink nodes changes no adjoint at any kink op: the kink
+    adjoints of a cut reverse pass from the outputs are AD's.
+    """
+    held = set(fwd.by_node)
+    return not any(descendants(fwd.net, [n]) & held for n in held)
+
+
+def build_kink_graph(fwd: Forward, *, ad_kink_adjoints: np.ndarray | None = None) -> KinkGraph:
     """The kink graph from one reverse pass (cut at kink nodes) from kink inputs and outputs.
 
     The pivots of V are sought first among the small parameter tensors
     (biases, small kernels): when their columns already have full row rank T,
     V is all of Q^T and no (T, W) row is ever formed.  Otherwise the full rows
     are collected as before and the pivots are the first independent columns.
+
+    ``ad_kink_adjoints`` (n_obj, K): AD's kink adjoints from the outputs, when
+    already computed.  If no kink op lies above another one they equal the
+    output rows C0 of the cut pass, which then only starts at the kink inputs
+    (T rows reaching only what lies below the kinks).
     """
-    net = fwd.net
     kinks = tuple(fwd.kinks)
     rows: list[tuple[int, int]] = [
         (k, i) for k, node in enumerate(kinks) for i in range(len(node.inputs))
@@ -232,12 +249,15 @@ def build_kink_graph(fwd: Forward) -> KinkGraph:
     T = len(rows)
     small = _small_tensors(fwd)
     if small:
-        _, kadj, params = _reverse_rows(fwd, kinks, rows, small)
-        total = T + output_seeds(net).shape[0]
-        cols, A_cols = _collect_cols(fwd, params, small, total)
-        A_cols = QArray(A_cols.num[:T], A_cols.den)
+        if ad_kink_adjoints is not None and _no_kink_above_kink(fwd):
+            c0 = ad_kink_adjoints
+        else:  # the output rows: only their kink adjoints are read
+            c0 = _reverse_rows(fwd, kinks, [], False)[1]
+        _, kadj, params = _reverse_rows(fwd, kinks, rows, small, outputs=False)
+        cols, A_cols = _collect_cols(fwd, params, small, T)
         local = column_basis(A_cols.num)
         if len(local) == T:
+            kadj = np.concatenate([kadj[:T], c0])
             return _graph(fwd, kinks, rows, kadj, [cols[j] for j in local], cols, A_cols)
     full, kadj, _ = _reverse_rows(fwd, kinks, rows, True)
     A = QArray(full.num[:T], full.den)

@@ -19,7 +19,7 @@ from fractions import Fraction
 import z3
 
 from formal.core.numbers import format_exact
-from formal.engine.kinkgraph import KinkGraph
+from formal.engine.kinkgraph import KinkGraph, solve_exact
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +75,36 @@ def _kink_exprs(g: KinkGraph, t: list[z3.ArithRef], sides: dict[int, int] | None
     return z, ys_all
 
 
+def _opposite_pair(g: KinkGraph) -> SolverResult | None:
+    """A witness pair t1 = e_r, t2 = -e_r found by exact evaluation, without a solver.
+
+    When V is all of Q^T (rank T) every kink-input row moves alone; moving
+    one both ways is non-additive as soon as ``Psi(e_r) + Psi(-e_r) != 0``
+    (Psi(0) = 0).  Rows are tried from the last kink back (the topmost kink
+    reaches the outputs through no other kink: T2's argument).  None when no
+    row works; the solver then decides.
+    """
+    T = len(g.rows)
+    if T == 0 or g.rank != T:
+        return None
+    for r in reversed(range(T)):
+        e = [Fraction(int(i == r)) for i in range(T)]
+        up, down = g.psi(e), g.psi([-v for v in e])
+        if any(a + b != 0 for a, b in zip(up, down)):
+            lam = solve_exact([list(row) for row in g.basis], e)
+            return SolverResult("sat", (tuple(lam), tuple(-v for v in lam)))
+    return None
+
+
 def find_nonadditive(g: KinkGraph, timeout_ms: int = 60_000) -> SolverResult:
-    """Search lam1, lam2 with Psi(B(lam1 + lam2)) != Psi(B lam1) + Psi(B lam2)."""
+    """Search lam1, lam2 with Psi(B(lam1 + lam2)) != Psi(B lam1) + Psi(B lam2).
+
+    A pair moving one kink input both ways is tried first by exact
+    evaluation (:func:`_opposite_pair`); z3 decides otherwise.
+    """
+    quick = _opposite_pair(g)
+    if quick is not None:
+        return quick
     r = g.rank
     lam1 = [z3.Real(f"a{j}") for j in range(r)]
     lam2 = [z3.Real(f"b{j}") for j in range(r)]
@@ -87,7 +115,12 @@ def find_nonadditive(g: KinkGraph, timeout_ms: int = 60_000) -> SolverResult:
     z2, _ = _kink_exprs(g, t2)
     z3_, _ = _kink_exprs(g, t3)
     diffs = []
+    seen: set[tuple[Fraction, ...]] = set()
     for row in g.C0:
+        key = tuple(Fraction(c) for c in row)
+        if key in seen or not any(key):  # a zero row is additive; a repeated row adds nothing
+            continue
+        seen.add(key)
         p1, p2, p3 = _lin(row, z1), _lin(row, z2), _lin(row, z3_)
         diffs.append(p3 != p1 + p2)
     s = z3.SolverFor("QF_LRA")

@@ -179,7 +179,7 @@ class Decider:
             )
         if self.h.holds:
             return self._bias_criterion(fwd, kadj, reports)
-        return self._kink_graph(fwd, reports)
+        return self._kink_graph(fwd, reports, kadj)
 
     # -- T2 under H ------------------------------------------------------------
     def _bias_criterion(
@@ -220,10 +220,12 @@ class Decider:
         raise AssertionError("called with all-zero adjoints")
 
     # -- general: kink graph + LRA ------------------------------------------------
-    def _kink_graph(self, fwd: Forward, reports: tuple[KinkReport, ...]) -> Verdict:
+    def _kink_graph(
+        self, fwd: Forward, reports: tuple[KinkReport, ...], kadj: np.ndarray | None = None
+    ) -> Verdict:
         net = self.net
         K = len(fwd.kinks)
-        g = build_kink_graph(fwd)
+        g = build_kink_graph(fwd, ad_kink_adjoints=kadj)
         res = find_nonadditive(g, self.timeout_ms)
         if res.status == "unknown":
             return Verdict.unknown(

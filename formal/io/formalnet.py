@@ -210,6 +210,18 @@ def from_dict(
             names = ", ".join(repr(k) for k in LAYERS)
             raise where.fail(f"{field}.type", f"expected {names}, got {short(kind)}")
         unknown_keys(layer, LAYER_KEYS[str(kind)], where, field)
+        if "input" in layer:  # the layer reads an earlier layer's output (a branch)
+            src = layer["input"]
+            if src == "input":
+                b.prev, b.shape = "x", b.nodes[0].shape
+            elif isinstance(src, int) and not isinstance(src, bool) and 0 <= src < i:
+                b.prev = b.outputs[src]
+                b.shape = next(n.shape for n in b.nodes if n.name == b.prev)
+            else:
+                raise where.fail(
+                    f"{field}.input",
+                    f"expected an earlier layer index (0..{i - 1}) or 'input', got {short(src)}",
+                )
         builder(b, i, layer)
         b.outputs.append(b.prev)
     nodes, prev, params, order = b.nodes, b.prev, b.params, b.order

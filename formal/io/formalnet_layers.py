@@ -18,7 +18,9 @@ sample: give ``"input_shape": [C, H, W]`` at the top level (each row of
 - ``{"type": "add", "from": j}``: a residual connection, adds the output of
   layer ``j`` (an earlier index, or ``"input"``) to the current value.
 
-Every layer may carry an ``"activation"``, applied after it.
+Every layer may carry an ``"activation"``, applied after it, and an ``"input": j``
+(an earlier layer index or ``"input"``): the layer reads that output instead of the
+previous layer's (a branch, e.g. a ResNet's convolution shortcut).
 """
 
 from __future__ import annotations
@@ -245,7 +247,7 @@ def _add(b: Build, i: int, layer: dict[str, Any]) -> None:
     b.activation(i, layer)
 
 
-_COMMON = ("type", "activation")
+_COMMON = ("type", "activation", "input")
 LAYER_KEYS: dict[str, tuple[str, ...]] = {
     "dense": _COMMON + ("units", "bias"),
     "conv2d": _COMMON

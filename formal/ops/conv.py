@@ -138,8 +138,16 @@ def scatter_add(target: np.ndarray, idx: np.ndarray, vals: np.ndarray) -> None:
     flat_ext = ext.reshape(-1, n + 1)
     v = np.broadcast_to(vals, lead + idx.shape).reshape(flat_ext.shape[0], -1)
     cols = np.where(idx >= 0, idx, n).reshape(-1)
-    rows = np.arange(flat_ext.shape[0])[:, None]
-    np.add.at(flat_ext, (rows, cols[None, :]), v)
+    if target.dtype.kind == "f":  # floats: accumulate in index order (rounding as before)
+        np.add.at(flat_ext, (np.arange(flat_ext.shape[0])[:, None], cols[None, :]), v)
+        target[...] = ext[..., :n]
+        return
+    # exact integers: sort the targets, sum each run of equal targets, add once per target
+    order = np.argsort(cols, kind="stable")
+    sc = cols[order]
+    starts = np.flatnonzero(np.concatenate(([True], sc[1:] != sc[:-1])))
+    if starts.size:
+        flat_ext[:, sc[starts]] += np.add.reduceat(v[:, order], starts, axis=1)
     target[...] = ext[..., :n]
 
 
@@ -200,6 +208,25 @@ def _conv_forward_num(
     return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
 
 
+def _fan(tab: np.ndarray) -> int:
+    """The most windows any input entry appears in (1 at least)."""
+    used = tab[tab >= 0]
+    return int(np.bincount(used).max()) if used.size else 1
+
+
+def _scatter_map(tab: np.ndarray, rows: int, n_in: int) -> Any:
+    """The col2im map: (rows * P, K) window columns -> (rows, n_in) input entries."""
+
+    def post(cols: np.ndarray) -> np.ndarray:
+        out = np.zeros((rows, n_in), dtype=cols.dtype)
+        if cols.dtype == object:
+            out[...] = 0
+        scatter_add(out, tab, cols.reshape(rows, tab.shape[0], tab.shape[1]))
+        return out
+
+    return post
+
+
 def _conv_exact(node: Node, ins: list[QArray], net: Network) -> QArray:
     x, w = ins
     return QArray(_conv_forward_num(node, x.num, w, net, x.shape[1:]), x.den * w.den)
@@ -251,8 +278,11 @@ def _conv_vjp(
         pname = param_name(net, node.inputs[1])
         for gi, tab in enumerate(tables):
             ag = a[:, gi * og : (gi + 1) * og]
-            if g == 1 and pname:
-                cols = net.flint_param(pname).right_mul(ag)
+            if g == 1 and pname:  # scatter the digit sums, then carry (fewer entries)
+                xbar = net.flint_param(pname).right_mul(
+                    ag, post=_scatter_map(tab, r * B, n_in), weight=_fan(tab)
+                )
+                continue
             else:
                 cols = int_matmul(np.ascontiguousarray(ag), wflat[gi * og : (gi + 1) * og])
             scatter_add(xbar, tab, cols.reshape(r * B, oh * ow, tab.shape[1]))

@@ -154,7 +154,22 @@ class MaxPoolRule:
                 exact_oracle(context.values) if context is not None else uncertified_oracle(net)
             )
             sig = signatures(net, node.inputs[0], oracle).reshape(B, -1)
-            for b, o in ties:
+            # ties whose tied entries all have one signature are no kinks (one group):
+            # only AD's choice is recorded, vectorized; the others are examined one by one
+            tb, to = ties[:, 0], ties[:, 1]
+            te = eq[tb, to]  # (n_ties, K)
+            ts = sig[tb[:, None], safe[to]]
+            lo = np.where(te, ts, np.iinfo(np.int64).max).min(axis=1)
+            hi = np.where(te, ts, np.iinfo(np.int64).min).max(axis=1)
+            K = safe.shape[1]
+            first = te.argmax(axis=1)
+            last = K - 1 - te[:, ::-1].argmax(axis=1)
+            if isinstance(node.attr("tie"), (list, tuple)):  # a rule per output entry
+                rules = np.array([tie_rule(node, preset, int(o)) == "first" for o in to])
+            else:
+                rules = np.full(len(to), tie_rule(node, preset, 0) == "first")
+            choice[tb, to] = safe[to, np.where(rules, first, last)]
+            for b, o in ties[lo != hi]:
                 b, o = int(b), int(o)
                 rule = tie_rule(node, preset, o)
                 pos = choose(eq[b, o], rule)

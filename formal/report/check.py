@@ -5,6 +5,7 @@ from __future__ import annotations
 from formal.core.network import Network
 from formal.core.numbers import format_exact
 from formal.engine.outcome import Verdict
+from formal.engine.subgradient import Subgradient
 
 
 def _yn(value: bool | None) -> str:
@@ -82,4 +83,39 @@ def format_verdict(net: Network, v: Verdict, *, max_kinks: int = 20) -> str:
         for o, row in enumerate(v.gradient):
             shown = ", ".join(f"{labels[j]}={format_exact(x)}" for j, x in enumerate(row) if x)
             lines.append(f"gradient of {outs[o]}: {shown or 'all zero'}")
+    return "\n".join(lines)
+
+
+def format_subgradient(net: Network, sg: Subgradient, *, limit: int = 20) -> str:
+    """The ``--subgradient`` block of ``formal check``: kind, vector, direction, sides, diffs."""
+    head = f"subgradient  {sg.kind} (prefer {sg.prefer})"
+    lines = [head + (f": {sg.reason}" if sg.reason else "")]
+    if sg.vector is None:
+        return "\n".join(lines)
+    labels = net.parameterization().labels
+    for o, row in enumerate(sg.vector):
+        shown = [f"{labels[j]}={format_exact(x)}" for j, x in enumerate(row) if x]
+        more = f" ... ({len(shown) - limit} more)" if len(shown) > limit else ""
+        lines.append(
+            f"  vector of {net.output_labels()[o]}: {', '.join(shown[:limit]) or 'all zero'}{more}"
+        )
+    if sg.sides:
+        d = ", ".join(f"{k}={format_exact(v)}" for k, v in sg.direction[:limit])
+        lines.append(f"  direction: {d or '0 (every kink row is 0)'}")
+        sides = []
+        for s in sg.sides[:limit]:
+            side = {1: "+", -1: "-", 0: "0"}[s.side] if s.kind == "act" else f"input {s.side}"
+            sides.append(f"{s.kink} s{s.sample}: {side}" + ("" if s.ad_side else " (not AD's)"))
+        more = f" ... ({len(sg.sides) - limit} more)" if len(sg.sides) > limit else ""
+        lines.append(f"  sides: {', '.join(sides)}{more}")
+    if sg.ad_is_element:
+        lines.append("  AD's value equals it")
+    for diff in sg.differs_from_ad[:limit]:
+        lines.append(
+            f"  differs from AD at {diff.param} ({diff.output}): AD {format_exact(diff.ad)}, "
+            f"subgradient {format_exact(diff.value)} "
+            f"(difference {format_exact(diff.value - diff.ad)})"
+        )
+    if len(sg.differs_from_ad) > limit:
+        lines.append(f"  ... and {len(sg.differs_from_ad) - limit} more differences (see --json)")
     return "\n".join(lines)

@@ -49,7 +49,7 @@ DEFAULT_WIDE_RANGE = (
 )  # formats above 16 bits, rounded queries
 
 
-STAGES: tuple[str, ...] = ("given", "theorem", "closed-form", "smt")
+STAGES: tuple[str, ...] = ("given", "theorem", "bias-free", "closed-form", "smt")
 """The search stages, in the order they run."""
 
 

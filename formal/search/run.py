@@ -27,6 +27,8 @@ from formal.search.options import (
     SearchResult,
     SearchStatus,
     project,
+    search_domain,
+    search_ladder,
 )
 from formal.smt.fp import Domain
 
@@ -85,6 +87,9 @@ class SearchState:
         lo = opt.lo if opt.lo is not None else Fraction(0)
         self.range_given = range_given
         self.dom = Domain(self.target, lo, opt.hi, opt.subnormals)
+        if opt.search_format is not None:  # a bad --search-format is an error, whatever answers
+            for fmt in search_ladder(self.target, opt.search_format):
+                search_domain(fmt, self.dom)
         changes = {g: v for g, v in fixmap.items() if v is not None}
         for g, v in changes.items():
             if not self.target.contains(v):

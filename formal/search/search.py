@@ -12,18 +12,21 @@ Stages, cheapest first (each stops the search when it proves or finds):
 1. the given point itself (already a witness?);
 2. theorems: no kinked unit depends on the parameters; T1 (hypothesis H:
    inc is empty, whatever the proxies);
-3. closed form (:mod:`formal.smt.closed_form`): the one value of a bias
+3. bias-free (inc only, :mod:`formal.search.biasfree`): theorems for dense
+   chains possibly without biases (T5, zero input) prove inc empty, or a
+   witness is constructed directly (the E1 pattern at depth) and verified;
+4. closed form (:mod:`formal.smt.closed_form`): the one value of a bias
    (or own-row weight) putting a unit on a kink, tested for membership;
    for float touches the last operand of the stated summation order
    (:mod:`formal.smt.rounded`);
-4. SMT: for kink/ndf/inc, bit-precise exact encoding in a small *search
+5. SMT: for kink/ndf/inc, bit-precise exact encoding in a small *search
    format* whose members embed in the target (e4m3 for binary32), proposing
    points that satisfy a proven necessary condition, verifying each with
    :func:`formal.verdict.check`, blocking it and repeating (CEGIS); for float
    touches, ``fp.mul``/``fp.add`` with RNE in the target format against the
    exact bit-vector encoding (:mod:`formal.search.cegis`).
 
-:class:`SearchRun` is the driver and the stages 1-3; the run's state lives in
+:class:`SearchRun` is the driver and the stages 1-4; the run's state lives in
 :mod:`formal.search.run`.
 """
 
@@ -41,6 +44,7 @@ from formal.core.network import Network, bias_structure
 from formal.core.numbers import Format, format_exact
 from formal.core.rebuild import with_groups
 from formal.errors import UnsupportedOp
+from formal.search import biasfree
 from formal.search.cegis import SmtStages
 from formal.search.options import (
     FINDS,
@@ -94,6 +98,7 @@ class SearchRun(SmtStages):
         steps = [
             ("given", self.given),
             ("theorem", self.theorems),
+            ("bias-free", self.bias_free),
             ("closed-form", self.closed),
             ("smt", self.smt),
         ]
@@ -186,8 +191,43 @@ class SearchRun(SmtStages):
         self.stage("theorem", "n/a", t0)
         return None
 
+    def bias_free(self) -> SearchResult | None:
+        """Stage 3 (inc only): a bias-free theorem (exhausted) or a constructed witness (found).
+
+        Theorems first (:func:`formal.search.biasfree.inc_empty`: their hypotheses
+        are checked and their claim covers all of R^W); then the E1-pattern
+        candidates, each verified by the exact engine.  No SMT query is made.
+        """
+        t0 = time.perf_counter()
+        if self.opt.find != "inc":
+            self.stage("bias-free", "n/a", t0, "inc only")
+            return None
+        empty = biasfree.inc_empty(self.base, self.preset)
+        if empty is not None:
+            self.stage("bias-free", "exhausted", t0, empty.method)
+            return self.result("exhausted", empty.reason, empty.method)
+        tried = 0
+        for cand in biasfree.witness_candidates(self.base, self.preset, self.dom, self.free):
+            if self.clock.left() <= 0:
+                break
+            tried += 1
+            net2 = with_groups(self.base, cand.values, numbers=self.target)
+            ok, v = self.verify(net2)
+            if ok:
+                self.stage("bias-free", "found", t0, cand.how)
+                return self.result(
+                    "found",
+                    f"constructed (E1 pattern): {cand.how}; verified by the exact verdict "
+                    f"({v.method})",
+                    "bias-free-witness",
+                    net=net2,
+                    verdict=v,
+                )
+        self.stage("bias-free", "none", t0, f"{tried} constructed candidate(s), none a witness")
+        return None
+
     def closed(self) -> SearchResult | None:
-        """Stage 3: the closed-form values putting a unit on a kink, each checked exactly."""
+        """Stage 4: the closed-form values putting a unit on a kink, each checked exactly."""
         t0 = time.perf_counter()
         find = self.opt.find
         if find == "missed-kink":

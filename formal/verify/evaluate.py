@@ -74,10 +74,10 @@ def evaluate(m: Model) -> None:
     """The exact forward pass: fills ``m.pre`` and ``m.values``."""
     m.pre, m.values = [], []
     for layer in m.layers:
-        i = layer.index
         pre_l, val_l = [], []
+        src = layer.attrs["input"]
         for b in range(m.batch):
-            x = m.inputs[b] if i == 0 else m.values[i - 1][b]
+            x = m.inputs[b] if src < 0 else m.values[src][b]
             pre_l.append(_linear_value(m, layer, x, b))
             val_l.append([layer.act.value(v) for v in pre_l[-1]])
         m.pre.append(pre_l)
@@ -219,11 +219,11 @@ def propagate(m: Model, seed: Callable[[str, int], Vec], kink: KinkFn, preset: P
     """One tangent pass; ``kink`` gives the tangent out of every kink node."""
     tan: list[list[list[Vec]]] = []
     for layer in m.layers:
-        i = layer.index
         tl = []
+        src = layer.attrs["input"]
         for b in range(m.batch):
-            xv = m.inputs[b] if i == 0 else m.values[i - 1][b]
-            xt = [{} for _ in xv] if i == 0 else tan[i - 1][b]
+            xv = m.inputs[b] if src < 0 else m.values[src][b]
+            xt = [{} for _ in xv] if src < 0 else tan[src][b]
             pre = _linear_tangent(m, layer, xv, xt, b, seed, kink, tan, preset.tie)
             tl.append(_act_tangent(m, layer, b, pre, kink, preset))
         tan.append(tl)
@@ -355,3 +355,16 @@ def find_kinks(m: Model) -> list[KinkId]:
 def kink_order(k: KinkId) -> tuple[int, int, int, int]:
     """The canonical (topological) order: layer, sample, pool before activation, unit."""
     return (k[1], k[2], 0 if k[0] == "maxpool" else 1, k[3])
+
+
+def tie_classes(info: TieKink) -> list[set[int]]:
+    """The tied inputs grouped by identical tangent rows, in window order."""
+    out: list[tuple[Vec, set[int]]] = []
+    for j, v in info.entries:
+        for rep, members in out:
+            if is_zero(sub(rep, v)):
+                members.add(j)
+                break
+        else:
+            out.append((v, {j}))
+    return [m for _, m in out]

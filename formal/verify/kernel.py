@@ -18,6 +18,7 @@ from fractions import Fraction
 from typing import Any
 
 from formal.errors import InvalidArgument
+from formal.verify.bouligand import SubgradientRejected, check_subgradient
 from formal.verify.evaluate import (
     ActKink,
     KinkId,
@@ -33,8 +34,10 @@ from formal.verify.evaluate import (
     output_labels,
     propagate,
     sub,
+    tie_classes,
 )
 from formal.verify.net import Model, Proxy, Vec, exact, parse, parse_proxy
+from formal.verify.sides import moves_to_ad_side
 
 FORMAT_TAG = "formal-cert/1"
 
@@ -149,10 +152,21 @@ def verify(cert: Any) -> Result:
     if cert.get("parameters") != ctx.m.labels:
         raise Rejected("parameters: the labels differ from the network's trainable coordinates")
     if verdict == "non-differentiable":
-        return _verify_ndf(ctx)
-    if verdict in ("differentiable", "ad-incorrect"):
-        return _verify_diff(ctx, verdict)
-    raise InvalidArgument(f"certificate: unknown verdict {verdict!r}")
+        res = _verify_ndf(ctx)
+    elif verdict in ("differentiable", "ad-incorrect"):
+        res = _verify_diff(ctx, verdict)
+    elif verdict == "subgradient":  # only a subgradient claim (formal/verify/bouligand.py)
+        res = Result("subgradient", "no verdict claimed")
+    else:
+        raise InvalidArgument(f"certificate: unknown verdict {verdict!r}")
+    if "subgradient" not in cert and verdict != "subgradient":
+        return res
+    grad = cert.get("gradient") if verdict in ("differentiable", "ad-incorrect") else None
+    try:
+        extra = check_subgradient(ctx.m, ctx.preset, ctx.listed, cert.get("subgradient"), grad)
+    except SubgradientRejected as exc:
+        raise Rejected(f"subgradient.{exc}") from None
+    return Result(res.verdict, f"{res.summary}; {extra}")
 
 
 def _verify_ndf(ctx: _Ctx) -> Result:
@@ -188,14 +202,24 @@ def _verify_bouligand(ctx: _Ctx, d: Vec) -> None:
     side.  A kink whose row is identically 0 in that pass does not move at first order; in a
     piecewise-linear network it then stays on its kink in the whole open cone, contributing
     0 on both sides, so it is allowed there (not with hardswish, whose pieces are curved)."""
+    if moves_to_ad_side(ctx.m, ctx.preset, d):  # settled by one directional pass (sides.py)
+        return
     curved = any(layer.act.name == "hardswish" for layer in ctx.m.layers)
+    # layers at or before the first trainable one compute constants of w: a kink there stays
+    # on its kink near w and its zero row contributes 0 on both sides, curved pieces or not
+    heads = [name.split(".", 1)[0] for name, _ in ctx.m.coord]
+    first_trained = (
+        min((int(h) for h in heads), default=len(ctx.m.layers))
+        if all(h.isdigit() for h in heads)
+        else 0  # unknown naming: no layer is taken as constant
+    )
 
     def kink(k: KinkId, info: Any) -> Vec:
         out: Vec = {}
         if isinstance(info, ActKink):
             p = info.proxy()
             side = 1 if p == info.d_plus else -1 if p == info.d_minus else 0
-            if is_zero(info.L) and not curved:
+            if is_zero(info.L) and (not curved or k[1] < first_trained):
                 return out
             t = dot(info.L, d)
             if side == 0 or not t * side > 0:
@@ -237,7 +261,7 @@ class _PatternPass:
         if isinstance(info, ActKink):
             kids = {0} if is_zero(info.L) else {1, -1}
         else:
-            classes = _classes(info)
+            classes = tie_classes(info)
             kids = {min(c) for c in classes}
         if p is None:  # a kink the certificate does not list: allowed only if it never splits
             if len(kids) != 1 and len(self.path) < len(self.entries):
@@ -251,7 +275,7 @@ class _PatternPass:
             self.children[tuple(self.path)] = kids
             e = self.entries[p]
             if isinstance(info, TieKink):
-                cls = next((c for c in _classes(info) if e in c), None)
+                cls = next((c for c in tie_classes(info) if e in c), None)
                 if cls is None:
                     raise Rejected(
                         f"{self.where}: sign pattern entry {e} at "
@@ -274,23 +298,11 @@ class _PatternPass:
                 axpy(out, info.d_plus if e > 0 else info.d_minus, info.L)
             return out
         tangents = dict(info.entries)
-        cls = next(c for c in _classes(info) if e in c)
+        cls = next(c for c in tie_classes(info) if e in c)
         for j, v in info.entries:
             if j not in cls and p is not None:
                 self.rows[(p, j)] = sub(tangents[e], v)
         return dict(tangents[e])
-
-
-def _classes(info: TieKink) -> list[set[int]]:
-    out: list[tuple[Vec, set[int]]] = []
-    for j, v in info.entries:
-        for rep, members in out:
-            if is_zero(sub(rep, v)):
-                members.add(j)
-                break
-        else:
-            out.append((v, {j}))
-    return [m for _, m in out]
 
 
 def _entries(spec: Any, n: int, where: str, full: bool) -> list[int]:

@@ -135,7 +135,7 @@ _TABLE: dict[str, dict[str, tuple[str, ...]]] = {
         "hardsigmoid": ("-", "+"),
         "hardswish": ("-1/2", "3/2"),
         "abs": ("0",),
-        "clip": ("0", "0"),
+        "clip": ("1", "1"),
     },
     "pytorch-2.13": {
         "relu": ("-",),
@@ -378,7 +378,14 @@ def parse(doc: Any) -> Model:
     outs: list[Shape] = []
     for i, spec in enumerate(doc.get("layers") or []):
         op = spec.get("type")
-        attrs: dict[str, Any] = {}
+        attrs: dict[str, Any] = {"input": i - 1}
+        if "input" in spec:  # a branch: read an earlier layer's output (or the input, -1)
+            src = spec["input"]
+            attrs["input"] = -1 if src == "input" else src
+            src = attrs["input"]
+            if isinstance(src, bool) or not (isinstance(src, int) and -1 <= src < i):
+                raise InvalidArgument(f"layers[{i}].input: expected an earlier layer")
+            shape = in_shape if attrs["input"] < 0 else outs[attrs["input"]]
         if op == "dense":
             if len(shape) != 1:
                 raise InvalidArgument(f"layers[{i}]: dense needs a 1-D input")

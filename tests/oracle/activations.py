@@ -126,7 +126,7 @@ _PT = {
 }
 FRAMEWORK_PROXIES: dict[str, dict[str, tuple[Any, ...]]] = {
     "pytorch": _PT,
-    "pytorch-2.6": dict(_PT, hardswish=(_F(-1, 2), _F(3, 2))),
+    "pytorch-2.6": dict(_PT, hardswish=(_F(-1, 2), _F(3, 2)), clip=(_F(1), _F(1))),
     "pytorch-2.13": dict(_PT, clip=(_F(1), _F(1))),
     "jax": {
         "relu": (_F(0),),
