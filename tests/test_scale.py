@@ -103,9 +103,11 @@ def reference_engine() -> Iterator[None]:
         MaxPoolRule.forward,
         linearity._opposite_pair,
         fwdmod.forward_kink_adjoints,
+        linearity._side_by_solve,
     )
     qarray._FLINT_MIN_WORK = 1 << 62
     linearity._opposite_pair = lambda g: None  # z3 decides every query
+    linearity._side_by_solve = lambda g, sides: None
     fwdmod.forward_kink_adjoints = lambda fwd, seed: None  # reverse mode always
     verdict.build_kink_graph = reference_kink_graph
     fwdmod.PER_SAMPLE_OPS = frozenset()
@@ -115,7 +117,8 @@ def reference_engine() -> Iterator[None]:
     finally:
         qarray._FLINT_MIN_WORK, verdict.build_kink_graph, fwdmod.PER_SAMPLE_OPS = saved[:3]
         setattr(MaxPoolRule, "forward", saved[3])  # noqa: B010
-        linearity._opposite_pair, fwdmod.forward_kink_adjoints = saved[4:]
+        linearity._opposite_pair, fwdmod.forward_kink_adjoints = saved[4:6]
+        linearity._side_by_solve = saved[6]
 
 
 def reference_maxpool_forward(
@@ -450,3 +453,64 @@ def test_forward_mode_kink_adjoints_equal_reverse_mode(doc):
     else:
         held = set(fwd.by_node)
         assert any(descendants(net, [n]) & held for n in held)
+
+
+@settings(max_examples=25, deadline=None)
+@given(networks(batch=(2, 4)))
+def test_reverse_on_the_kink_samples_alone(doc):
+    """Seeds on the kink samples: the sliced pass gives the full pass's adjoints."""
+    net = from_dict(doc)
+    fwd = forward(net, parse_preset("pytorch"), use_filter=False)
+    samples = sorted({k.sample for k in fwd.kinks})
+    sub = fwdmod.restrict_samples(fwd, samples)
+    if not fwd.kinks or sub is None:
+        return
+    assert sub.net.batch == len(samples) and len(sub.kinks) == len(fwd.kinks)
+
+    def seeds(f: Forward) -> dict[str, QArray]:
+        out: dict[str, QArray] = {}
+        for r, k in enumerate(f.kinks):
+            src = f.net.node(k.node).inputs[0]
+            if src not in out:
+                out[src] = QArray.zeros((len(f.kinks), f.net.batch) + f.net.node(src).shape)
+            out[src].num.reshape(len(f.kinks), f.net.batch, -1)[r, k.sample, k.inputs[0]] = 1
+        return out
+
+    full = reverse(fwd, seeds(fwd), cut=True)
+    part = reverse(sub, seeds(sub), cut=True)
+    assert (full.kink_adjoints == part.kink_adjoints).all()
+    for name, q in full.params.items():
+        other = part.params.get(name)
+        if q is None or other is None:
+            assert q is None or not q.num.any()
+            continue
+        assert (q.to_fractions() == other.to_fractions()).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.one_of(networks(batch=(1, 3), max_width=3, max_layers=3), image_networks()))
+def test_side_direction_by_substitution_agrees_with_z3(doc):
+    """The strict LP solved exactly (rank T) is sat exactly when z3's is, and its lam works."""
+    net = from_dict(doc)
+    fwd = forward(net, parse_preset("pytorch"), use_filter=False)
+    if not fwd.kinks:
+        return
+    g = build_kink_graph(fwd)
+    sides = {
+        k: (node.choice if node.kind == "tie" else (1 if k % 2 else -1))
+        for k, node in enumerate(g.kinks)
+    }
+    fast = linearity.find_side_direction(g, sides)
+    ref = linearity.find_side_direction(g, sides, exact_first=False)
+    assert fast.status == ref.status
+    if fast.status == "sat":
+        t = g.t_from_lambda(list(fast.model[0]))
+        ys = g.kink_inputs(t, g.kink_outputs(t, sides))
+        for k, node in enumerate(g.kinks):
+            if node.kind == "act":
+                assert ys[g.row_of[(k, 0)]] * sides[k] > 0
+            else:
+                c = ys[g.row_of[(k, sides[k])]]
+                assert all(
+                    c > ys[g.row_of[(k, i)]] for i in range(len(node.inputs)) if i != sides[k]
+                )

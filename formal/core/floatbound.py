@@ -28,6 +28,10 @@ def to_float(q: QArray) -> tuple[np.ndarray, np.ndarray]:
         # power-of-two denominator: int -> float is correctly rounded, ldexp exact unless underflow
         k = den.bit_length() - 1
         ints = q.native()
+        if ints is not None and k <= 1022 and max(int(ints.max()), -int(ints.min())) <= 2**53:
+            # every |n| <= 2**53 converts exactly and n * 2**-k stays normal (or 0): all exact
+            vals = np.ldexp(ints.astype(np.float64), -k)
+            return vals.reshape(q.num.shape), np.zeros(q.num.shape)
         try:
             nums = (ints if ints is not None else flat).reshape(-1).astype(np.float64)
         except OverflowError:

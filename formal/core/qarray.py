@@ -75,6 +75,8 @@ def split(a: np.ndarray) -> Split:
         if a64.size == 0 or int(a64.min()) > -(2**62):
             return _digits_int64(a64)
     bits = max(int(a.max()).bit_length(), int(a.min()).bit_length())
+    if bits <= _LIMB * _LIMB_SPLIT_MAX:
+        return _split_limbs(a, bits)
     n = max(1, -(-(bits + 1) // _DIGIT))  # digits, the top one signed
     flat = a.reshape(-1)
     # two's complement little-endian bytes of every entry are its base-2**16 digits
@@ -83,6 +85,29 @@ def split(a: np.ndarray) -> Split:
     chunks = [d[:, i].astype(np.float64).reshape(a.shape) for i in range(n - 1)]
     chunks.append(d[:, n - 1].view(np.int16).astype(np.float64).reshape(a.shape))
     return Split(tuple(chunks))
+
+
+_LIMB_SPLIT_MAX = 2  # up to this many 48-bit limbs, object shifts beat to_bytes in split
+
+
+def _split_limbs(a: np.ndarray, bits: int) -> Split:
+    """:func:`split` of an object array of at most ``2 * 48``-bit integers, limb by limb.
+
+    Each 48-bit limb is cut off with vectorized object ops and taken apart in
+    int64; Python's ``>>`` floors, so the lower limbs are in ``[0, 2**48)``
+    (three unsigned digits each) and the top limb keeps the sign.
+    """
+    mask = (1 << _LIMB) - 1
+    per = _LIMB // _DIGIT
+    chunks: list[np.ndarray] = []
+    rest = a
+    while bits >= _LIMB:  # the rest does not fit a signed 48-bit limb yet
+        low = (rest & mask).astype(np.int64)
+        chunks.extend(((low >> (_DIGIT * i)) & 0xFFFF).astype(np.float64) for i in range(per))
+        rest = rest >> _LIMB
+        bits -= _LIMB
+    top = _digits_int64(rest.astype(np.int64))
+    return Split(tuple(chunks) + top.chunks)
 
 
 _BYTES_FROM = 15  # from this many digits on, Python ints are built from bytes

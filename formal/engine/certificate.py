@@ -171,7 +171,8 @@ def _side_direction(net: Network, fwd: Any, timeout: float) -> dict[str, Any] | 
     if res.status != "sat":
         return None
     d = g.direction(list(res.model[0]))
-    return {"direction": _sparse(net, d), "proof": "strict LP on the kink graph (z3 QF_LRA)"}
+    proof = "strict LP on the kink graph (exact or z3 QF_LRA)"
+    return {"direction": _sparse(net, d), "proof": proof}
 
 
 # -- the pattern tree on the kink graph (coordinates lam of V) ----------------------------

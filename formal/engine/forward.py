@@ -15,6 +15,7 @@ maximum is attained more than once (a *tie*).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -66,6 +67,9 @@ class Forward:
     kinks: list[KinkNode] = field(default_factory=list)
     by_node: dict[str, list[KinkNode]] = field(default_factory=dict)
     depends: dict[str, bool] = field(default_factory=dict)
+    sliced: dict[tuple[int, ...], Forward | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )  # restrict_samples' results by sample tuple (not copied by dataclasses.replace)
 
     def kink_positions(self) -> dict[KinkNode, int]:
         """Position of each kink node in :attr:`kinks`."""
@@ -247,6 +251,9 @@ def reverse(
     net = fwd.net
     rows = next(iter(seeds.values())).shape[0]
     if want_params is False:  # only kink adjoints are read: samples without kinks pass nothing
+        sliced = _on_kink_samples(fwd, seeds)
+        if sliced is not None:
+            return reverse(sliced[0], sliced[1], cut=cut, want_params=False)
         seeds = {n: kink_samples_only(fwd, n, s) for n, s in seeds.items()}
     live = np.zeros(rows, dtype=bool)
     for s in seeds.values():
@@ -294,6 +301,30 @@ def reverse(
             prev = adj.get(name)
             adj[name] = c if prev is None else prev + c
     return Reverse(kadj, params)
+
+
+def _on_kink_samples(
+    fwd: Forward, seeds: dict[str, QArray]
+) -> tuple[Forward, dict[str, QArray]] | None:
+    """The pass and the seeds restricted to the samples holding kink nodes, when that applies.
+
+    For a reverse pass that reads only kink adjoints: the other samples' seeds
+    reach no kink node (see :func:`kink_samples_only`), so slicing them away
+    keeps every kink adjoint.  None when every sample holds a kink, a seed is
+    unbatched, or :func:`restrict_samples` does not apply.
+    """
+    net = fwd.net
+    if net.batch == 1 or not fwd.kinks:
+        return None
+    samples = sorted({k.sample for k in fwd.kinks})
+    if len(samples) == net.batch:
+        return None
+    if not all(is_batched(net, n) and s.num.ndim >= 2 for n, s in seeds.items()):
+        return None
+    sub = restrict_samples(fwd, samples)
+    if sub is None:
+        return None
+    return sub, {n: QArray(s.num[:, samples], s.den) for n, s in seeds.items()}
 
 
 def _expand_rows(
@@ -356,6 +387,74 @@ def kink_samples_only(fwd: Forward, name: str, seed: QArray) -> QArray:
     num = seed.num.copy()
     num[:, ~keep] = 0
     return QArray(num, seed.den)
+
+
+_SHARED_CACHE = ("parameterization", "index", "consumers", "trainable_dependence", "batched")
+"""Network cache entries that depend on the graph and parameters only (not on the inputs)."""
+
+
+def restrict_samples(fwd: Forward, samples: list[int]) -> Forward | None:
+    """The exact forward pass of the sub-minibatch ``samples`` (sorted, distinct), sliced.
+
+    Kink nodes keep their order (so kink adjoints keep their columns) with
+    their samples renumbered.  A reverse pass whose seeds vanish outside
+    ``samples`` gives the same kink and parameter adjoints on the slice (each
+    sample's adjoints come from its own seeds).  None unless every op is in
+    :data:`PER_SAMPLE_OPS` and every kink op's state is a batched QArray.
+    """
+    key = tuple(samples)
+    if key in fwd.sliced:
+        return fwd.sliced[key]
+    sub = _restrict(fwd, samples)
+    fwd.sliced[key] = sub
+    return sub
+
+
+def _restrict(fwd: Forward, samples: list[int]) -> Forward | None:
+    net = fwd.net
+    if not fwd.exact or any(n.op not in PER_SAMPLE_OPS for n in net.nodes):
+        return None
+    B = net.batch
+    idx = np.asarray(samples, dtype=np.int64)
+    states: dict[str, Any] = {}
+    for name, state in fwd.states.items():
+        if not (isinstance(state, QArray) and state.num.ndim >= 1 and state.shape[0] == B):
+            return None
+        states[name] = QArray(state.num[idx], state.den)
+    objective = net.objective
+    if objective is not None:
+        rows = objective.num.shape[0]
+        objective = QArray(
+            objective.num.reshape(rows, B, -1)[:, idx].reshape(rows, -1), objective.den
+        )
+    cache = {k: v for k, v in net.cache.items() if k in _SHARED_CACHE or k.startswith("flint:")}
+    sub = dataclasses.replace(
+        net,
+        inputs=QArray(net.inputs.num[idx], net.inputs.den),
+        objective=objective,
+        cache=cache,
+    )
+    values = {
+        name: QArray(v.num[idx], v.den) if is_batched(net, name) else v
+        for name, v in fwd.values.items()
+    }
+    pos = {b: i for i, b in enumerate(samples)}
+    renamed = {id(k): dataclasses.replace(k, sample=pos[k.sample]) for k in fwd.kinks}
+
+    def moved(k: KinkNode) -> KinkNode:  # by identity: hashing a kink node hashes Fractions
+        got = renamed.get(id(k))
+        return got if got is not None else dataclasses.replace(k, sample=pos[k.sample])
+
+    return Forward(
+        sub,
+        fwd.preset,
+        True,
+        values,
+        states,
+        [moved(k) for k in fwd.kinks],
+        {n: [moved(k) for k in ks] for n, ks in fwd.by_node.items()},
+        fwd.depends,
+    )
 
 
 def adjoint_demand(
@@ -504,5 +603,6 @@ __all__ = [
     "may_kink",
     "output_seeds",
     "output_value",
+    "restrict_samples",
     "reverse",
 ]

@@ -12,6 +12,7 @@ every ``t = B lam`` in V.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -21,7 +22,7 @@ import numpy as np
 from formal.core.graph import descendants
 from formal.core.kinks import KinkNode
 from formal.core.qarray import QArray, int_matmul
-from formal.engine.forward import Forward, output_seeds, reverse
+from formal.engine.forward import Forward, output_seeds, restrict_samples, reverse
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,13 @@ def _reverse_rows(
     True, else an empty placeholder), the kink adjoints and the raw parameter
     adjoints.  Without ``outputs`` only the T kink-input rows are seeded.
     """
+    if not outputs and fwd.net.batch > 1:  # the seeds live on the kink samples only
+        samples = sorted({k.sample for k in kinks})
+        sub = restrict_samples(fwd, samples) if len(samples) < fwd.net.batch else None
+        if sub is not None:
+            pos = {b: i for i, b in enumerate(samples)}
+            moved = tuple(dataclasses.replace(k, sample=pos[k.sample]) for k in kinks)
+            return _reverse_rows(sub, moved, rows, want, outputs)
     net = fwd.net
     out_seeds = output_seeds(net)
     total = len(rows) + (out_seeds.shape[0] if outputs else 0)

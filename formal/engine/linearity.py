@@ -137,10 +137,49 @@ def find_nonadditive(g: KinkGraph, timeout_ms: int = 60_000) -> SolverResult:
     return SolverResult("unknown", reason=s.reason_unknown())
 
 
+def _side_by_solve(g: KinkGraph, sides: dict[int, int]) -> SolverResult | None:
+    """The strict LP solved by exact linear algebra when V is all of Q^T, without a solver.
+
+    With the sides fixed every kink map is linear, so prescribing the kink
+    inputs (AD's side at margin 1: ``+-1`` for an activation, 1 on the chosen
+    input and 0 on the others for a tie) fixes every kink output; when each
+    kink input row reads only earlier kinks (C strictly lower triangular) the
+    t-rows follow by substitution, and rank T gives lam with ``basis lam = t``.
+    None when the rank or the triangular shape fails (z3 decides); the caller
+    re-checks the strict inequalities exactly either way.
+    """
+    T = len(g.rows)
+    if T == 0 or g.rank != T:
+        return None
+    if any(g.C[r, k2] for r, (k, _) in enumerate(g.rows) for k2 in range(k, len(g.kinks))):
+        return None
+    z: list[Fraction] = []
+    t: list[Fraction] = [Fraction(0)] * T
+    for k, node in enumerate(g.kinks):
+        if node.kind == "act":
+            ys = [Fraction(sides[k])]
+            z.append((node.d_plus if sides[k] > 0 else node.d_minus) * ys[0])
+        else:
+            ys = [Fraction(int(i == sides[k])) for i in range(len(node.inputs))]
+            z.append(ys[sides[k]])
+        for i, y in enumerate(ys):
+            r = g.row_of[(k, i)]
+            t[r] = y - sum((g.C[r, k2] * z[k2] for k2 in range(k) if g.C[r, k2]), Fraction(0))
+    lam = solve_exact([list(row) for row in g.basis], t)
+    return SolverResult("sat", (tuple(lam),))
+
+
 def find_side_direction(
-    g: KinkGraph, sides: dict[int, int], timeout_ms: int = 60_000
+    g: KinkGraph, sides: dict[int, int], timeout_ms: int = 60_000, *, exact_first: bool = True
 ) -> SolverResult:
-    """Strict LP: lam with every kink strictly on AD's side (scaled to margin 1)."""
+    """Strict LP: lam with every kink strictly on AD's side (scaled to margin 1).
+
+    Solved by exact substitution when V is all of Q^T (:func:`_side_by_solve`);
+    z3 decides otherwise (always, with ``exact_first=False``).
+    """
+    quick = _side_by_solve(g, sides) if exact_first else None
+    if quick is not None:
+        return quick
     lam = [z3.Real(f"l{j}") for j in range(g.rank)]
     t = _t_exprs(g, lam)
     _, ys = _kink_exprs(g, t, sides)

@@ -75,7 +75,11 @@ def verify_nonadditive(
     dsum = dict(d1)
     for j, v in d2.items():
         dsum[j] = dsum.get(j, Fraction(0)) + v
-    v1, v2, v3 = directional(fwd, [d1, d2, dsum])
+    if any(dsum.values()):
+        v1, v2, v3 = directional(fwd, [d1, d2, dsum])
+    else:  # d1 + d2 = 0 (an opposite pair): f'(w; 0) = 0 needs no pass
+        v1, v2 = directional(fwd, [d1, d2])
+        v3 = [Fraction(0)] * len(v1)
     for o, (a, b, c) in enumerate(zip(v1, v2, v3)):
         if c != a + b:
             net = fwd.net
@@ -95,7 +99,8 @@ _T2_REASON = (
 )
 _LRA_PROOF = "z3 QF_LRA: no lam1, lam2 with Psi(t1 + t2) != Psi(t1) + Psi(t2) on V (unsat)"
 _BOULIGAND_PROOF = (
-    "every kink node moves strictly to the side AD used (strict LP, z3 QF_LRA, re-checked exactly)"
+    "every kink node moves strictly to the side AD used (strict LP: exact substitution when "
+    "V = Q^T, else z3 QF_LRA; re-checked exactly)"
 )
 
 

@@ -53,12 +53,15 @@ class ActRule:
         y = ins[0]
         if act.transcendental:
             raise NotExact(f"activation node {node.name!r} ({act.name}) has transcendental values")
-        pieces = act.piece_map(y)
+        signs = [y.compare(c) for c in act.kinks]  # one exact comparison per kink
+        pieces = np.zeros(y.shape, dtype=np.int64)  # = act.piece_map(y)
+        for sg in signs:
+            pieces += (sg > 0).astype(np.int64)
         value = act.apply(y, pieces)
         kinks: list[KinkNode] = []
         on_kink = np.zeros(y.shape, dtype=bool)
-        for c in act.kinks:
-            hit = y.compare(c) == 0
+        for c, sg in zip(act.kinks, signs):
+            hit = sg == 0
             on_kink |= hit
             for pos in zip(*np.nonzero(hit.reshape(y.shape[0], -1))):
                 b, i = int(pos[0]), int(pos[1])

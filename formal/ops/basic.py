@@ -138,7 +138,10 @@ def _linear_exact(node: Node, ins: list[QArray], net: Network) -> QArray:
     x, w = ins
     wnode = net.node(node.inputs[1])
     if wnode.op == "param":
-        num = net.flint_param(wnode.attr("name")).right_mul(x.num, transpose=True)
+        xs = x.native()  # the loader's int64 numerators (e.g. of the input) skip a conversion
+        num = net.flint_param(wnode.attr("name")).right_mul(
+            x.num if xs is None else xs, transpose=True
+        )
     else:
         num = int_matmul(x.num, w.num.T)
     return QArray(num, x.den * w.den)
