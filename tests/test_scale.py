@@ -28,10 +28,11 @@ import formal.engine.kinkgraph as kinkgraph
 import formal.engine.linearity as linearity
 import formal.engine.verdict as verdict
 import formal.ops.pool as pool
-from formal.core.activations import parse_preset
+from formal.core.activations import Preset, parse_preset
 from formal.core.builders import dense_network, exact_from_float
 from formal.core.graph import descendants
 from formal.core.kinks import KinkNode
+from formal.core.network import Network
 from formal.core.qarray import FlintMatrix, QArray, carry, int_matmul, split
 from formal.core.signatures import exact_oracle, signatures, uncertified_oracle
 from formal.engine.forward import Forward, exact_forward, forward, output_seeds, reverse
@@ -93,9 +94,9 @@ def reference_kink_graph(fwd: Forward, **_: object) -> KinkGraph:
 
 @contextlib.contextmanager
 def reference_engine() -> Iterator[None]:
-    """Run the old exact path: object ``dot`` products, the dense kink graph, every sample's
-    seeds in every reverse pass, reverse mode for kink adjoints, z3 for every linearity
-    query and the old max-pool tie loop."""
+    """Run the old exact path: every node's exact value computed up front, object ``dot``
+    products, the dense kink graph, every sample's seeds in every reverse pass, reverse mode
+    for kink adjoints, z3 for every linearity query and the old max-pool tie loop."""
     saved = (
         qarray._FLINT_MIN_WORK,
         verdict.build_kink_graph,
@@ -104,7 +105,14 @@ def reference_engine() -> Iterator[None]:
         linearity._opposite_pair,
         fwdmod.forward_kink_adjoints,
         linearity._side_by_solve,
+        fwdmod.exact_forward,
     )
+    eager = fwdmod.exact_forward
+
+    def every_value(net: Network, preset: Preset, certified: object = None) -> Forward:
+        return eager(net, preset)
+
+    fwdmod.exact_forward = every_value  # type: ignore[assignment]
     qarray._FLINT_MIN_WORK = 1 << 62
     linearity._opposite_pair = lambda g: None  # z3 decides every query
     linearity._side_by_solve = lambda g, sides: None
@@ -119,6 +127,7 @@ def reference_engine() -> Iterator[None]:
         setattr(MaxPoolRule, "forward", saved[3])  # noqa: B010
         linearity._opposite_pair, fwdmod.forward_kink_adjoints = saved[4:6]
         linearity._side_by_solve = saved[6]
+        fwdmod.exact_forward = saved[7]
 
 
 def reference_maxpool_forward(
@@ -514,3 +523,84 @@ def test_side_direction_by_substitution_agrees_with_z3(doc):
                 assert all(
                     c > ys[g.row_of[(k, i)]] for i in range(len(node.inputs)) if i != sides[k]
                 )
+
+
+# -- exact values only where a kink can be ------------------------------------------------
+
+
+def _lazy_and_eager(doc: dict, preset: str) -> tuple[Forward, Forward] | None:
+    net = from_dict(doc)
+    fp = fwdmod._complete_float_pass(net)
+    if fp is None or fp.ok or not fp.complete:
+        return None
+    pre = parse_preset(preset)
+    return exact_forward(net, pre, certified=fp), exact_forward(from_dict(doc), pre)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.one_of(networks(batch=(1, 3), max_width=3, max_layers=3), image_networks()),
+    st.sampled_from(["pytorch", "right"]),
+)
+def test_lazy_exact_values_equal_the_eager_ones(doc, preset):
+    """The forward pass that takes certified ops' states from the float pass finds the same
+    kink nodes and states, and computes (on first use) the same value and shape per node."""
+    got = _lazy_and_eager(doc, preset)
+    if got is None:
+        return
+    lazy, eager = got
+
+    def keys(f: Forward) -> list[tuple]:
+        return [(k.node, k.sample, k.index, k.kind, k.inputs, k.value) for k in f.kinks]
+
+    assert keys(lazy) == keys(eager)
+    assert set(lazy.states) == set(eager.states)
+    for name, state in eager.states.items():
+        assert fwdmod._same_state(lazy.states[name], state), name
+    assert lazy.shapes is not None
+    for node in lazy.net.nodes:
+        v, ref = lazy.values[node.name], eager.values[node.name]
+        assert v.shape == ref.shape == lazy.shapes[node.name], node.name
+        assert (v.num * ref.den == ref.num * v.den).all(), node.name
+
+
+def test_certified_layers_stay_float():
+    """784-64-64-10 with kinks in the first layer only: the deeper layers' exact values are
+    not computed by the verdict (their activation states come from the certified float
+    pass), and the verdict equals the eager path's."""
+    rng = np.random.default_rng(3)
+    sizes = [784, 64, 64, 10]
+    weights = [
+        (rng.standard_normal((m, n)) / np.sqrt(n)).astype(np.float32)
+        for n, m in zip(sizes, sizes[1:])
+    ]
+    biases = [np.zeros(m, dtype=np.float32) for m in sizes[1:]]
+    x = (np.floor(rng.random((1, 784)) * 16) / 16).astype(np.float32)
+    x[0, :392] = 0  # first-layer kinks: units that read only zero pixels, with zero bias
+    weights[0][:3, 392:] = 0
+    net = dense_network(weights, biases, x, ["relu", "relu", "identity"], source="test")
+    fwd = forward(net, parse_preset("pytorch"))
+    assert fwd.exact and len(fwd.kinks) >= 3
+    assert {k.node for k in fwd.kinks} == {fwd.kinks[0].node}
+    deep = [n.name for n in net.nodes if n.op == "act"][1:]
+    assert deep and not any(name in fwd.values for name in deep)
+    new = verdict.check(net, "pytorch", gradient=True)
+    with reference_engine():
+        ref = verdict.check(net, "pytorch", gradient=True)
+    assert summary(new) == summary(ref)
+
+
+@settings(max_examples=30, deadline=None)
+@given(image_networks())
+def test_constant_piece_shortcut_agrees_with_signatures(doc):
+    """The max-pool float filter's shortcut (close entries certified in one constant piece of
+    the activation below) flags exactly the ops the signature numbering flags."""
+    fast = fwdmod._complete_float_pass(from_dict(doc))
+    saved = pool._same_constant_piece
+    pool._same_constant_piece = lambda *args: False  # type: ignore[assignment]
+    try:
+        slow = fwdmod._complete_float_pass(from_dict(doc))
+    finally:
+        pool._same_constant_piece = saved
+    assert fast is not None and slow is not None
+    assert fast.suspects == slow.suspects

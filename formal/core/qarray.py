@@ -199,6 +199,15 @@ def split_matmul(a: Split, b: Split) -> np.ndarray:
     return out
 
 
+def large_product(n: int, k: int, m: int) -> bool:
+    """True when an (n, k) @ (k, m) integer product goes through digit splits (or flint).
+
+    Callers that can split an operand more cheaply than :func:`split` would
+    (e.g. before an im2col gather) do so only then.
+    """
+    return n * k * m >= _FLINT_MIN_WORK and n > 0 and k > 0 and m > 0
+
+
 def _nonzero_rows(a: Split) -> np.ndarray:
     rows = np.zeros(a.chunks[0].shape[0], dtype=bool)
     for c in a.chunks:
@@ -220,12 +229,18 @@ def _split_ok(k: int, na: int, nb: int) -> bool:
     return k <= _MAX_K and na * nb <= _MAX_PRODUCTS and min(na, nb) <= 64
 
 
-def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def int_matmul(
+    a: np.ndarray,
+    b: np.ndarray,
+    a_digits: Split | None = None,
+    b_digits: Split | None = None,
+) -> np.ndarray:
     """Exact product of two 2-D integer object arrays.
 
     Small products use numpy's object dot; larger ones exact float64 BLAS
     products of base-2**16 digits (:func:`split_matmul`), or flint's
-    ``fmpz_mat`` when the operands have too many digits.
+    ``fmpz_mat`` when the operands have too many digits.  ``a_digits``,
+    ``b_digits``: the operands' digits when already known (e.g. split before an im2col gather).
     """
     n, k = a.shape
     k2, m = b.shape
@@ -238,7 +253,8 @@ def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return out
     if n * k * m < _FLINT_MIN_WORK:
         return np.dot(a, b)
-    sa, sb = split(a), split(b)
+    sa = a_digits if a_digits is not None else split(a)
+    sb = b_digits if b_digits is not None else split(b)
     if _split_ok(k, len(sa.chunks), len(sb.chunks)):
         return split_matmul(sa, sb)
     if _HAVE_FLINT:
@@ -265,6 +281,7 @@ class FlintMatrix:
         transpose: bool = False,
         post: Callable[[np.ndarray], np.ndarray] | None = None,
         weight: int = 1,
+        digits: Split | None = None,
     ) -> np.ndarray:
         """Return ``x @ M`` (or ``x @ M.T``) exactly for a 2-D integer array x.
 
@@ -273,7 +290,8 @@ class FlintMatrix:
         work on int64 and object arrays alike.  ``weight`` bounds the sum of
         the absolute coefficients per output entry: the map is then applied to
         the int64 digit sums before they are carried into Python integers
-        (fewer entries to carry when the map shrinks the array).
+        (fewer entries to carry when the map shrinks the array).  ``digits``:
+        the digits of x when already known (e.g. split before an im2col gather).
         """
         mat = self.array.T if transpose else self.array
         n, k = x.shape
@@ -292,7 +310,7 @@ class FlintMatrix:
             else:
                 cached = split(np.ascontiguousarray(mat))
             self._splits[transpose] = cached
-        sx = split(x)
+        sx = digits if digits is not None else split(x)
         if _split_ok(k, len(sx.chunks), len(cached.chunks)):
             if post is None:
                 return split_matmul(sx, cached)
@@ -454,4 +472,5 @@ __all__ = [
     "split_matmul",
     "digit_sums",
     "carry",
+    "large_product",
 ]

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from formal.core.activations import Preset
-from formal.core.graph import descendants, is_batched, trainable_dependence
+from formal.core.graph import ancestors, descendants, is_batched, trainable_dependence
 from formal.core.kinks import KinkNode, KinkRule
 from formal.core.network import Network, Node
 from formal.core.qarray import QArray, int_matmul
@@ -67,6 +67,7 @@ class Forward:
     kinks: list[KinkNode] = field(default_factory=list)
     by_node: dict[str, list[KinkNode]] = field(default_factory=dict)
     depends: dict[str, bool] = field(default_factory=dict)
+    shapes: dict[str, tuple[int, ...]] | None = field(default=None, repr=False, compare=False)
     sliced: dict[tuple[int, ...], Forward | None] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )  # restrict_samples' results by sample tuple (not copied by dataclasses.replace)
@@ -90,6 +91,8 @@ class FloatPass:
     vals: dict[str, np.ndarray]
     errs: dict[str, np.ndarray]
     complete: bool
+    suspects: frozenset[str] = frozenset()  # the kink ops that may hold a kink node
+    hints: dict[str, Any] = field(default_factory=dict)  # kink ops' float_state hints
 
     def __iter__(self) -> Iterator[Any]:
         """``ok, vals, errs = float_pass(net)``."""
@@ -111,18 +114,24 @@ def float_pass(net: Network, *, stop_on_suspect: bool = True) -> FloatPass:
     vals: dict[str, np.ndarray] = {}
     errs: dict[str, np.ndarray] = {}
     state = {"ok": True}
+    suspects: set[str] = set()
+    hints: dict[str, Any] = {}
 
     def step(node: Node, fn: Any, ins: list[np.ndarray]) -> np.ndarray:
         in_e = [errs[i] for i in node.inputs]
         kr = kink_rule(node.op)
         suspect = False
         if kr is not None:
-            v, e, suspect = kr.float_filter(node, ins, in_e, net, **_context(kr, (vals, errs)))
+            got = kr.float_filter(node, ins, in_e, net, **_context(kr, (vals, errs)))
+            v, e, suspect = got[:3]
+            if len(got) > 3:  # a hint for the rule's float_state (see exact_forward)
+                hints[node.name] = got[3]
         else:
             v, e = fn(node, ins, in_e, net)
         vals[node.name], errs[node.name] = v, e
         if suspect:
             state["ok"] = False
+            suspects.add(node.name)
             if stop_on_suspect:
                 raise _Stop
         if not (np.all(np.isfinite(v)) and np.all(np.isfinite(e))):
@@ -133,8 +142,8 @@ def float_pass(net: Network, *, stop_on_suspect: bool = True) -> FloatPass:
     try:
         walk(net, "float", step, env=vals)
     except _Stop:
-        return FloatPass(False, vals, errs, complete=False)
-    return FloatPass(state["ok"], vals, errs, complete=True)
+        return FloatPass(False, vals, errs, False, frozenset(suspects), hints)
+    return FloatPass(state["ok"], vals, errs, True, frozenset(suspects), hints)
 
 
 def float_filter(net: Network) -> bool:
@@ -177,10 +186,14 @@ def forward(net: Network, preset: Preset, *, use_filter: bool = True) -> Forward
     """
     if use_filter and not may_kink(net):
         return Forward(net, preset, exact=False)
-    if use_filter and float_filter(net):
-        return Forward(net, preset, exact=False)
+    certified = None
+    if use_filter:
+        fp = _complete_float_pass(net)
+        if fp is not None and fp.ok:
+            return Forward(net, preset, exact=False)
+        certified = fp if fp is not None and fp.complete else None
     try:
-        return exact_forward(net, preset)
+        return exact_forward(net, preset, certified=certified)
     except NotExact as exc:
         if not use_filter:
             raise
@@ -190,23 +203,146 @@ def forward(net: Network, preset: Preset, *, use_filter: bool = True) -> Forward
         raise NotExact(f"{exc}; {why}") from None
 
 
-def exact_forward(net: Network, preset: Preset) -> Forward:
-    """Exact values of every node, the kink ops' states and the kink nodes that depend on w."""
+def _complete_float_pass(net: Network) -> FloatPass | None:
+    """The float pass through every node (None when an op has no float rule)."""
+    # overflow to inf / inf - inf = nan is expected (huge binary64 values): the pass then
+    # stops and the exact pass decides; numpy must not warn about it
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        try:
+            return float_pass(net, stop_on_suspect=False)
+        except MissingRule:
+            return None
+
+
+class ExactValues(dict[str, QArray]):
+    """Exact node values, each computed on first use (with every value it reads).
+
+    The exact forward pass decides the kink ops the float filter could not
+    certify; the values of the other nodes are computed only when a later
+    pass reads them (a parameter tangent reads its layer's input, a gradient
+    reads every layer's input).  A certified kink op's value, computed late,
+    must come with the state the float pass gave it and no kink node: anything
+    else is an internal error, raised (never a silently different verdict).
+    """
+
+    def __init__(self, fwd: Forward) -> None:
+        super().__init__()
+        self.fwd = fwd
+
+    def __missing__(self, name: str) -> QArray:
+        fwd = self.fwd
+        net = fwd.net
+
+        def step(node: Node, fn: Any, ins: list[QArray]) -> QArray:
+            kr = kink_rule(node.op)
+            if kr is None:
+                return fn(node, ins, net)
+            value, state, kinks = kr.forward(node, ins, net, fwd.preset, **_context(kr, fwd))
+            if kinks or not _same_state(state, fwd.states[node.name]):
+                raise AssertionError(
+                    f"kink op {node.name!r}: the exact state differs from the float-certified one"
+                )
+            return value
+
+        walk(net, "exact", step, env=self, only=ancestors(net, name))
+        return dict.__getitem__(self, name)
+
+    def complete(self) -> ExactValues:
+        """Compute every node's value (returns self)."""
+        for node in self.fwd.net.nodes:
+            self[node.name]
+        return self
+
+
+def _same_state(a: Any, b: Any) -> bool:
+    if isinstance(a, QArray) and isinstance(b, QArray):
+        return a.shape == b.shape and bool(np.all(a.num * b.den == b.num * a.den))
+    return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+
+
+class Pending:
+    """A node value not computed yet, as a rule's operand: its shape is known.
+
+    Reading anything else (``num``, ``den``, a method) computes the value
+    (:class:`ExactValues`).  Rules that only need an operand's shape (e.g. a
+    convolution's input when no tangent moves its weights) never compute it.
+    """
+
+    __slots__ = ("_values", "_name", "shape")
+
+    def __init__(self, values: ExactValues, name: str, shape: tuple[int, ...]) -> None:
+        self._values = values
+        self._name = name
+        self.shape = shape
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._values[self._name], attr)
+
+
+def operands(fwd: Forward, node: Node) -> list[QArray]:
+    """The exact values of ``node``'s inputs, not yet computed ones as :class:`Pending`."""
+    values = fwd.values
+    if not isinstance(values, ExactValues) or fwd.shapes is None:
+        return [values[i] for i in node.inputs]
+    out: list[Any] = []
+    for i in node.inputs:
+        if i in values or i not in fwd.shapes:
+            out.append(values[i])
+        else:
+            out.append(Pending(values, i, fwd.shapes[i]))
+    return out
+
+
+def exact_forward(net: Network, preset: Preset, *, certified: FloatPass | None = None) -> Forward:
+    """Exact values of every node, the kink ops' states and the kink nodes that depend on w.
+
+    ``certified``: a complete float pass.  A kink op it certifies (no entry
+    near a kink) whose rule derives its state from the float values
+    (``float_state``) is not evaluated: its state comes from the float pass
+    and the exact values it and its inputs take are computed on first use
+    (:class:`ExactValues`).  Exact arithmetic then covers the suspect ops and
+    what they read, not the whole network.
+    """
     fwd = Forward(net, preset, exact=True)
     fwd.depends = dict(trainable_dependence(net))
+    if certified is None:
 
-    def step(node: Node, fn: Any, ins: list[QArray]) -> QArray:
+        def step(node: Node, fn: Any, ins: list[QArray]) -> QArray:
+            kr = kink_rule(node.op)
+            if kr is None:
+                return fn(node, ins, net)
+            value, state, kinks = kr.forward(node, ins, net, preset, **_context(kr, fwd))
+            fwd.states[node.name] = state
+            if kinks and fwd.depends[node.name]:
+                fwd.by_node[node.name] = kinks
+                fwd.kinks.extend(kinks)
+            return value
+
+        walk(net, "exact", step, env=fwd.values)
+        return fwd
+    values = ExactValues(fwd)
+    fwd.values = values
+    fwd.shapes = {n: tuple(v.shape) for n, v in certified.vals.items()}
+    for node in net.nodes:
         kr = kink_rule(node.op)
         if kr is None:
-            return fn(node, ins, net)
+            continue
+        state = None
+        from_float = getattr(kr, "float_state", None)
+        if from_float is not None and node.name not in certified.suspects:
+            ins_f = [certified.vals[i] for i in node.inputs]
+            errs_f = [certified.errs[i] for i in node.inputs]
+            state = from_float(node, ins_f, errs_f, net, preset, certified.hints.get(node.name))
+        if state is not None:
+            fwd.states[node.name] = state
+            continue
+        ins = [values[i] for i in node.inputs]
         value, state, kinks = kr.forward(node, ins, net, preset, **_context(kr, fwd))
+        values[node.name] = value
         fwd.states[node.name] = state
         if kinks and fwd.depends[node.name]:
             fwd.by_node[node.name] = kinks
             fwd.kinks.extend(kinks)
-        return value
-
-    walk(net, "exact", step, env=fwd.values)
     return fwd
 
 
@@ -279,7 +415,7 @@ def reverse(
                 prev = params.get(node.attr("name"))
                 params[node.attr("name")] = a if prev is None else prev + a
             continue
-        ins = [fwd.values[i] for i in node.inputs]
+        ins = operands(fwd, node)
         need = [demand.get(i, False) for i in node.inputs]
         kr = kink_rule(node.op)
         if kr is not None:
@@ -434,9 +570,9 @@ def _restrict(fwd: Forward, samples: list[int]) -> Forward | None:
         objective=objective,
         cache=cache,
     )
-    values = {
+    sliced = {
         name: QArray(v.num[idx], v.den) if is_batched(net, name) else v
-        for name, v in fwd.values.items()
+        for name, v in fwd.values.items()  # the values computed so far (see ExactValues)
     }
     pos = {b: i for i, b in enumerate(samples)}
     renamed = {id(k): dataclasses.replace(k, sample=pos[k.sample]) for k in fwd.kinks}
@@ -445,16 +581,25 @@ def _restrict(fwd: Forward, samples: list[int]) -> Forward | None:
         got = renamed.get(id(k))
         return got if got is not None else dataclasses.replace(k, sample=pos[k.sample])
 
-    return Forward(
+    out = Forward(
         sub,
         fwd.preset,
         True,
-        values,
+        sliced,
         states,
         [moved(k) for k in fwd.kinks],
         {n: [moved(k) for k in ks] for n, ks in fwd.by_node.items()},
         fwd.depends,
     )
+    if isinstance(fwd.values, ExactValues) and fwd.shapes is not None:
+        lazy = ExactValues(out)  # the others are computed on the slice when read
+        lazy.update(sliced)
+        out.values = lazy
+        out.shapes = {
+            n: (len(samples),) + shape[1:] if is_batched(net, n) else shape
+            for n, shape in fwd.shapes.items()
+        }
+    return out
 
 
 def adjoint_demand(
@@ -493,7 +638,7 @@ def _jvp_step(fwd: Forward) -> Any:
     net = fwd.net
 
     def step(node: Node, fn: Any, tin: list[QArray | None]) -> QArray | None:
-        ins = [fwd.values[i] for i in node.inputs]
+        ins = operands(fwd, node)
         kr = kink_rule(node.op)
         if kr is None:
             return fn(node, ins, tin, net)
@@ -587,8 +732,10 @@ def gradient_ad(fwd: Forward) -> QArray:
 
 
 __all__ = [
+    "ExactValues",
     "FloatPass",
     "Forward",
+    "Pending",
     "Reverse",
     "adjoint_demand",
     "exact_forward",
@@ -602,6 +749,7 @@ __all__ = [
     "kink_samples_only",
     "may_kink",
     "output_seeds",
+    "operands",
     "output_value",
     "restrict_samples",
     "reverse",

@@ -82,6 +82,31 @@ class ActRule:
         slope = QArray(np.where(on_kink, 0, slope.num), slope.den)
         return value, slope, kinks
 
+    def float_state(
+        self,
+        node: Node,
+        vals: list[np.ndarray],
+        errs: list[np.ndarray],
+        net: Network,
+        preset: Preset,
+        hint: Any = None,
+    ) -> QArray | None:
+        """The state :meth:`forward` gives (the slopes), from a float pass that certified the op.
+
+        Only for piecewise-linear activations, whose slope is constant on each
+        piece: the certified float values (every pre-activation farther from
+        each kink than its error bound, see :meth:`float_filter`) then fix each
+        entry's piece.  None otherwise (the exact pass decides).
+        """
+        act = act_of(node)
+        if act.transcendental or act.degree > 1:
+            return None
+        y = vals[0]
+        pieces = np.zeros(y.shape, dtype=np.int64)
+        for c in act.kinks:
+            pieces += (y > float(c)).astype(np.int64)
+        return act.slope(QArray.zeros(y.shape), pieces)
+
     def float_filter(
         self, node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net: Network
     ):

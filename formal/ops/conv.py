@@ -44,7 +44,7 @@ import numpy as np
 from formal.core.balls import ball_matmul
 from formal.core.floatbound import ETA, U, gamma
 from formal.core.network import Network, Node
-from formal.core.qarray import QArray, int_matmul
+from formal.core.qarray import QArray, Split, int_matmul, large_product, split
 from formal.core.rules import register
 from formal.core.signatures import Oracle, combine, fill_id, row_ids
 from formal.errors import InvalidArgument
@@ -196,16 +196,39 @@ def _conv_forward_num(
     og = CO // g
     wflat = w.num.reshape(CO, -1)
     pname = param_name(net, node.inputs[1])
+    digits = _digits_before_gather(flat, N * oh * ow, tables[0].shape[1], og)
     outs = []
     for gi, tab in enumerate(tables):
         cols = gather_padded(flat, tab).reshape(N * oh * ow, tab.shape[1])
+        dcols = _gathered(digits, tab, N * oh * ow)
         if g == 1 and pname:
-            y = net.flint_param(pname).right_mul(cols, transpose=True)
+            y = net.flint_param(pname).right_mul(cols, transpose=True, digits=dcols)
         else:
-            y = int_matmul(cols, np.ascontiguousarray(wflat[gi * og : (gi + 1) * og].T))
+            wg = np.ascontiguousarray(wflat[gi * og : (gi + 1) * og].T)
+            y = int_matmul(cols, wg, a_digits=dcols)
         outs.append(y.reshape(N, oh, ow, og))
     y = np.concatenate(outs, axis=-1) if g > 1 else outs[0]
     return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+
+
+def _digits_before_gather(flat: np.ndarray, rows: int, k: int, m: int) -> Split | None:
+    """The digits of ``flat`` when its im2col matrix (rows, k) meets m columns in a large product.
+
+    Splitting the input once and gathering its digit matrices gives the
+    digits of the im2col matrix (an index map moves entries; a padding 0 has
+    all-zero digits) with one split per input entry instead of one per im2col
+    entry (up to kh * kw per input entry).
+    """
+    if flat.dtype != object or not large_product(rows, k, m):
+        return None
+    return split(flat)
+
+
+def _gathered(digits: Split | None, tab: np.ndarray, rows: int) -> Split | None:
+    if digits is None:
+        return None
+    stacked = gather_padded(np.stack(digits.chunks), tab)  # one gather for every digit
+    return Split(tuple(stacked.reshape(len(digits.chunks), rows, tab.shape[1])))
 
 
 def _fan(tab: np.ndarray) -> int:
@@ -250,11 +273,14 @@ def _conv_jvp(
         og = CO // g
         flat = x.num.reshape(B, -1)
         wdf = wd.num.reshape(r, CO, -1)
+        digits = _digits_before_gather(flat, B * oh * ow, tables[0].shape[1], r * og)
         parts = []
         for gi, tab in enumerate(tables):
             cols = gather_padded(flat, tab).reshape(B * oh * ow, tab.shape[1])
             wg = wdf[:, gi * og : (gi + 1) * og].reshape(r * og, -1)
-            y = int_matmul(cols, np.ascontiguousarray(wg.T)).reshape(B, oh, ow, r, og)
+            dcols = _gathered(digits, tab, B * oh * ow)
+            y = int_matmul(cols, np.ascontiguousarray(wg.T), a_digits=dcols)
+            y = y.reshape(B, oh, ow, r, og)
             parts.append(y)
         y = np.concatenate(parts, axis=-1) if g > 1 else parts[0]
         term = QArray(np.ascontiguousarray(y.transpose(3, 0, 4, 1, 2)), x.den * wd.den)
@@ -289,6 +315,10 @@ def _conv_vjp(
         out[0] = QArray(xbar.reshape((r,) + x.shape), adj.den * w.den)
     if need[1] is not False:
         flat = x.num.reshape(B, -1)
+        k = tables[0].shape[1]
+        digits = (
+            split(flat) if flat.dtype == object and large_product(r * og, B * oh * ow, k) else None
+        )
         wbar_parts = []
         for gi, tab in enumerate(tables):
             cols = gather_padded(flat, tab).reshape(B * oh * ow, tab.shape[1])
@@ -298,9 +328,9 @@ def _conv_vjp(
                 .transpose(0, 2, 1)
                 .reshape(r * og, B * oh * ow)
             )
-            wbar_parts.append(
-                int_matmul(np.ascontiguousarray(ag), cols).reshape(r, og, tab.shape[1])
-            )
+            dcols = _gathered(digits, tab, B * oh * ow)
+            prod = int_matmul(np.ascontiguousarray(ag), cols, b_digits=dcols)
+            wbar_parts.append(prod.reshape(r, og, tab.shape[1]))
         wbar = np.concatenate(wbar_parts, axis=1) if g > 1 else wbar_parts[0]
         out[1] = QArray(wbar.reshape((r,) + w.shape), adj.den * x.den)
     return out

@@ -284,12 +284,70 @@ class MaxPoolRule:
                 suspect = True
             else:
                 vals_d, errs_d = context
-                sig = signatures(net, node.inputs[0], float_oracle(vals_d, errs_d)).reshape(B, -1)
-                ws = sig[:, safe_t]  # (B, K, n_out)
-                ref = np.take_along_axis(ws, close.argmax(axis=1)[:, None, :], axis=1)
-                suspect = bool(np.any(close & (ws != ref)))
+                oracle = float_oracle(vals_d, errs_d)
+                suspect = not _same_constant_piece(
+                    net.node(node.inputs[0]), oracle, close, many, safe_t
+                )
+                if suspect:  # the general test: one local signature per window's close set
+                    sig = signatures(net, node.inputs[0], oracle).reshape(B, -1)
+                    ws = sig[:, safe_t]  # (B, K, n_out)
+                    ref = np.take_along_axis(ws, close.argmax(axis=1)[:, None, :], axis=1)
+                    suspect = bool(np.any(close & (ws != ref)))
         shape = (B,) + node.shape
-        return m.reshape(shape), err.reshape(shape), suspect
+        # the entries AD would pick when the op is certified (not suspect): every close
+        # entry then has one signature, so all of them equal the maximum exactly
+        K, n_out = close.shape[1], close.shape[2]
+        first = close.argmax(axis=1)
+        last = K - 1 - close[:, ::-1].argmax(axis=1)
+        out = np.arange(n_out)[None, :]
+        hint = (safe_t[first, out], safe_t[last, out])
+        return m.reshape(shape), err.reshape(shape), suspect, hint
+
+    def float_state(
+        self,
+        node: Node,
+        vals: list[np.ndarray],
+        errs: list[np.ndarray],
+        net: Network,
+        preset: Preset,
+        hint: Any = None,
+    ) -> np.ndarray | None:
+        """The state :meth:`forward` gives (AD's entry per window) from a certifying float pass.
+
+        Certified (:meth:`float_filter` found no possible tie between entries
+        that are different functions): the entries whose float enclosure can
+        reach the maximum share one local signature, hence are all exactly
+        equal to it, and the exact pass would pick the first or last of them
+        by the tie rule; ``hint`` holds both picks.
+        """
+        if hint is None:
+            return None
+        first, last = hint
+        n_out = first.shape[1]
+        if isinstance(node.attr("tie"), (list, tuple)):
+            rules = np.array([tie_rule(node, preset, o) == "first" for o in range(n_out)])
+        else:
+            rules = np.full(n_out, tie_rule(node, preset, 0) == "first")
+        return np.where(rules[None, :], first, last).astype(np.int64)
+
+
+def _same_constant_piece(
+    inp: Node, oracle: Oracle, close: np.ndarray, many: np.ndarray, safe_t: np.ndarray
+) -> bool:
+    """Whether, in every window with several close entries, those entries are certified to
+    lie inside one constant piece of the activation ``inp`` (e.g. dead ReLUs).
+
+    Such entries are one constant function near w (the activation's signature
+    rule, :mod:`formal.core.signatures`), so the window holds no tie; this
+    settles the common case without numbering the network's entries.
+    """
+    if inp.op != "act":
+        return False
+    B = close.shape[0]
+    codes = oracle(inp).reshape(B, -1)[:, safe_t]  # (B, K, n_out) constant piece or -1
+    ref = np.take_along_axis(codes, close.argmax(axis=1)[:, None, :], axis=1)
+    bad = close & ((codes != ref) | (ref < 0)) & many[:, None, :]
+    return not bool(bad.any())
 
 
 def _max_exact(node: Node, ins: list[QArray], net: Network) -> QArray:
