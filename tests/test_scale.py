@@ -604,3 +604,36 @@ def test_constant_piece_shortcut_agrees_with_signatures(doc):
         pool._same_constant_piece = saved
     assert fast is not None and slow is not None
     assert fast.suspects == slow.suspects
+
+
+def test_exact_pass_covers_the_suspect_samples_alone():
+    """B = 32 with every kink in sample 0: the exact pass runs on that sample; the other 31
+    samples' states come from the float pass, and kinks, states and the verdict equal the
+    eager pass's (the values of the full batch, computed on demand, too)."""
+    from formal.bench.scale import batch_mlp
+
+    weights, biases, x = batch_mlp(32)
+
+    def build() -> Network:
+        return dense_network(weights, biases, x, ["relu", "relu", "identity"], objective="sum")
+
+    net = build()
+    fwd = forward(net, parse_preset("pytorch"))
+    eager = exact_forward(build(), parse_preset("pytorch"))
+    assert fwd.kinks and {k.sample for k in fwd.kinks} == {0}
+    batched = [n.name for n in net.nodes if n.op != "param"]
+    assert not any(name in fwd.values for name in batched)  # nothing of the batch computed
+    assert [(k.node, k.sample, k.index, k.value) for k in fwd.kinks] == [
+        (k.node, k.sample, k.index, k.value) for k in eager.kinks
+    ]
+    for name, state in eager.states.items():
+        assert fwd.states[name].shape == (32,) + net.node(name).shape
+        assert fwdmod._same_state(fwd.states[name], state), name
+    out = net.output
+    assert (
+        fwd.values[out].num * eager.values[out].den == eager.values[out].num * fwd.values[out].den
+    ).all()
+    new = verdict.check(build(), "pytorch", gradient=True)
+    with reference_engine():
+        ref = verdict.check(build(), "pytorch", gradient=True)
+    assert summary(new) == summary(ref)

@@ -16,6 +16,7 @@ maximum is attained more than once (a *tie*).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -220,9 +221,10 @@ class ExactValues(dict[str, QArray]):
     The exact forward pass decides the kink ops the float filter could not
     certify; the values of the other nodes are computed only when a later
     pass reads them (a parameter tangent reads its layer's input, a gradient
-    reads every layer's input).  A certified kink op's value, computed late,
-    must come with the state the float pass gave it and no kink node: anything
-    else is an internal error, raised (never a silently different verdict).
+    reads every layer's input).  A kink op's value computed late must come
+    with the state and kink nodes the forward pass recorded (from the float
+    pass, or from the exact pass of the suspect samples): anything else is an
+    internal error, raised (never a silently different verdict).
     """
 
     def __init__(self, fwd: Forward) -> None:
@@ -238,9 +240,14 @@ class ExactValues(dict[str, QArray]):
             if kr is None:
                 return fn(node, ins, net)
             value, state, kinks = kr.forward(node, ins, net, fwd.preset, **_context(kr, fwd))
-            if kinks or not _same_state(state, fwd.states[node.name]):
+            found = kinks if fwd.depends.get(node.name) else []
+            recorded = fwd.by_node.get(node.name, [])
+            if [_kink_key(k) for k in found] != [_kink_key(k) for k in recorded] or not (
+                _same_state(state, fwd.states[node.name])
+            ):
                 raise AssertionError(
-                    f"kink op {node.name!r}: the exact state differs from the float-certified one"
+                    f"kink op {node.name!r}: the exact state or kink nodes differ from those "
+                    "the forward pass recorded"
                 )
             return value
 
@@ -252,6 +259,10 @@ class ExactValues(dict[str, QArray]):
         for node in self.fwd.net.nodes:
             self[node.name]
         return self
+
+
+def _kink_key(k: KinkNode) -> tuple[Any, ...]:
+    return (k.sample, k.index, k.kind, k.inputs, k.value, k.choice)
 
 
 def _same_state(a: Any, b: Any) -> bool:
@@ -323,6 +334,8 @@ def exact_forward(net: Network, preset: Preset, *, certified: FloatPass | None =
     values = ExactValues(fwd)
     fwd.values = values
     fwd.shapes = {n: tuple(v.shape) for n, v in certified.vals.items()}
+    if _on_suspect_samples(fwd, certified):
+        return fwd
     for node in net.nodes:
         kr = kink_rule(node.op)
         if kr is None:
@@ -344,6 +357,69 @@ def exact_forward(net: Network, preset: Preset, *, certified: FloatPass | None =
             fwd.by_node[node.name] = kinks
             fwd.kinks.extend(kinks)
     return fwd
+
+
+def _on_suspect_samples(fwd: Forward, certified: FloatPass) -> bool:
+    """Fill ``fwd`` from an exact pass over the samples holding suspect entries alone.
+
+    Applies to a minibatch where every op computes each sample from that
+    sample alone (:data:`PER_SAMPLE_OPS`), every suspect op says which samples
+    are suspect (``suspect_samples``), some sample is not, and every kink op
+    derives a state from the float pass (``float_state``).  The other samples'
+    states come from the float pass, where they are certified; the suspect
+    samples' states and kink nodes from the exact pass of the sub-minibatch,
+    their samples renumbered back.  Values stay lazy (:class:`ExactValues`,
+    which checks every state again when it computes a kink op's value).
+    Returns False (``fwd`` untouched) when this does not apply.
+    """
+    net = fwd.net
+    B = net.batch
+    if B == 1 or any(n.op not in PER_SAMPLE_OPS for n in net.nodes):
+        return False
+    suspect = np.zeros(B, dtype=bool)
+    floats: dict[str, Any] = {}
+    for node in net.nodes:
+        kr = kink_rule(node.op)
+        if kr is None:
+            continue
+        ins_f = [certified.vals[i] for i in node.inputs]
+        errs_f = [certified.errs[i] for i in node.inputs]
+        if node.name in certified.suspects:
+            which = getattr(kr, "suspect_samples", None)
+            if which is None:
+                return False
+            suspect |= which(node, ins_f, errs_f, net)
+        from_float = getattr(kr, "float_state", None)
+        hint = certified.hints.get(node.name)
+        state = (
+            None if from_float is None else from_float(node, ins_f, errs_f, net, fwd.preset, hint)
+        )
+        if state is None:
+            return False
+        floats[node.name] = state
+    if suspect.all() or not suspect.any():
+        return False
+    idx = np.nonzero(suspect)[0]
+    sub = exact_forward(_sub_batch(net, idx), fwd.preset)
+    for name, state in floats.items():
+        fwd.states[name] = _rows_replaced(state, sub.states[name], idx)
+    for k in sub.kinks:
+        k = dataclasses.replace(k, sample=int(idx[k.sample]))
+        fwd.kinks.append(k)
+        fwd.by_node.setdefault(k.node, []).append(k)
+    return True
+
+
+def _rows_replaced(full: Any, part: Any, idx: np.ndarray) -> Any:
+    """``full`` (a batched state) with its samples ``idx`` taken from ``part``."""
+    if isinstance(full, QArray):
+        den = math.lcm(full.den, part.den)
+        num = full.num * (den // full.den)  # a new array either way
+        num[idx] = part.num * (den // part.den)
+        return QArray(num, den)
+    out = np.array(full, copy=True)
+    out[idx] = part
+    return out
 
 
 def output_value(fwd: Forward) -> QArray:
@@ -546,6 +622,23 @@ def restrict_samples(fwd: Forward, samples: list[int]) -> Forward | None:
     return sub
 
 
+def _sub_batch(net: Network, idx: np.ndarray) -> Network:
+    """The network on the samples ``idx`` of its minibatch (objective rows sliced alike)."""
+    objective = net.objective
+    if objective is not None:
+        rows = objective.num.shape[0]
+        objective = QArray(
+            objective.num.reshape(rows, net.batch, -1)[:, idx].reshape(rows, -1), objective.den
+        )
+    cache = {k: v for k, v in net.cache.items() if k in _SHARED_CACHE or k.startswith("flint:")}
+    return dataclasses.replace(
+        net,
+        inputs=QArray(net.inputs.num[idx], net.inputs.den),
+        objective=objective,
+        cache=cache,
+    )
+
+
 def _restrict(fwd: Forward, samples: list[int]) -> Forward | None:
     net = fwd.net
     if not fwd.exact or any(n.op not in PER_SAMPLE_OPS for n in net.nodes):
@@ -557,19 +650,7 @@ def _restrict(fwd: Forward, samples: list[int]) -> Forward | None:
         if not (isinstance(state, QArray) and state.num.ndim >= 1 and state.shape[0] == B):
             return None
         states[name] = QArray(state.num[idx], state.den)
-    objective = net.objective
-    if objective is not None:
-        rows = objective.num.shape[0]
-        objective = QArray(
-            objective.num.reshape(rows, B, -1)[:, idx].reshape(rows, -1), objective.den
-        )
-    cache = {k: v for k, v in net.cache.items() if k in _SHARED_CACHE or k.startswith("flint:")}
-    sub = dataclasses.replace(
-        net,
-        inputs=QArray(net.inputs.num[idx], net.inputs.den),
-        objective=objective,
-        cache=cache,
-    )
+    sub = _sub_batch(net, idx)
     sliced = {
         name: QArray(v.num[idx], v.den) if is_batched(net, name) else v
         for name, v in fwd.values.items()  # the values computed so far (see ExactValues)

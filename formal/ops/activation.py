@@ -107,17 +107,30 @@ class ActRule:
             pieces += (y > float(c)).astype(np.int64)
         return act.slope(QArray.zeros(y.shape), pieces)
 
+    def suspect_samples(
+        self, node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net: Network
+    ) -> np.ndarray:
+        """Per sample (bool, (B,)): whether some pre-activation may sit on a kink."""
+        y = vals[0]
+        return np.asarray(self._near_kink(node, vals, errs).reshape(y.shape[0], -1).any(axis=1))
+
+    def _near_kink(self, node: Node, vals: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
+        """The entries whose float enclosure cannot exclude a kink (the filter's test)."""
+        y, e = vals[0], errs[0]
+        near: np.ndarray = np.zeros(y.shape, dtype=bool)
+        for c in act_of(node).kinks:
+            cf = float(c)
+            margin = e + abs(cf) * U + ETA
+            near = near | (np.abs(y - cf) <= 2 * margin)
+        return near
+
     def float_filter(
         self, node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net: Network
     ):
         """Float value, error bound, and whether some pre-activation may sit on a kink."""
         act = act_of(node)
         y, e = vals[0], errs[0]
-        suspect = False
-        for c in act.kinks:
-            cf = float(c)
-            margin = e + abs(cf) * U + ETA
-            suspect = suspect or bool(np.any(np.abs(y - cf) <= 2 * margin))
+        suspect = bool(self._near_kink(node, vals, errs).any())
         z = act.apply_float(y)
         coeff = np.zeros_like(y)
         for p in act.pieces:
