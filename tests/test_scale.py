@@ -637,3 +637,40 @@ def test_exact_pass_covers_the_suspect_samples_alone():
     with reference_engine():
         ref = verdict.check(build(), "pytorch", gradient=True)
     assert summary(new) == summary(ref)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.one_of(networks(batch=(1, 3), max_width=3, max_layers=3), image_networks()),
+    st.randoms(use_true_random=False),
+)
+def test_entry_rules_equal_the_whole_values(doc, rnd):
+    """Every ``entries`` rule (linear, conv2d, add/sub with broadcasting) gives the entries of
+    the whole exact value, at random positions (repeats and padded windows included)."""
+    from formal.core.rules import RULES
+
+    net = from_dict(doc)
+    pre = parse_preset("pytorch")
+    eager = exact_forward(net, pre)
+    lazy = Forward(from_dict(doc), pre, exact=True)
+    lazy.depends = dict(eager.depends)
+    lazy.values = fwdmod.ExactValues(lazy)
+    lazy.states = eager.states
+    lazy.by_node = eager.by_node
+    env = fwdmod.EntryEnv(lazy)
+    checked = 0
+    for node in net.nodes:
+        if node.op not in RULES["entries"] or node.name not in eager.values:
+            continue
+        whole = eager.values[node.name]
+        if whole.shape[:1] != (net.batch,) or whole.num.size == 0:
+            continue
+        flat = whole.num.reshape(net.batch, -1)
+        n = rnd.randint(1, 6)
+        rows = np.array([rnd.randrange(net.batch) for _ in range(n)], dtype=np.int64)
+        cols = np.array([rnd.randrange(flat.shape[1]) for _ in range(n)], dtype=np.int64)
+        got = env.entries(node.name, rows, cols)
+        assert got.shape == (n,)
+        assert (got.num * whole.den == flat[rows, cols] * got.den).all(), node.name
+        checked += 1
+    assert checked > 0

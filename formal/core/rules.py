@@ -17,6 +17,12 @@ interpreter).
 Tables and the signature of their rules (``net`` is the network):
 
 - ``exact``: ``(node, ins, net) -> QArray``, the exact value;
+- ``entries``: ``(node, env, net, rows, cols) -> QArray`` (1-D), the exact
+  values of the entries ``(rows[i], cols[i])`` (sample, per-sample flat index)
+  of a batched node; ``env.full(name)`` gives an input's exact value,
+  ``env.entries(name, rows, cols)`` some entries of a batched input.  Ops
+  without one are evaluated whole (the engine computes few entries where the
+  float filter cannot decide a kink, :mod:`formal.engine.forward`);
 - ``jvp``: ``(node, ins, tans, net) -> QArray | None``, the tangent (``None`` is
   a symbolic zero);
 - ``vjp``: ``(node, ins, adj, net, need) -> list[QArray | None]``, the input
@@ -46,7 +52,7 @@ from formal.core.network import Network, Node
 from formal.errors import MissingRule
 
 Interpretation = Literal[
-    "exact", "jvp", "vjp", "float", "ball", "signature", "kink", "bv", "rounded"
+    "exact", "entries", "jvp", "vjp", "float", "ball", "signature", "kink", "bv", "rounded"
 ]
 INTERPRETATIONS: tuple[Interpretation, ...] = get_args(Interpretation)
 

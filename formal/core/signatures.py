@@ -44,18 +44,43 @@ SigRule = Callable[[Node, list[np.ndarray], Network, Oracle], np.ndarray]
 
 
 def _dense(a: np.ndarray) -> np.ndarray:
-    """Relabel the entries of a 1-D int array as 0..n-1 (equal <-> equal)."""
+    """Relabel the entries of a 1-D int array as 0..n-1 (equal <-> equal), in sorted order.
+
+    Its rank among the distinct values, as ``np.unique(..., return_inverse=True)``
+    gives it; by a table over the value range when that range is small (no sort).
+    """
+    if a.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    lo, hi = int(a.min()), int(a.max())
+    if hi - lo <= 4 * a.size + 1024:
+        shifted = a - lo
+        present = np.zeros(hi - lo + 1, dtype=np.int64)
+        present[shifted] = 1
+        return (np.cumsum(present) - 1)[shifted].astype(np.int64)
     _, inv = np.unique(a, return_inverse=True)
     return inv.reshape(-1).astype(np.int64)
 
 
 def _pairs(cols: list[np.ndarray]) -> np.ndarray:
-    """Ids of the tuples formed by equal-length 1-D int columns (pairwise keys, no overflow)."""
+    """Ids of the tuples formed by equal-length 1-D int columns (pairwise keys, no overflow).
+
+    The columns are combined in mixed radix while the key stays below 2**62
+    (then relabelled once), else pairwise with a relabelling after each step.
+    """
     acc = _dense(cols[0])
+    radix = int(acc.max()) + 1 if acc.size else 1
     for c in cols[1:]:
+        lo = int(c.min()) if c.size else 0
+        span = (int(c.max()) - lo + 1) if c.size else 1
+        if radix * span < 2**62:
+            acc = acc * span + (c - lo)
+            radix *= span
+            continue
+        acc = _dense(acc)
         d = _dense(c)
         acc = _dense(acc * (int(d.max()) + 1) + d)
-    return acc
+        radix = int(acc.max()) + 1
+    return _dense(acc)
 
 
 def combine(*arrays: np.ndarray) -> np.ndarray:

@@ -342,10 +342,12 @@ def exact_forward(net: Network, preset: Preset, *, certified: FloatPass | None =
             continue
         state = None
         from_float = getattr(kr, "float_state", None)
-        if from_float is not None and node.name not in certified.suspects:
-            ins_f = [certified.vals[i] for i in node.inputs]
-            errs_f = [certified.errs[i] for i in node.inputs]
+        ins_f = [certified.vals[i] for i in node.inputs]
+        errs_f = [certified.errs[i] for i in node.inputs]
+        if from_float is not None:
             state = from_float(node, ins_f, errs_f, net, preset, certified.hints.get(node.name))
+        if state is not None and node.name in certified.suspects:
+            state = _suspect_entries(fwd, node, kr, state, ins_f, errs_f)
         if state is not None:
             fwd.states[node.name] = state
             continue
@@ -357,6 +359,63 @@ def exact_forward(net: Network, preset: Preset, *, certified: FloatPass | None =
             fwd.by_node[node.name] = kinks
             fwd.kinks.extend(kinks)
     return fwd
+
+
+MAX_SUSPECT_ENTRIES = 4096
+"""Above this many suspect entries in one op, the exact pass evaluates the op whole."""
+
+
+class EntryEnv:
+    """What ``entries`` rules read: whole exact values, or some entries of a batched node."""
+
+    def __init__(self, fwd: Forward) -> None:
+        self.fwd = fwd
+
+    def full(self, name: str) -> QArray:
+        """The exact value of node ``name`` (computed on first use)."""
+        return self.fwd.values[name]
+
+    def entries(self, name: str, rows: np.ndarray, cols: np.ndarray) -> QArray:
+        """The exact entries ``(rows[i], cols[i])`` of batched node ``name`` (1-D)."""
+        values = self.fwd.values
+        net = self.fwd.net
+        node = net.node(name)
+        fn = RULES["entries"].get(node.op)
+        if name in values or fn is None or kink_rule(node.op) is not None:
+            v = values[name]
+            return QArray(v.num.reshape(v.shape[0], -1)[rows, cols], v.den)
+        return fn(node, self, net, rows, cols)
+
+
+def _suspect_entries(
+    fwd: Forward, node: Node, kr: Any, state: Any, ins_f: list[Any], errs_f: list[Any]
+) -> Any:
+    """The state of a suspect op from the float pass plus exact values at its suspect entries.
+
+    For an activation whose float state exists (piecewise linear): the entries
+    the float enclosure cannot separate from a kink are evaluated exactly
+    through the ``entries`` rules (a window or a row each, not the whole
+    layer); their slopes replace the float ones and their kink nodes are
+    recorded.  None when that does not apply (the op is then evaluated whole).
+    """
+    near = getattr(kr, "near_kink", None)
+    decide = getattr(kr, "forward_entries", None)
+    if near is None or decide is None or not isinstance(state, QArray):
+        return None
+    net = fwd.net
+    mask = np.asarray(near(node, ins_f, errs_f)).reshape(net.batch, -1)
+    rows, cols = np.nonzero(mask)
+    if len(rows) > MAX_SUSPECT_ENTRIES:
+        return None
+    y = EntryEnv(fwd).entries(node.inputs[0], rows.astype(np.int64), cols.astype(np.int64))
+    slope, kinks = decide(node, y, rows, cols, fwd.preset)
+    den = math.lcm(state.den, slope.den)
+    num = state.num.reshape(net.batch, -1) * (den // state.den)  # a new array either way
+    num[rows, cols] = slope.num * (den // slope.den)
+    if kinks and fwd.depends[node.name]:
+        fwd.by_node[node.name] = kinks
+        fwd.kinks.extend(kinks)
+    return QArray(num.reshape(state.shape), den)
 
 
 def _on_suspect_samples(fwd: Forward, certified: FloatPass) -> bool:

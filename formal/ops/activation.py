@@ -49,22 +49,39 @@ class ActRule:
 
     def forward(self, node: Node, ins: list[QArray], net: Network, preset: Preset):
         """Exact value, slopes (0 at kink entries) and the kink nodes found."""
-        act = act_of(node)
         y = ins[0]
+        B = y.shape[0]
+        n = int(np.prod(y.shape[1:], dtype=np.int64))
+        rows, cols = np.divmod(np.arange(B * n, dtype=np.int64), n)
+        pieces, slope, kinks = self._decide(node, y, rows, cols, preset)
+        return act_of(node).apply(y, pieces), slope, kinks
+
+    def forward_entries(
+        self, node: Node, y: QArray, rows: np.ndarray, cols: np.ndarray, preset: Preset
+    ) -> tuple[QArray, list[KinkNode]]:
+        """Slopes (0 at kink entries) and kink nodes of the entries ``(rows[i], cols[i])``
+        (sample, per-sample flat index) whose exact pre-activations are ``y`` (1-D)."""
+        _, slope, kinks = self._decide(node, y, rows, cols, preset)
+        return slope, kinks
+
+    def _decide(
+        self, node: Node, y: QArray, rows: np.ndarray, cols: np.ndarray, preset: Preset
+    ) -> tuple[np.ndarray, QArray, list[KinkNode]]:
+        """Pieces, slopes and kink nodes of pre-activations ``y`` (flat order: rows, cols)."""
+        act = act_of(node)
         if act.transcendental:
             raise NotExact(f"activation node {node.name!r} ({act.name}) has transcendental values")
         signs = [y.compare(c) for c in act.kinks]  # one exact comparison per kink
         pieces = np.zeros(y.shape, dtype=np.int64)  # = act.piece_map(y)
         for sg in signs:
             pieces += (sg > 0).astype(np.int64)
-        value = act.apply(y, pieces)
         kinks: list[KinkNode] = []
         on_kink = np.zeros(y.shape, dtype=bool)
         for c, sg in zip(act.kinks, signs):
             hit = sg == 0
             on_kink |= hit
-            for pos in zip(*np.nonzero(hit.reshape(y.shape[0], -1))):
-                b, i = int(pos[0]), int(pos[1])
+            for pos in np.nonzero(hit.reshape(-1))[0]:
+                b, i = int(rows[pos]), int(cols[pos])
                 kinks.append(
                     KinkNode(
                         node.name,
@@ -79,8 +96,7 @@ class ActRule:
                     )
                 )
         slope = act.slope(y, pieces)
-        slope = QArray(np.where(on_kink, 0, slope.num), slope.den)
-        return value, slope, kinks
+        return pieces, QArray(np.where(on_kink, 0, slope.num), slope.den), kinks
 
     def float_state(
         self,
@@ -112,9 +128,9 @@ class ActRule:
     ) -> np.ndarray:
         """Per sample (bool, (B,)): whether some pre-activation may sit on a kink."""
         y = vals[0]
-        return np.asarray(self._near_kink(node, vals, errs).reshape(y.shape[0], -1).any(axis=1))
+        return np.asarray(self.near_kink(node, vals, errs).reshape(y.shape[0], -1).any(axis=1))
 
-    def _near_kink(self, node: Node, vals: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
+    def near_kink(self, node: Node, vals: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
         """The entries whose float enclosure cannot exclude a kink (the filter's test)."""
         y, e = vals[0], errs[0]
         near: np.ndarray = np.zeros(y.shape, dtype=bool)
@@ -130,7 +146,7 @@ class ActRule:
         """Float value, error bound, and whether some pre-activation may sit on a kink."""
         act = act_of(node)
         y, e = vals[0], errs[0]
-        suspect = bool(self._near_kink(node, vals, errs).any())
+        suspect = bool(self.near_kink(node, vals, errs).any())
         z = act.apply_float(y)
         coeff = np.zeros_like(y)
         for p in act.pieces:

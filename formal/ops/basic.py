@@ -205,6 +205,49 @@ def _linear_vjp(
     return out
 
 
+def _linear_entries(node: Node, env: Any, net: Network, rows: np.ndarray, cols: np.ndarray):
+    """Entries (b, j) of x @ W.T: one exact dot product each."""
+    x, w = env.full(node.inputs[0]), env.full(node.inputs[1])
+    prods = x.num[rows] * w.num[cols]  # (n, k) object products
+    num = prods.sum(axis=1) if prods.shape[1] else np.zeros(len(rows), dtype=object)
+    out = np.empty(len(rows), dtype=object)
+    out[:] = [int(v) for v in num]
+    return QArray(out, x.den * w.den)
+
+
+def broadcast_entries(
+    env: Any,
+    net: Network,
+    name: str,
+    out_shape: tuple[int, ...],
+    rows: np.ndarray,
+    cols: np.ndarray,
+) -> QArray:
+    """Entries (rows, cols) of a batched (B, *out_shape) result, read from input ``name``
+    broadcast to it (numpy's rule: shapes aligned from the right)."""
+    B = net.batch
+    if is_batched(net, name):
+        shape = (B,) + net.node(name).shape
+    else:
+        shape = tuple(env.full(name).shape)
+    pos = np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
+    n_out = int(np.prod(out_shape, dtype=np.int64))
+    src = np.broadcast_to(pos, (B,) + out_shape).reshape(-1)[rows * n_out + cols]
+    if is_batched(net, name):
+        per = int(np.prod(shape[1:], dtype=np.int64))
+        return env.entries(name, src // per, src % per)
+    v = env.full(name)
+    return QArray(v.num.reshape(-1)[src], v.den)
+
+
+def _binary_entries(sign: int) -> Any:
+    def entries(node: Node, env: Any, net: Network, rows: np.ndarray, cols: np.ndarray):
+        a, b = (broadcast_entries(env, net, i, node.shape, rows, cols) for i in node.inputs)
+        return a + b if sign > 0 else a - b
+
+    return entries
+
+
 def _linear_float(node: Node, vals: list[np.ndarray], errs: list[np.ndarray], net: Network):
     """|fl(x W^T) - x_exact W_exact^T| <= gamma_{n+2} |x||W|^T + e_x |W|^T + |x| e_W^T + (n+2) eta.
 
@@ -231,6 +274,7 @@ def _linear_signature(node: Node, ins: list[np.ndarray], net: Network, oracle: O
 register(
     "linear",
     exact=_linear_exact,
+    entries=_linear_entries,
     jvp=_linear_jvp,
     vjp=_linear_vjp,
     float=_linear_float,
@@ -304,6 +348,7 @@ def pair_signature(node: Node, ins: list[np.ndarray], net: Network, oracle: Orac
 register(
     "add",
     exact=lambda node, ins, net: ins[0] + ins[1],
+    entries=_binary_entries(1),
     jvp=_binary_jvp(1),
     vjp=_binary_vjp(1),
     float=_add_float,
@@ -313,6 +358,7 @@ register(
 register(
     "sub",
     exact=lambda node, ins, net: ins[0] - ins[1],
+    entries=_binary_entries(-1),
     jvp=_binary_jvp(-1),
     vjp=_binary_vjp(-1),
     float=_sub_float,

@@ -250,6 +250,30 @@ def _scatter_map(tab: np.ndarray, rows: int, n_in: int) -> Any:
     return post
 
 
+def _conv_entries(node: Node, env: Any, net: Network, rows: np.ndarray, cols: np.ndarray):
+    """Entries (b, co * P + p) of conv(x, W): one exact dot product of a window each."""
+    x, w = env.full(node.inputs[0]), env.full(node.inputs[1])
+    B, CO = x.shape[0], w.shape[0]
+    tables, oh, ow, g = conv_tables(node, x.shape[1:], w.shape)
+    P = oh * ow
+    co, p = cols // P, cols % P
+    gi = co // (CO // g)
+    flat = x.num.reshape(B, -1)
+    ext = np.empty((B, flat.shape[1] + 1), dtype=object)  # a zero column for the padding
+    ext[:, :-1] = flat
+    ext[:, -1] = 0
+    wflat = w.num.reshape(CO, -1)
+    out = np.empty(len(rows), dtype=object)
+    for group in range(g):
+        m = gi == group
+        if not m.any():
+            continue
+        tab = tables[group][p[m]]  # (n, K) input positions, -1 in the padding
+        window = ext[rows[m][:, None], np.where(tab >= 0, tab, flat.shape[1])]
+        out[m] = [int(v) for v in (window * wflat[co[m]]).sum(axis=1)]
+    return QArray(out, x.den * w.den)
+
+
 def _conv_exact(node: Node, ins: list[QArray], net: Network) -> QArray:
     x, w = ins
     return QArray(_conv_forward_num(node, x.num, w, net, x.shape[1:]), x.den * w.den)
@@ -395,6 +419,7 @@ def _conv_signature(node: Node, ins: list[np.ndarray], net: Network, oracle: Ora
 register(
     "conv2d",
     exact=_conv_exact,
+    entries=_conv_entries,
     jvp=_conv_jvp,
     vjp=_conv_vjp,
     float=_conv_float,
