@@ -40,6 +40,7 @@ _DIGIT = 16  # digit width in bits: float64 products over k <= 2**20 terms stay 
 _MAX_K = 1 << 20
 _LIMB = 48  # Python ints are taken apart and rebuilt in 48-bit limbs
 _MAX_PRODUCTS = 4096  # above this many digit products per matmul, flint is used instead
+_STACKED_ROWS = 2048  # up to this many stacked digit rows, A's digits share BLAS calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +81,11 @@ def split(a: np.ndarray) -> Split:
     n = max(1, -(-(bits + 1) // _DIGIT))  # digits, the top one signed
     flat = a.reshape(-1)
     # two's complement little-endian bytes of every entry are its base-2**16 digits
-    buf = b"".join([int(v).to_bytes(2 * n, "little", signed=True) for v in flat])
+    nb, to_bytes = 2 * n, int.to_bytes
+    try:  # Python ints (the common case) straight from a list
+        buf = b"".join([to_bytes(v, nb, "little", signed=True) for v in flat.tolist()])
+    except TypeError:  # other integer types (e.g. flint's fmpz)
+        buf = b"".join([int(v).to_bytes(nb, "little", signed=True) for v in flat])
     d = np.frombuffer(buf, dtype=np.uint16).reshape(flat.size, n)
     chunks = [d[:, i].astype(np.float64).reshape(a.shape) for i in range(n - 1)]
     chunks.append(d[:, n - 1].view(np.int16).astype(np.float64).reshape(a.shape))
@@ -164,6 +169,15 @@ def digit_sums(a: Split, b: Split) -> list[np.ndarray]:
                 f[rows] = v
         return full
     na, nb = len(a.chunks), len(b.chunks)
+    n, m = a.chunks[0].shape[0], b.chunks[0].shape[1]
+    if na > 1 and na * n <= _STACKED_ROWS:
+        # few rows (e.g. tangents): one BLAS call per digit of B, [A_0; A_1; ...] @ B_j,
+        # whose i-th block A_i @ B_j adds to the sum of weight i + j
+        stacked = np.concatenate(a.chunks, axis=0)
+        out = np.zeros((na + nb - 1, n, m), dtype=np.int64)
+        for j, cb in enumerate(b.chunks):
+            out[j : j + na] += (stacked @ cb).astype(np.int64).reshape(na, n, m)
+        return list(out)
     sums: list[Any] = [None] * (na + nb - 1)
     for i, ca in enumerate(a.chunks):
         for j, cb in enumerate(b.chunks):

@@ -338,15 +338,20 @@ def column_basis(A: np.ndarray) -> list[int]:
 
 
 def _exact_pivots(A: np.ndarray) -> list[int]:
+    """Fraction-free elimination: each reduced column is a non-zero integer multiple of the
+    rational one, so zero patterns, hence pivots, are those of exact rational elimination."""
     T = A.shape[0]
-    echelon: list[tuple[int, list[Fraction]]] = []
+    echelon: list[tuple[int, list[int]]] = []
     pivots: list[int] = []
     for j in range(A.shape[1]):
-        v = [Fraction(int(A[r, j])) for r in range(T)]
+        v = [int(A[r, j]) for r in range(T)]
         for prow, e in echelon:
             if v[prow]:
-                f = v[prow] / e[prow]
-                v = [a - f * b for a, b in zip(v, e)]
+                a_p, e_p = v[prow], e[prow]
+                v = [e_p * a - a_p * b for a, b in zip(v, e)]
+                g = math.gcd(*v)
+                if g > 1:
+                    v = [a // g for a in v]
         lead = next((r for r in range(T) if v[r]), None)
         if lead is None:
             continue

@@ -208,10 +208,12 @@ def _linear_vjp(
 def _linear_entries(node: Node, env: Any, net: Network, rows: np.ndarray, cols: np.ndarray):
     """Entries (b, j) of x @ W.T: one exact dot product each."""
     x, w = env.full(node.inputs[0]), env.full(node.inputs[1])
-    prods = x.num[rows] * w.num[cols]  # (n, k) object products
-    num = prods.sum(axis=1) if prods.shape[1] else np.zeros(len(rows), dtype=object)
     out = np.empty(len(rows), dtype=object)
-    out[:] = [int(v) for v in num]
+    out[...] = 0
+    for b in sorted(set(rows.tolist())):  # per sample: the selected rows of W times x[b]
+        m = rows == b
+        prod = int_matmul(np.ascontiguousarray(w.num[cols[m]]), x.num[b].reshape(-1, 1))
+        out[m] = prod.reshape(-1)
     return QArray(out, x.den * w.den)
 
 

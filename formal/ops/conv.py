@@ -125,7 +125,7 @@ def gather_padded(flat: np.ndarray, idx: np.ndarray, fill: Any = 0) -> np.ndarra
     ext = np.empty(flat.shape[:-1] + (n + 1,), dtype=flat.dtype)
     ext[..., :n] = flat
     ext[..., n] = fill
-    return ext[..., np.where(idx >= 0, idx, n)]
+    return np.take(ext, np.where(idx >= 0, idx, n), axis=-1)  # C-contiguous, unlike ext[..., i]
 
 
 def scatter_add(target: np.ndarray, idx: np.ndarray, vals: np.ndarray) -> None:
