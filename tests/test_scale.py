@@ -674,3 +674,19 @@ def test_entry_rules_equal_the_whole_values(doc, rnd):
         assert (got.num * whole.den == flat[rows, cols] * got.den).all(), node.name
         checked += 1
     assert checked > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(-(2**200), 2**200), min_size=1, max_size=12),
+    st.integers(1, 2**80),
+    st.integers(1, 2**60),
+)
+def test_reduced_tangents_keep_their_values(nums, den, factor):
+    """Dividing out the common gcd of numerators and denominator changes no value, and a
+    factor shared by all of them is gone."""
+    q = QArray(np.array([v * factor for v in nums], dtype=object), den * factor)
+    r = fwdmod.reduced(q)
+    assert (r.num * q.den == q.num * r.den).all()
+    assert q.den % r.den == 0 and r.den <= den
+    assert all(type(v) is int for v in r.num.ravel())

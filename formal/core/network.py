@@ -174,8 +174,12 @@ class Parameterization:
         With ``columns`` (group ids covering every group of the given tensors),
         the result is (R, len(columns)): those groups only, in that order.
         """
-        pos = None if columns is None else {int(c): i for i, c in enumerate(columns)}
-        out = np.zeros((rows, self.size if pos is None else len(pos)), dtype=object)
+        pos = None
+        if columns is not None:  # group id -> its position among the columns
+            cols = np.asarray(columns, dtype=np.int64).reshape(-1)
+            pos = np.full(int(cols.max()) + 1 if cols.size else 0, -1, dtype=np.int64)
+            pos[cols] = np.arange(cols.size, dtype=np.int64)
+        out = np.zeros((rows, self.size if columns is None else len(columns)), dtype=object)
         out[...] = 0
         den = 1
         for name, adj in adjoints.items():
@@ -186,7 +190,7 @@ class Parameterization:
                 continue
             g = self.groups[name].ravel()
             if pos is not None:
-                g = np.array([pos[int(v)] for v in g], dtype=np.int64)
+                g = pos[g]
             s = self.signs[name].ravel()
             vals = adj.num.reshape(rows, -1) * (den // adj.den) * s[None, :]
             if g.size < 2 or bool((np.diff(g) > 0).all()) or len(np.unique(g)) == g.size:

@@ -53,15 +53,26 @@ class Split:
     """
 
     chunks: tuple[np.ndarray, ...]
+    stacked: np.ndarray | None = field(default=None, compare=False, repr=False)
+    """The chunks as one C-contiguous (digits, *shape) array when they were built so
+    (``chunks[i]`` is ``stacked[i]``): products then stack A's digits without a copy."""
+
+    @staticmethod
+    def of_stack(stacked: np.ndarray) -> Split:
+        """The Split whose digit matrices are ``stacked[0], stacked[1], ...``."""
+        stacked = np.ascontiguousarray(stacked)
+        return Split(tuple(stacked), stacked)
 
 
 def _digits_int64(a64: np.ndarray) -> Split:
     bits = max(int(a64.max()).bit_length(), int(a64.min()).bit_length()) if a64.size else 0
     n = max(1, -(-(bits + 1) // _DIGIT))
     mask = (1 << _DIGIT) - 1
-    chunks = [((a64 >> (_DIGIT * i)) & mask).astype(np.float64) for i in range(n - 1)]
-    chunks.append((a64 >> (_DIGIT * (n - 1))).astype(np.float64))
-    return Split(tuple(chunks))
+    out = np.empty((n,) + a64.shape, dtype=np.float64)
+    for i in range(n - 1):
+        out[i] = (a64 >> (_DIGIT * i)) & mask
+    out[n - 1] = a64 >> (_DIGIT * (n - 1))
+    return Split.of_stack(out)
 
 
 def split(a: np.ndarray) -> Split:
@@ -87,9 +98,10 @@ def split(a: np.ndarray) -> Split:
     except TypeError:  # other integer types (e.g. flint's fmpz)
         buf = b"".join([int(v).to_bytes(nb, "little", signed=True) for v in flat])
     d = np.frombuffer(buf, dtype=np.uint16).reshape(flat.size, n)
-    chunks = [d[:, i].astype(np.float64).reshape(a.shape) for i in range(n - 1)]
-    chunks.append(d[:, n - 1].view(np.int16).astype(np.float64).reshape(a.shape))
-    return Split(tuple(chunks))
+    out = np.empty((n, flat.size), dtype=np.float64)
+    out[: n - 1] = d[:, : n - 1].T
+    out[n - 1] = d[:, n - 1].view(np.int16)
+    return Split.of_stack(out.reshape((n,) + a.shape))
 
 
 _LIMB_SPLIT_MAX = 2  # up to this many 48-bit limbs, object shifts beat to_bytes in split
@@ -164,16 +176,24 @@ def digit_sums(a: Split, b: Split) -> list[np.ndarray]:
         n_out = len(a.chunks) + len(b.chunks) - 1
         full = [np.zeros((rows.size, m), dtype=np.int64) for _ in range(n_out)]
         if rows.any():
-            sub = digit_sums(Split(tuple(c[rows] for c in a.chunks)), b)
+            sub = digit_sums(
+                Split(tuple(c[rows] for c in a.chunks))
+                if a.stacked is None
+                else Split.of_stack(a.stacked[:, rows]),
+                b,
+            )
             for f, v in zip(full, sub):
                 f[rows] = v
         return full
     na, nb = len(a.chunks), len(b.chunks)
     n, m = a.chunks[0].shape[0], b.chunks[0].shape[1]
-    if na > 1 and na * n <= _STACKED_ROWS:
-        # few rows (e.g. tangents): one BLAS call per digit of B, [A_0; A_1; ...] @ B_j,
-        # whose i-th block A_i @ B_j adds to the sum of weight i + j
-        stacked = np.concatenate(a.chunks, axis=0)
+    if na > 1 and (a.stacked is not None or na * n <= _STACKED_ROWS):
+        # one BLAS call per digit of B, [A_0; A_1; ...] @ B_j, whose i-th block A_i @ B_j
+        # adds to the sum of weight i + j (A's digits stacked already, or few rows)
+        if a.stacked is not None:
+            stacked = a.stacked.reshape(na * n, -1)
+        else:
+            stacked = np.concatenate(a.chunks, axis=0)
         out = np.zeros((na + nb - 1, n, m), dtype=np.int64)
         for j, cb in enumerate(b.chunks):
             out[j : j + na] += (stacked @ cb).astype(np.int64).reshape(na, n, m)

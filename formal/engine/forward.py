@@ -791,6 +791,17 @@ def _jvp_step(fwd: Forward) -> Any:
     return step
 
 
+def _reducing_jvp_step(fwd: Forward) -> Any:
+    """:func:`_jvp_step`, with the tangents of products :func:`reduced` (same values)."""
+    step = _jvp_step(fwd)
+
+    def reducing(node: Node, fn: Any, tin: list[QArray | None]) -> QArray | None:
+        out = step(node, fn, tin)
+        return reduced(out) if out is not None and node.op in _PRODUCT_OPS else out
+
+    return reducing
+
+
 def forward_kink_adjoints(fwd: Forward, seed: QArray) -> np.ndarray | None:
     """AD's kink adjoints (R, K) for output seeds (R, B, *out) by forward mode.
 
@@ -839,6 +850,28 @@ def forward_kink_adjoints(fwd: Forward, seed: QArray) -> np.ndarray | None:
     return out
 
 
+_PRODUCT_OPS = frozenset({"conv2d", "linear", "matmul"})
+
+
+def reduced(q: QArray) -> QArray:
+    """``q`` with the gcd of its numerators and denominator divided out (the same values).
+
+    A tangent along a parameter direction inherits the denominator of the
+    values it multiplies (e.g. an input whose few rational pixels make every
+    numerator long); when the entries it actually reads share that factor,
+    dividing it out keeps every later product short.
+    """
+    if q.den == 1 or q.num.size == 0 or q.num.dtype != object:
+        return q
+    try:
+        g = math.gcd(q.den, *q.num.reshape(-1).tolist())
+    except TypeError:  # entries that are not Python ints
+        return q
+    if g <= 1:
+        return q
+    return QArray(q.num // g, q.den // g)
+
+
 def jvp(fwd: Forward, directions: list[dict[int, Fraction]]) -> QArray:
     """Exact directional derivatives f'(w; d) -> (R, n_obj), for sparse directions d.
 
@@ -854,7 +887,7 @@ def jvp(fwd: Forward, directions: list[dict[int, Fraction]]) -> QArray:
         elif node.op in ("input", "const"):
             tans[node.name] = None
 
-    walk(net, "jvp", _jvp_step(fwd), env=tans, default=_no_rule("jvp"))
+    walk(net, "jvp", _reducing_jvp_step(fwd), env=tans, default=_no_rule("jvp"))
     t = tans[net.output]
     obj = net.objective_matrix()
     if t is None:

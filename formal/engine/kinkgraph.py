@@ -223,7 +223,10 @@ def _collect_cols(
 ) -> tuple[tuple[int, ...], QArray]:
     """The group rows restricted to the groups of ``names``: (columns, (rows, len(columns)))."""
     par = fwd.net.parameterization()
-    cols = tuple(sorted({int(g) for n in names for g in par.groups[n].ravel()}))
+    present = np.zeros(par.size, dtype=bool)
+    for n in names:
+        present[par.groups[n].ravel()] = True
+    cols = tuple(np.nonzero(present)[0].tolist())  # sorted group ids
     return cols, par.collect({n: params.get(n) for n in sorted(names)}, rows, cols)
 
 

@@ -227,8 +227,9 @@ def _digits_before_gather(flat: np.ndarray, rows: int, k: int, m: int) -> Split 
 def _gathered(digits: Split | None, tab: np.ndarray, rows: int) -> Split | None:
     if digits is None:
         return None
-    stacked = gather_padded(np.stack(digits.chunks), tab)  # one gather for every digit
-    return Split(tuple(stacked.reshape(len(digits.chunks), rows, tab.shape[1])))
+    base = digits.stacked if digits.stacked is not None else np.stack(digits.chunks)
+    stacked = gather_padded(base, tab)  # one gather for every digit
+    return Split.of_stack(stacked.reshape(len(digits.chunks), rows, tab.shape[1]))
 
 
 def _fan(tab: np.ndarray) -> int:
