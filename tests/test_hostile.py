@@ -289,6 +289,10 @@ CASES: dict[str, tuple[Any, str]] = {
         lambda t: ["check", "e1", "-o", str(t / "nope" / "out.txt")],
         "does not exist",
     ),
+    "control-character-key": (  # \x1e and \r break lines for str.splitlines
+        lambda t: ["check", _json(t / "n.json", **{"\x1e\r": 1})],
+        "unknown key '\\x1e\\r'",
+    ),
     "output-empty": (lambda t: ["check", "e1", "-o", ""], "expected a file path"),
     "export-output-empty": (
         lambda t: ["export-smt", "e1", "--query", "kink", "-o", ""],

@@ -89,10 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a command ended by a closed pipe
     except _UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except FormalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except RecursionError:
         print("error: the network is too deep for this build's recursion limit", file=sys.stderr)
@@ -103,6 +103,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def one_line(message: str) -> str:
+    """``message`` with every non-printable character escaped (``\\r``, ``\\x1e``, ...).
+
+    An error names what the user wrote (a key, a path); control characters in
+    it must not break the one-line ``error: ...`` contract.
+    """
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in message)
 
 
 def run() -> None:
