@@ -69,6 +69,15 @@ class KinkRule(Protocol):
     (``forward`` then receives ``context=`` the Forward built so far, and
     ``float_filter`` receives ``context=`` the float ``(vals, errs)`` dicts:
     a max-pool reads them to tell identical entries from real ties).
+
+    Optional members that spare the exact pass (:func:`formal.engine.forward.exact_forward`):
+    ``float_state(node, vals, errs, net, preset, hint)``, the state ``forward``
+    would give, derived from a float pass that certified the op (None when it
+    cannot be; ``hint`` is an optional fourth element ``float_filter`` may
+    return); ``suspect_samples(node, vals, errs, net)``, which samples may hold
+    a kink node; ``near_kink(node, vals, errs)`` and ``forward_entries(node, y,
+    rows, cols, preset)``, the entries the float enclosure cannot decide and
+    the exact slopes and kink nodes of given entries.
     """
 
     def forward(

@@ -152,13 +152,19 @@ def float_filter(net: Network) -> bool:
 
     False when it cannot (or an op has no float rule: the exact pass decides).
     """
+    fp = _guarded_float_pass(net, stop_on_suspect=True)
+    return fp is not None and fp.ok
+
+
+def _guarded_float_pass(net: Network, *, stop_on_suspect: bool) -> FloatPass | None:
+    """:func:`float_pass` without numpy warnings; None when an op has no float rule."""
     # overflow to inf / inf - inf = nan is expected (huge binary64 values): the pass then
-    # answers False and the exact pass decides; numpy must not warn about it
+    # stops and the exact pass decides; numpy must not warn about it
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         try:
-            return float_pass(net).ok
+            return float_pass(net, stop_on_suspect=stop_on_suspect)
         except MissingRule:
-            return False
+            return None
 
 
 def may_kink(net: Network) -> bool:
@@ -206,13 +212,7 @@ def forward(net: Network, preset: Preset, *, use_filter: bool = True) -> Forward
 
 def _complete_float_pass(net: Network) -> FloatPass | None:
     """The float pass through every node (None when an op has no float rule)."""
-    # overflow to inf / inf - inf = nan is expected (huge binary64 values): the pass then
-    # stops and the exact pass decides; numpy must not warn about it
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        try:
-            return float_pass(net, stop_on_suspect=False)
-        except MissingRule:
-            return None
+    return _guarded_float_pass(net, stop_on_suspect=False)
 
 
 class ExactValues(dict[str, QArray]):
@@ -253,12 +253,6 @@ class ExactValues(dict[str, QArray]):
 
         walk(net, "exact", step, env=self, only=ancestors(net, name))
         return dict.__getitem__(self, name)
-
-    def complete(self) -> ExactValues:
-        """Compute every node's value (returns self)."""
-        for node in self.fwd.net.nodes:
-            self[node.name]
-        return self
 
 
 def _kink_key(k: KinkNode) -> tuple[Any, ...]:
@@ -334,20 +328,20 @@ def exact_forward(net: Network, preset: Preset, *, certified: FloatPass | None =
     values = ExactValues(fwd)
     fwd.values = values
     fwd.shapes = {n: tuple(v.shape) for n, v in certified.vals.items()}
-    if _on_suspect_samples(fwd, certified):
+    floats = {
+        node.name: _float_state(node, certified, net, preset)
+        for node in net.nodes
+        if kink_rule(node.op) is not None
+    }
+    if _on_suspect_samples(fwd, certified, floats):
         return fwd
     for node in net.nodes:
         kr = kink_rule(node.op)
         if kr is None:
             continue
-        state = None
-        from_float = getattr(kr, "float_state", None)
-        ins_f = [certified.vals[i] for i in node.inputs]
-        errs_f = [certified.errs[i] for i in node.inputs]
-        if from_float is not None:
-            state = from_float(node, ins_f, errs_f, net, preset, certified.hints.get(node.name))
+        state = floats[node.name]
         if state is not None and node.name in certified.suspects:
-            state = _suspect_entries(fwd, node, kr, state, ins_f, errs_f)
+            state = _suspect_entries(fwd, node, kr, state, certified)
         if state is not None:
             fwd.states[node.name] = state
             continue
@@ -381,15 +375,31 @@ class EntryEnv:
         net = self.fwd.net
         node = net.node(name)
         fn = RULES["entries"].get(node.op)
-        if name in values or fn is None or kink_rule(node.op) is not None:
+        if name in values or fn is None:  # computed already, or no rule (e.g. a kink op)
             v = values[name]
             return QArray(v.num.reshape(v.shape[0], -1)[rows, cols], v.den)
         return fn(node, self, net, rows, cols)
 
 
-def _suspect_entries(
-    fwd: Forward, node: Node, kr: Any, state: Any, ins_f: list[Any], errs_f: list[Any]
-) -> Any:
+def _float_ins(node: Node, fp: FloatPass) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The float values and error bounds of ``node``'s inputs."""
+    return [fp.vals[i] for i in node.inputs], [fp.errs[i] for i in node.inputs]
+
+
+def _float_state(node: Node, fp: FloatPass, net: Network, preset: Preset) -> Any:
+    """The kink op's state from the float pass (its rule's ``float_state``), or None.
+
+    Valid where the pass certified the op; a suspect op's suspect entries or
+    samples are then replaced by exact ones.
+    """
+    from_float = getattr(kink_rule(node.op), "float_state", None)
+    if from_float is None:
+        return None
+    vals, errs = _float_ins(node, fp)
+    return from_float(node, vals, errs, net, preset, fp.hints.get(node.name))
+
+
+def _suspect_entries(fwd: Forward, node: Node, kr: Any, state: Any, fp: FloatPass) -> Any:
     """The state of a suspect op from the float pass plus exact values at its suspect entries.
 
     For an activation whose float state exists (piecewise linear): the entries
@@ -403,28 +413,26 @@ def _suspect_entries(
     if near is None or decide is None or not isinstance(state, QArray):
         return None
     net = fwd.net
-    mask = np.asarray(near(node, ins_f, errs_f)).reshape(net.batch, -1)
+    mask = np.asarray(near(node, *_float_ins(node, fp))).reshape(net.batch, -1)
     rows, cols = np.nonzero(mask)
     if len(rows) > MAX_SUSPECT_ENTRIES:
         return None
     y = EntryEnv(fwd).entries(node.inputs[0], rows.astype(np.int64), cols.astype(np.int64))
     slope, kinks = decide(node, y, rows, cols, fwd.preset)
-    den = math.lcm(state.den, slope.den)
-    num = state.num.reshape(net.batch, -1) * (den // state.den)  # a new array either way
-    num[rows, cols] = slope.num * (den // slope.den)
     if kinks and fwd.depends[node.name]:
         fwd.by_node[node.name] = kinks
         fwd.kinks.extend(kinks)
-    return QArray(num.reshape(state.shape), den)
+    flat = state.reshape((net.batch, -1))
+    return _replaced(flat, (rows, cols), slope).reshape(state.shape)
 
 
-def _on_suspect_samples(fwd: Forward, certified: FloatPass) -> bool:
+def _on_suspect_samples(fwd: Forward, certified: FloatPass, floats: dict[str, Any]) -> bool:
     """Fill ``fwd`` from an exact pass over the samples holding suspect entries alone.
 
     Applies to a minibatch where every op computes each sample from that
     sample alone (:data:`PER_SAMPLE_OPS`), every suspect op says which samples
     are suspect (``suspect_samples``), some sample is not, and every kink op
-    derives a state from the float pass (``float_state``).  The other samples'
+    derives a state from the float pass (``floats``, by op).  The other samples'
     states come from the float pass, where they are certified; the suspect
     samples' states and kink nodes from the exact pass of the sub-minibatch,
     their samples renumbered back.  Values stay lazy (:class:`ExactValues`,
@@ -435,33 +443,21 @@ def _on_suspect_samples(fwd: Forward, certified: FloatPass) -> bool:
     B = net.batch
     if B == 1 or any(n.op not in PER_SAMPLE_OPS for n in net.nodes):
         return False
+    if any(state is None for state in floats.values()):
+        return False
     suspect = np.zeros(B, dtype=bool)
-    floats: dict[str, Any] = {}
-    for node in net.nodes:
-        kr = kink_rule(node.op)
-        if kr is None:
-            continue
-        ins_f = [certified.vals[i] for i in node.inputs]
-        errs_f = [certified.errs[i] for i in node.inputs]
-        if node.name in certified.suspects:
-            which = getattr(kr, "suspect_samples", None)
-            if which is None:
-                return False
-            suspect |= which(node, ins_f, errs_f, net)
-        from_float = getattr(kr, "float_state", None)
-        hint = certified.hints.get(node.name)
-        state = (
-            None if from_float is None else from_float(node, ins_f, errs_f, net, fwd.preset, hint)
-        )
-        if state is None:
+    for name in certified.suspects:
+        node = net.node(name)
+        which = getattr(kink_rule(node.op), "suspect_samples", None)
+        if which is None:
             return False
-        floats[node.name] = state
+        suspect |= which(node, *_float_ins(node, certified), net)
     if suspect.all() or not suspect.any():
         return False
     idx = np.nonzero(suspect)[0]
     sub = exact_forward(_sub_batch(net, idx), fwd.preset)
     for name, state in floats.items():
-        fwd.states[name] = _rows_replaced(state, sub.states[name], idx)
+        fwd.states[name] = _replaced(state, idx, sub.states[name])
     for k in sub.kinks:
         k = dataclasses.replace(k, sample=int(idx[k.sample]))
         fwd.kinks.append(k)
@@ -469,15 +465,15 @@ def _on_suspect_samples(fwd: Forward, certified: FloatPass) -> bool:
     return True
 
 
-def _rows_replaced(full: Any, part: Any, idx: np.ndarray) -> Any:
-    """``full`` (a batched state) with its samples ``idx`` taken from ``part``."""
+def _replaced(full: Any, index: Any, part: Any) -> Any:
+    """A copy of the state ``full`` (QArray or array) with ``full[index]`` set to ``part``."""
     if isinstance(full, QArray):
         den = math.lcm(full.den, part.den)
         num = full.num * (den // full.den)  # a new array either way
-        num[idx] = part.num * (den // part.den)
+        num[index] = part.num * (den // part.den)
         return QArray(num, den)
     out = np.array(full, copy=True)
-    out[idx] = part
+    out[index] = part
     return out
 
 

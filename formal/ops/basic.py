@@ -209,7 +209,6 @@ def _linear_entries(node: Node, env: Any, net: Network, rows: np.ndarray, cols: 
     """Entries (b, j) of x @ W.T: one exact dot product each."""
     x, w = env.full(node.inputs[0]), env.full(node.inputs[1])
     out = np.empty(len(rows), dtype=object)
-    out[...] = 0
     for b in sorted(set(rows.tolist())):  # per sample: the selected rows of W times x[b]
         m = rows == b
         prod = int_matmul(np.ascontiguousarray(w.num[cols[m]]), x.num[b].reshape(-1, 1))
@@ -232,9 +231,18 @@ def broadcast_entries(
         shape = (B,) + net.node(name).shape
     else:
         shape = tuple(env.full(name).shape)
-    pos = np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
+    full = (B,) + tuple(out_shape)
     n_out = int(np.prod(out_shape, dtype=np.int64))
-    src = np.broadcast_to(pos, (B,) + out_shape).reshape(-1)[rows * n_out + cols]
+    at = np.unravel_index(rows * n_out + cols, full)  # the entries' output multi-indices
+    lead = len(full) - len(shape)
+    src = (  # the input entries they read: size-1 (broadcast) axes read index 0
+        np.ravel_multi_index(
+            tuple(at[lead + d] if shape[d] > 1 else np.zeros_like(rows) for d in range(len(shape))),
+            shape,
+        )
+        if shape
+        else np.zeros_like(rows)
+    )
     if is_batched(net, name):
         per = int(np.prod(shape[1:], dtype=np.int64))
         return env.entries(name, src // per, src % per)

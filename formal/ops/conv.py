@@ -340,10 +340,7 @@ def _conv_vjp(
         out[0] = QArray(xbar.reshape((r,) + x.shape), adj.den * w.den)
     if need[1] is not False:
         flat = x.num.reshape(B, -1)
-        k = tables[0].shape[1]
-        digits = (
-            split(flat) if flat.dtype == object and large_product(r * og, B * oh * ow, k) else None
-        )
+        digits = _digits_before_gather(flat, B * oh * ow, tables[0].shape[1], r * og)
         wbar_parts = []
         for gi, tab in enumerate(tables):
             cols = gather_padded(flat, tab).reshape(B * oh * ow, tab.shape[1])

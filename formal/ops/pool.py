@@ -53,6 +53,13 @@ from formal.errors import InvalidArgument
 from formal.ops.conv import window_index, window_signatures
 
 
+def picks_first(node: Node, preset: Preset, outs: np.ndarray) -> np.ndarray:
+    """Per output entry in ``outs`` (per-sample flat indices): whether AD keeps the first tie."""
+    if isinstance(node.attr("tie"), (list, tuple)):  # a rule per output entry
+        return np.array([tie_rule(node, preset, int(o)) == "first" for o in outs], dtype=bool)
+    return np.full(len(outs), tie_rule(node, preset, 0) == "first")
+
+
 def choose(eq: Any, rule: str) -> int:
     """Position AD picks among the window entries where ``eq`` holds."""
     pos = [i for i, e in enumerate(eq) if e]
@@ -164,11 +171,7 @@ class MaxPoolRule:
             K = safe.shape[1]
             first = te.argmax(axis=1)
             last = K - 1 - te[:, ::-1].argmax(axis=1)
-            if isinstance(node.attr("tie"), (list, tuple)):  # a rule per output entry
-                rules = np.array([tie_rule(node, preset, int(o)) == "first" for o in to])
-            else:
-                rules = np.full(len(to), tie_rule(node, preset, 0) == "first")
-            choice[tb, to] = safe[to, np.where(rules, first, last)]
+            choice[tb, to] = safe[to, np.where(picks_first(node, preset, to), first, last)]
             for b, o in ties[lo != hi]:
                 b, o = int(b), int(o)
                 rule = tie_rule(node, preset, o)
@@ -323,11 +326,7 @@ class MaxPoolRule:
         if hint is None:
             return None
         first, last = hint
-        n_out = first.shape[1]
-        if isinstance(node.attr("tie"), (list, tuple)):
-            rules = np.array([tie_rule(node, preset, o) == "first" for o in range(n_out)])
-        else:
-            rules = np.full(n_out, tie_rule(node, preset, 0) == "first")
+        rules = picks_first(node, preset, np.arange(first.shape[1]))
         return np.where(rules[None, :], first, last).astype(np.int64)
 
 
