@@ -690,3 +690,92 @@ def test_reduced_tangents_keep_their_values(nums, den, factor):
     assert (r.num * q.den == q.num * r.den).all()
     assert q.den % r.den == 0 and r.den <= den
     assert all(type(v) is int for v in r.num.ravel())
+
+
+# -- tangents held as digits through conv and linear products ---------------------------------
+
+
+def _sparse_ints(rnd, shape: tuple[int, ...], bits: int, density: float) -> np.ndarray:
+    out = np.zeros(shape, dtype=object)
+    flat = out.reshape(-1)
+    for i in range(flat.size):
+        if rnd.random() < density:
+            flat[i] = rnd.choice([-(2**bits), 2**bits - 1, rnd.randint(-(2**bits), 2**bits)])
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.sampled_from([(1, 1), (2, 1), (1, 2)]),  # strides
+    st.sampled_from([(0, 0, 0, 0), (1, 1, 1, 1), (2, 0, 1, 2)]),  # pads
+    st.sampled_from([(1, 1), (2, 1)]),  # dilations
+    st.sampled_from([3, 62, 200]),
+    st.sampled_from([0.0, 0.05, 1.0]),
+    st.randoms(use_true_random=False),
+)
+def test_conv_tangents_in_digits_equal_the_integer_conv(strides, pads, dil, bits, density, rnd):
+    """conv2d of a digit-held tangent (only the windows reading a non-zero entry multiplied,
+    padding and dilation included) equals the integer conv, and stays in digits."""
+    from formal.core.network import Node
+    from formal.core.numbers import parse_format
+    from formal.ops.conv import _conv_digits, _conv_forward_num
+
+    C, H, W, CO, k = 2, 6, 5, 3, (2, 3)
+    w = QArray(_sparse_ints(rnd, (CO, C) + k, 40, 1.0), 2**30)
+    oh = (H + pads[0] + pads[2] - dil[0] * (k[0] - 1) - 1) // strides[0] + 1
+    ow = (W + pads[1] + pads[3] - dil[1] * (k[1] - 1) - 1) // strides[1] + 1
+    attrs = (("strides", strides), ("pads", pads), ("dilations", dil), ("groups", 1))
+    nodes = (
+        Node("x", "input", (), (C, H, W)),
+        Node("p:w", "param", (), w.shape, (("name", "w"),)),
+        Node("conv", "conv2d", ("x", "p:w"), (CO, oh, ow), attrs),
+    )
+    x0 = QArray.zeros((1, C, H, W))
+    net = Network(nodes, "conv", x0, {"w": w}, parse_format("binary32"), ("w",), ("w",))
+    tan = QArray(_sparse_ints(rnd, (3, 2, C, H, W), bits, density), 7)
+    for held in (tan, QArray.of_digits(split(tan.num), tan.den)):
+        with digits_everywhere():
+            got = _conv_digits(net.node("conv"), held, w, net)
+        assert got is not None and got.lazy and got.shape == (3, 2, CO, oh, ow)
+        want = _conv_forward_num(net.node("conv"), tan.num.reshape(6, C, H, W), w, net, (C, H, W))
+        assert got.den == tan.den * w.den
+        assert (got.num == want.reshape(got.shape)).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.sampled_from([3, 62, 200]),
+    st.sampled_from([0.02, 0.5, 1.0]),
+    st.randoms(use_true_random=False),
+)
+def test_linear_tangents_in_digits_equal_the_integer_product(bits, density, rnd):
+    """xd @ W.T from digits (only the columns that move meet W) equals the integer product."""
+    from formal.ops.basic import _linear_jvp
+
+    weights = [[[str(rnd.randint(-99, 99)) + "/64" for _ in range(20)] for _ in range(4)]]
+    net = dense_network(weights, [["0"] * 4], [["1"] * 20], ["identity"])
+    node = next(n for n in net.nodes if n.op == "linear")
+    w = net.params[net.node(node.inputs[1]).attr("name")]
+    x = QArray.zeros((1, 20))
+    tan = QArray(_sparse_ints(rnd, (3, 1, 20), bits, density), 5)
+    want = np.dot(tan.num.reshape(3, 20), w.num.T).reshape(3, 1, 4)
+    for held in (tan, QArray.of_digits(split(tan.num), tan.den)):
+        with digits_everywhere():
+            got = _linear_jvp(node, [x, w], [held, None], net)
+        assert got is not None and got.lazy and got.den == tan.den * w.den
+        assert (got.num == want).all()
+
+
+def test_pivots_prefer_the_columns_of_small_tensors():
+    """With a bias per kinked unit, V's basis takes bias columns before any kernel column,
+    so the witness directions move biases (tangents without the input's digits)."""
+    weights = [[["1", "-1"], ["1", "1"], ["1/2", "1"]], [["1", "1", "1"]]]
+    biases = [["1", "-3", "0"], ["0"]]
+    net = dense_network(weights, biases, [["1", "2"], ["1", "-1"]], ["relu", "identity"])
+    fwd = forward(net, parse_preset("pytorch"))
+    g = build_kink_graph(fwd)
+    par = net.parameterization()
+    bias_cols = {int(j) for n, grp in par.groups.items() if grp.size == 3 for j in grp.ravel()}
+    assert len(g.pivots) == len(g.rows) == 2
+    assert set(g.pivots) <= bias_cols, (g.pivots, bias_cols)
+    assert list(g.pivots) == sorted(g.pivots)

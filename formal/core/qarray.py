@@ -12,6 +12,7 @@ number domain of the exact engine: values, tangents and adjoints.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -36,11 +37,14 @@ def _int_array(values: Iterable[Any], shape: tuple[int, ...]) -> np.ndarray:
     return arr.reshape(shape)
 
 
+_LITTLE = sys.byteorder == "little"
 _DIGIT = 16  # digit width in bits: float64 products over k <= 2**20 terms stay exact
 _MAX_K = 1 << 20
 _LIMB = 48  # Python ints are taken apart and rebuilt in 48-bit limbs
 _MAX_PRODUCTS = 4096  # above this many digit products per matmul, flint is used instead
 _STACKED_ROWS = 2048  # up to this many stacked digit rows, A's digits share BLAS calls
+_INT64_ROWS = 4  # up to this many rows, products of small integers may stay in int64
+_WIDE = 128  # below this many columns, B's digits are put side by side for one BLAS call
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,12 @@ def _digits_int64(a64: np.ndarray) -> Split:
     n = max(1, -(-(bits + 1) // _DIGIT))
     mask = (1 << _DIGIT) - 1
     out = np.empty((n,) + a64.shape, dtype=np.float64)
+    if _LITTLE and n <= 4:  # the int64's two's complement bytes are its digits: read in place
+        u = np.ascontiguousarray(a64, dtype=np.int64).view(np.uint16).reshape(a64.shape + (4,))
+        for i in range(n - 1):
+            out[i] = u[..., i]
+        out[n - 1] = u[..., n - 1].view(np.int16)  # the value fits n signed digits
+        return Split.of_stack(out)
     for i in range(n - 1):
         out[i] = (a64 >> (_DIGIT * i)) & mask
     out[n - 1] = a64 >> (_DIGIT * (n - 1))
@@ -79,6 +89,22 @@ def split(a: np.ndarray) -> Split:
     """The base-2**16 digits of a 2-D integer array (object or int64) as float64 arrays."""
     if a.dtype != object:
         return _digits_int64(a.astype(np.int64, copy=False))
+    if a.size >= _SPARSE_MIN:  # mostly zeros (e.g. tangents of a few kinks): split the rest
+        nz = np.flatnonzero(a.reshape(-1) != 0)
+        if nz.size * _SPARSE_RATIO < a.size:
+            part = _split_dense(a.reshape(-1)[nz])
+            out = np.zeros((len(part.chunks), a.size), dtype=np.float64)
+            out[:, nz] = part.stacked if part.stacked is not None else np.stack(part.chunks)
+            return Split.of_stack(out.reshape((len(part.chunks),) + a.shape))
+    return _split_dense(a)
+
+
+_SPARSE_MIN = 512  # object arrays from this size are checked for zeros before splitting
+_SPARSE_RATIO = 2  # ... and split as their non-zero entries when fewer than 1 in this many
+
+
+def _split_dense(a: np.ndarray) -> Split:
+    """:func:`split` of an object integer array, entry by entry."""
     try:
         a64 = a.astype(np.int64)
     except OverflowError:
@@ -124,7 +150,7 @@ def _split_limbs(a: np.ndarray, bits: int) -> Split:
         rest = rest >> _LIMB
         bits -= _LIMB
     top = _digits_int64(rest.astype(np.int64))
-    return Split(tuple(chunks) + top.chunks)
+    return Split.of_stack(np.stack(chunks + list(top.chunks)))
 
 
 _BYTES_FROM = 15  # from this many digits on, Python ints are built from bytes
@@ -188,13 +214,20 @@ def digit_sums(a: Split, b: Split) -> list[np.ndarray]:
     na, nb = len(a.chunks), len(b.chunks)
     n, m = a.chunks[0].shape[0], b.chunks[0].shape[1]
     if na > 1 and (a.stacked is not None or na * n <= _STACKED_ROWS):
-        # one BLAS call per digit of B, [A_0; A_1; ...] @ B_j, whose i-th block A_i @ B_j
-        # adds to the sum of weight i + j (A's digits stacked already, or few rows)
+        # [A_0; A_1; ...] @ B_j, whose i-th block A_i @ B_j adds to the sum of weight
+        # i + j (A's digits stacked already, or few rows); with few columns, all B_j
+        # side by side in one BLAS call
         if a.stacked is not None:
             stacked = a.stacked.reshape(na * n, -1)
         else:
             stacked = np.concatenate(a.chunks, axis=0)
         out = np.zeros((na + nb - 1, n, m), dtype=np.int64)
+        if nb > 1 and m < _WIDE and b.stacked is not None:
+            wide = b.stacked.transpose(1, 0, 2).reshape(-1, nb * m)
+            prod = (stacked @ wide).astype(np.int64).reshape(na, n, nb, m)
+            for j in range(nb):
+                out[j : j + na] += prod[:, :, j]
+            return list(out)
         for j, cb in enumerate(b.chunks):
             out[j : j + na] += (stacked @ cb).astype(np.int64).reshape(na, n, m)
         return list(out)
@@ -243,6 +276,8 @@ def large_product(n: int, k: int, m: int) -> bool:
 
 
 def _nonzero_rows(a: Split) -> np.ndarray:
+    if a.stacked is not None:
+        return np.any(a.stacked != 0, axis=(0, 2))
     rows = np.zeros(a.chunks[0].shape[0], dtype=bool)
     for c in a.chunks:
         rows |= c.any(axis=1)
@@ -302,12 +337,76 @@ def int_matmul(
 class FlintMatrix:
     """A constant integer matrix (parameters) with its cached digit split."""
 
-    __slots__ = ("array", "ints", "_splits")
+    __slots__ = ("array", "ints", "_splits", "_bound")
 
     def __init__(self, array: np.ndarray, ints: np.ndarray | None = None) -> None:
         self.array = array
         self.ints = ints  # the same integers as int64 (optional, saves conversions)
         self._splits: dict[bool, Split] = {}
+        self._bound: int | None = None  # max |ints|, once needed
+
+    def _int64_product(self, x: np.ndarray, transpose: bool, weight: int) -> np.ndarray | None:
+        """``x @ M`` (or ``x @ M.T``) in int64 when no partial sum can overflow, else None.
+
+        For a few rows of small integers (e.g. one image of 8-bit pixels)
+        numpy's int64 product beats splitting all of M into digits:
+        ``max|x| * max|M| * k * weight < 2**63`` bounds every partial sum and
+        every entry of a post map of that total weight.
+        """
+        if self.ints is None:
+            return None
+        try:
+            x64 = x if x.dtype == np.int64 else x.astype(np.int64)
+        except (OverflowError, TypeError):
+            return None
+        if self._bound is None:
+            self._bound = max(abs(int(self.ints.max())), abs(int(self.ints.min())), 1)
+        bx = max(abs(int(x64.max())), abs(int(x64.min())), 1) if x64.size else 1
+        if bx * self._bound * x64.shape[1] * max(weight, 1) >= 2**63:
+            return None
+        return (self.ints @ x64.T).T if transpose else x64 @ self.ints
+
+    def digits(self, transpose: bool = False) -> Split:
+        """The digits of the matrix (or of its transpose), computed once."""
+        cached = self._splits.get(transpose)
+        if cached is None:
+            other = self._splits.get(not transpose)
+            if other is not None:  # the digits of the transpose, transposed
+                cached = Split.of_stack(np.stack([c.T for c in other.chunks]))
+            elif self.ints is not None:
+                ints = self.ints.T if transpose else self.ints
+                cached = _digits_int64(np.ascontiguousarray(ints))
+            else:
+                mat = self.array.T if transpose else self.array
+                cached = split(np.ascontiguousarray(mat))
+            self._splits[transpose] = cached
+        return cached
+
+    def right_mul_digits(
+        self, x: Split, transpose: bool = False, inner: np.ndarray | None = None
+    ) -> Split | None:
+        """The digits of ``x @ M`` (or ``x @ M.T``) from the digits of a 2-D x.
+
+        ``inner``: the indices of the inner dimension that x holds (x's
+        columns are those rows of M; the others would meet zeros).  None when
+        the operands have too many digits for exact float64 digit products
+        (then multiply the integers instead).
+        """
+        mat = self.array.T if transpose else self.array
+        k, n = mat.shape[0] if inner is None else len(inner), x.chunks[0].shape[0]
+        if inner is None or transpose in self._splits or 4 * len(inner) >= mat.shape[0]:
+            m = self.digits(transpose)
+            assert m.stacked is not None
+            if inner is not None:
+                m = Split.of_stack(m.stacked[:, inner])
+        else:  # a few rows of M: split them alone (the whole split is not cached yet)
+            ints = None if self.ints is None else (self.ints.T if transpose else self.ints)
+            m = _digits_int64(ints[inner]) if ints is not None else split(mat[inner])
+        if not _split_ok(k, len(x.chunks), len(m.chunks)):
+            return None
+        if n == 0 or k == 0:
+            return Split.of_stack(np.zeros((1, n, mat.shape[1])))
+        return normalized_digits(np.stack(digit_sums(x, m)))
 
     def right_mul(
         self,
@@ -333,17 +432,11 @@ class FlintMatrix:
         if n * k * m < _FLINT_MIN_WORK or k == 0 or n == 0 or m == 0:
             out = int_matmul(x, mat)
             return out if post is None else post(out)
-        cached = self._splits.get(transpose)
-        if cached is None:
-            other = self._splits.get(not transpose)
-            if other is not None:  # the digits of the transpose, transposed
-                cached = Split(tuple(np.ascontiguousarray(c.T) for c in other.chunks))
-            elif self.ints is not None:
-                ints = self.ints.T if transpose else self.ints
-                cached = _digits_int64(np.ascontiguousarray(ints))
-            else:
-                cached = split(np.ascontiguousarray(mat))
-            self._splits[transpose] = cached
+        if n <= _INT64_ROWS and digits is None and transpose not in self._splits:
+            small = self._int64_product(x, transpose, weight)
+            if small is not None:
+                return (small if post is None else post(small)).astype(object)
+        cached = self.digits(transpose)
         sx = digits if digits is not None else split(x)
         if _split_ok(k, len(sx.chunks), len(cached.chunks)):
             if post is None:
@@ -357,19 +450,64 @@ class FlintMatrix:
         return out if post is None else post(out)
 
 
-@dataclass(frozen=True, slots=True)
 class QArray:
-    """An exact rational array ``num / den`` (``den > 0``).
+    """An exact rational array ``num / den`` (``den > 0``), immutable by convention.
 
     ``ints`` optionally holds the same numerators as an int64 array (a loader
     that computed them natively keeps them, so products and float conversions
     of parameters need no per-entry Python round trip); it is never written
     by arithmetic and must equal ``num`` entry by entry.
+
+    The numerators may instead be held as their base-2**16 digits (a
+    :class:`Split` with the digit axis first, see :meth:`of_digits`): products
+    then read the digits and give digits, and Python integers are built only
+    when ``num`` is read.  Sums, negation, reshapes and products with small
+    integers stay in digits.  Nothing may write into ``num`` in place.
     """
 
-    num: np.ndarray
-    den: int
-    ints: np.ndarray | None = field(default=None, compare=False, repr=False)
+    __slots__ = ("_num", "den", "ints", "_digits")
+
+    def __init__(self, num: np.ndarray, den: int, ints: np.ndarray | None = None) -> None:
+        self._num: np.ndarray | None = num
+        self.den = den
+        self.ints = ints
+        self._digits: Split | None = None
+
+    @staticmethod
+    def of_digits(digits: Split, den: int) -> QArray:
+        """The array ``num / den`` whose numerators have the (stacked) digits ``digits``."""
+        assert digits.stacked is not None
+        q = QArray.__new__(QArray)
+        q._num, q.den, q.ints, q._digits = None, den, None, digits
+        return q
+
+    @property
+    def num(self) -> np.ndarray:
+        """The numerators: an integer (object) array."""
+        if self._num is None:
+            assert self._digits is not None
+            num = digits_to_ints(self._digits)
+            num.setflags(write=False)
+            self._num = num
+        return self._num
+
+    @property
+    def lazy(self) -> bool:
+        """True while the numerators are held as digits only."""
+        return self._num is None
+
+    def digits(self) -> Split:
+        """The numerators' base-2**16 digits, stacked (digit axis first); computed once."""
+        if self._digits is None:
+            assert self._num is not None
+            d = _digits_int64(self.ints) if self.ints is not None else split(np.asarray(self._num))
+            if d.stacked is None:
+                d = Split.of_stack(np.stack(d.chunks))
+            self._digits = d
+        return self._digits
+
+    def __repr__(self) -> str:
+        return f"QArray(shape={self.shape}, den={self.den})"
 
     def native(self) -> np.ndarray | None:
         """The numerators as int64 when held natively (see ``ints``), else None."""
@@ -387,13 +525,11 @@ class QArray:
     def from_fractions(values: Any) -> QArray:
         """Build from a nested sequence / object array of Fractions or ints."""
         arr = np.asarray(values, dtype=object)
-        flat = [Fraction(v) for v in arr.ravel()]
-        den = 1
-        for v in flat:
-            den = math.lcm(den, v.denominator)
-        return QArray(
-            _int_array((v.numerator * (den // v.denominator) for v in flat), arr.shape), den
-        )
+        flat = [v if type(v) is Fraction else Fraction(v) for v in arr.ravel().tolist()]
+        den = math.lcm(*{v.denominator for v in flat}) if flat else 1
+        out = np.empty(len(flat), dtype=object)
+        out[:] = [v.numerator * (den // v.denominator) for v in flat]
+        return QArray(out.reshape(arr.shape), den)
 
     def to_fractions(self) -> np.ndarray:
         """An object array of Fractions."""
@@ -416,7 +552,10 @@ class QArray:
     @property
     def shape(self) -> tuple[int, ...]:
         """The array's shape."""
-        return tuple(self.num.shape)
+        if self._num is None:
+            assert self._digits is not None and self._digits.stacked is not None
+            return tuple(self._digits.stacked.shape[1:])
+        return tuple(self._num.shape)
 
     # -- arithmetic ---------------------------------------------------------
     def _common(self, other: QArray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -430,28 +569,72 @@ class QArray:
             den,
         )
 
+    def _digit_sum(self, other: QArray, sign: int) -> QArray | None:
+        """``self + sign * other`` in digits, when one of them is held so and it applies."""
+        if not (self.lazy or other.lazy) or len(self.shape) != len(other.shape):
+            return None
+        den = math.lcm(self.den, other.den)
+        da = _times(_int_digits(self.digits()), den // self.den)
+        db = _times(_int_digits(other.digits()), den // other.den)
+        n = max(da.shape[0], db.shape[0])
+        shape = np.broadcast_shapes(da.shape[1:], db.shape[1:])
+        acc = np.zeros((n,) + shape, dtype=np.int64)
+        acc[: da.shape[0]] += da
+        if sign > 0:
+            acc[: db.shape[0]] += db
+        else:
+            acc[: db.shape[0]] -= db
+        return QArray.of_digits(normalized_digits(acc), den)
+
     def __add__(self, other: QArray) -> QArray:
+        lazy = self._digit_sum(other, 1)
+        if lazy is not None:
+            return lazy
         a, b, den = self._common(other)
         return QArray(a + b, den)
 
     def __sub__(self, other: QArray) -> QArray:
+        lazy = self._digit_sum(other, -1)
+        if lazy is not None:
+            return lazy
         a, b, den = self._common(other)
         return QArray(a - b, den)
 
     def __neg__(self) -> QArray:
+        if self.lazy:
+            return QArray.of_digits(normalized_digits(-_int_digits(self.digits())), self.den)
         return QArray(-self.num, self.den)
 
     def mul(self, other: QArray) -> QArray:
         """Elementwise (broadcasting) product."""
+        if self.lazy and not other.lazy:
+            small = _small_ints(other.num, self.shape)
+            if small is not None:
+                d = self.digits().stacked
+                assert d is not None
+                if small.min(initial=0) >= 0 and small.max(initial=0) <= 1:  # a mask
+                    return QArray.of_digits(Split.of_stack(d * small), self.den * other.den)
+                prod = _int_digits(self.digits()) * small
+                return QArray.of_digits(normalized_digits(prod), self.den * other.den)
         return QArray(self.num * other.num, self.den * other.den)
 
     def scale(self, q: Fraction) -> QArray:
         """The array times the rational ``q``."""
         q = Fraction(q)
+        if self.lazy:
+            prod = _times(_int_digits(self.digits()), abs(q.numerator))
+            prod = prod if q.numerator >= 0 else -prod
+            return QArray.of_digits(normalized_digits(prod), self.den * q.denominator)
         return QArray(self.num * q.numerator, self.den * q.denominator)
 
     def reshape(self, shape: tuple[int, ...]) -> QArray:
         """The array reshaped (same denominator)."""
+        if self.lazy:
+            d = self.digits().stacked
+            assert d is not None
+            return QArray.of_digits(
+                Split.of_stack(d.reshape((d.shape[0],) + tuple(shape))), self.den
+            )
         return QArray(self.num.reshape(shape), self.den)
 
     def sign(self) -> np.ndarray:
@@ -484,6 +667,78 @@ class QArray:
         )
 
 
+_SMALL_FACTOR = 1 << 30  # digit arithmetic takes integer factors below this (exact in int64)
+
+
+def _int_digits(d: Split) -> np.ndarray:
+    """The stacked digits as int64 (digit axis first)."""
+    assert d.stacked is not None
+    return d.stacked.astype(np.int64)
+
+
+def _times(d: np.ndarray, f: int) -> np.ndarray:
+    """Digits (not normalized) of ``f`` times the integers with normalized int64 digits ``d``.
+
+    Every digit of ``d`` and of ``f >= 0`` is below 2**16 in magnitude, so each
+    digit product is below 2**32, and a sum of ``min`` of the two digit counts
+    of them stays far inside int64.
+    """
+    if f == 1:
+        return d
+    fd = [(f >> (_DIGIT * j)) & 0xFFFF for j in range(max(1, -(-f.bit_length() // _DIGIT)))]
+    out = np.zeros((d.shape[0] + len(fd) - 1,) + d.shape[1:], dtype=np.int64)
+    for j, fj in enumerate(fd):
+        if fj:
+            out[j : j + d.shape[0]] += d * fj
+    return out
+
+
+def _small_ints(num: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``num`` as int64 when every entry is below 2**30 in magnitude and it broadcasts to shape."""
+    if len(num.shape) > len(shape) or np.broadcast_shapes(num.shape, shape) != tuple(shape):
+        return None
+    try:
+        small = np.asarray(num).astype(np.int64)
+    except (OverflowError, TypeError):
+        return None
+    if small.size and int(np.abs(small).max()) >= _SMALL_FACTOR:
+        return None
+    return small
+
+
+def normalized_digits(d: np.ndarray) -> Split:
+    """The digits of ``sum_i d[i] * 2**(16 i)`` in :class:`Split` form, from int64 ``d``.
+
+    ``d`` (digits, *shape) may hold any int64 values below 2**62 in magnitude:
+    carrying makes the lower digits [0, 2**16) and leaves sign digits (0 or
+    -1) on top, which are dropped while the digit below them carries the
+    same sign; the top digit kept is signed.
+    """
+    n = d.shape[0]
+    out = np.zeros((n + 4,) + d.shape[1:], dtype=np.int64)
+    out[:n] = d
+    mask = (1 << _DIGIT) - 1
+    for i in range(n + 3):
+        out[i + 1] += out[i] >> _DIGIT
+        out[i] &= mask
+    top = n + 3
+    signed = out[top]  # 0 or -1: |value| < 2**(62 + 16 * n)
+    while top > 0:
+        below = out[top - 1]
+        if not np.array_equal(signed, -(below >> (_DIGIT - 1))):
+            break
+        top -= 1
+        signed = below - ((below >> (_DIGIT - 1)) << _DIGIT)
+    out[top] = signed
+    return Split.of_stack(out[: top + 1].astype(np.float64))
+
+
+def digits_to_ints(d: Split) -> np.ndarray:
+    """The Python integers (object array) whose digits are ``d``."""
+    stacked = _int_digits(d) if d.stacked is not None else np.stack(d.chunks).astype(np.int64)
+    return _combine(list(stacked))
+
+
 def _signs(lhs: np.ndarray, rhs: int) -> np.ndarray:
     """Signs of ``lhs - rhs`` (int64 array), by vectorized exact comparisons."""
     gt = np.asarray(lhs > rhs, dtype=bool)
@@ -507,4 +762,6 @@ __all__ = [
     "digit_sums",
     "carry",
     "large_product",
+    "normalized_digits",
+    "digits_to_ints",
 ]

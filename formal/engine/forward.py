@@ -857,7 +857,7 @@ def reduced(q: QArray) -> QArray:
     numerator long); when the entries it actually reads share that factor,
     dividing it out keeps every later product short.
     """
-    if q.den == 1 or q.num.size == 0 or q.num.dtype != object:
+    if q.lazy or q.den == 1 or q.num.size == 0 or q.num.dtype != object:
         return q
     try:
         g = math.gcd(q.den, *q.num.reshape(-1).tolist())

@@ -12,6 +12,7 @@ every ``t = B lam`` in V.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -127,7 +128,13 @@ class KinkGraph:
     def psi(self, t: list[Fraction]) -> list[Fraction]:
         """The non-smooth part ``sum_k C0[o, k] zdot_k`` of each output."""
         z = self.kink_outputs(t)
-        return [sum((c * zk for c, zk in zip(row, z) if c), Fraction(0)) for row in self.C0]
+        if "C0" not in self.cache:  # C0 as integers over one denominator, once
+            self.cache["C0"] = QArray.from_fractions(self.C0.reshape(self.C0.shape[0], -1))
+        c0 = self.cache["C0"]
+        zq = QArray.from_fractions(np.array(z, dtype=object).reshape(-1, 1))
+        out = np.dot(c0.num, zq.num).reshape(-1) if len(z) else np.zeros(c0.shape[0], int)
+        den = c0.den * zq.den
+        return [Fraction(int(v), den) for v in out]
 
     def t_of(self, d: dict[int, Fraction]) -> list[Fraction]:
         """t = A d for a sparse direction d (column -> value)."""
@@ -230,6 +237,23 @@ def _collect_cols(
     return cols, par.collect({n: params.get(n) for n in sorted(names)}, rows, cols)
 
 
+def _cheap_first(fwd: Forward, names: frozenset[str], cols: tuple[int, ...]) -> np.ndarray:
+    """Positions in ``cols`` ordered so that the columns of smaller tensors come first.
+
+    Any T independent columns span V; the first ones found in this order are
+    the basis.  Columns of small tensors (biases before kernels) give cheap
+    witness directions: a bias direction's tangent is the direction itself,
+    while a kernel direction's carries the layer input (e.g. an input with a
+    long common denominator) through every later layer.
+    """
+    par = fwd.net.parameterization()
+    size = np.full(par.size, np.iinfo(np.int64).max, dtype=np.int64)
+    for n in names:
+        g = par.groups[n].ravel()
+        size[g] = np.minimum(size[g], g.size)
+    return np.argsort(size[np.fromiter(cols, dtype=np.int64, count=len(cols))], kind="stable")
+
+
 def _no_kink_above_kink(fwd: Forward) -> bool:
     """True when no op holding kink nodes reads (directly or not) another one.
 
@@ -266,7 +290,8 @@ def build_kink_graph(fwd: Forward, *, ad_kink_adjoints: np.ndarray | None = None
             c0 = _reverse_rows(fwd, kinks, [], False)[1]
         _, kadj, params = _reverse_rows(fwd, kinks, rows, small, outputs=False)
         cols, A_cols = _collect_cols(fwd, params, small, T)
-        local = column_basis(A_cols.num)
+        order = _cheap_first(fwd, small, cols)
+        local = sorted(int(order[j]) for j in column_basis(A_cols.num[:, order]))
         if len(local) == T:
             kadj = np.concatenate([kadj[:T], c0])
             return _graph(fwd, kinks, rows, kadj, [cols[j] for j in local], cols, A_cols)
@@ -289,11 +314,13 @@ def _graph(
     A_cols: QArray,
 ) -> KinkGraph:
     T = len(rows)
-    pos = {c: i for i, c in enumerate(cols)}
     basis = np.empty((T, len(pivots)), dtype=object)
     for c, j in enumerate(pivots):
+        at = bisect.bisect_left(cols, j)  # cols are sorted group ids
+        if at >= len(cols) or cols[at] != j:
+            at = cols.index(j)
         for r in range(T):
-            basis[r, c] = Fraction(int(A_cols.num[r, pos[j]]), A_cols.den)
+            basis[r, c] = Fraction(int(A_cols.num[r, at]), A_cols.den)
     return KinkGraph(
         kinks,
         tuple(rows),

@@ -29,7 +29,7 @@ from formal.core.floatbound import ETA, U, gamma, to_float
 from formal.core.fpterms import const_terms, ordered_sum
 from formal.core.graph import is_batched
 from formal.core.network import Network, Node
-from formal.core.qarray import QArray, int_matmul
+from formal.core.qarray import QArray, Split, int_matmul, large_product
 from formal.core.rules import register
 from formal.core.signatures import Oracle, combine, row_ids, value_ids
 from formal.core.smtrules import (
@@ -153,6 +153,32 @@ def _nonzero_columns(num: np.ndarray) -> np.ndarray:
     return np.nonzero((flat != 0).any(axis=0))[0]
 
 
+def _linear_digits(xd: QArray, w: QArray, pname: str | None, net: Network) -> QArray | None:
+    """The tangent ``xd @ W.T`` (R, B, m) with its numerators kept as digits, or None.
+
+    Only the input columns where some tangent entry is non-zero meet W.  None
+    when W is not a parameter, the product is small or the digits are too many.
+    """
+    r, b, n = xd.shape
+    m = w.shape[0]
+    if pname is None or not large_product(r * b, n, m):
+        return None
+    d = xd.digits().stacked
+    assert d is not None
+    d = d.reshape(d.shape[0], r * b, n)
+    cols = np.flatnonzero((d != 0).any(axis=(0, 1)))
+    sparse = len(cols) < n
+    prod = net.flint_param(pname).right_mul_digits(
+        Split.of_stack(d[:, :, cols] if sparse else d),
+        transpose=True,
+        inner=cols if sparse else None,
+    )
+    if prod is None:
+        return None
+    assert prod.stacked is not None
+    return QArray.of_digits(Split.of_stack(prod.stacked.reshape(-1, r, b, m)), xd.den * w.den)
+
+
 def _linear_jvp(
     node: Node, ins: list[QArray], tans: list[QArray | None], net: Network
 ) -> QArray | None:
@@ -162,15 +188,17 @@ def _linear_jvp(
     if xd is not None:
         r, b, n = xd.shape
         wnode = net.node(node.inputs[1])
-        flat = xd.num.reshape(r * b, n)
-        cols = _nonzero_columns(flat)
-        if len(cols) * 4 < n:  # sparse tangent: only the columns that move
-            num = int_matmul(flat[:, cols], w.num[:, cols].T)
-        elif wnode.op == "param":
-            num = net.flint_param(wnode.attr("name")).right_mul(flat, transpose=True)
-        else:
-            num = int_matmul(flat, w.num.T)
-        out = QArray(num.reshape(r, b, -1), xd.den * w.den)
+        out = _linear_digits(xd, w, wnode.attr("name") if wnode.op == "param" else None, net)
+        if out is None:
+            flat = xd.num.reshape(r * b, n)
+            cols = _nonzero_columns(flat)
+            if len(cols) * 4 < n:  # sparse tangent: only the columns that move
+                num = int_matmul(flat[:, cols], w.num[:, cols].T)
+            elif wnode.op == "param":
+                num = net.flint_param(wnode.attr("name")).right_mul(flat, transpose=True)
+            else:
+                num = int_matmul(flat, w.num.T)
+            out = QArray(num.reshape(r, b, -1), xd.den * w.den)
     if wd is not None:
         r, m, n = wd.shape
         prod = int_matmul(x.num, wd.num.reshape(r * m, n).T)  # (B, R*m)
@@ -267,9 +295,17 @@ def _linear_float(node: Node, vals: list[np.ndarray], errs: list[np.ndarray], ne
     ex, ew = errs
     n = x.shape[1]
     y = x @ w.T
-    absw = np.abs(w)
+    wnode = net.node(node.inputs[1])
+    pname = wnode.attr("name") if wnode.op == "param" else None
+    if pname is None:
+        absw, exact_w = np.abs(w), not np.any(ew)
+    else:  # a parameter's |W| and whether its floats are exact, once per network
+        key = "abs:" + pname
+        if key not in net.cache:
+            net.cache[key] = (np.abs(w), not np.any(ew))
+        absw, exact_w = net.cache[key]
     bound = (gamma(n + 2) * np.abs(x) + ex) @ absw.T + (n + 2) * ETA
-    if np.any(ew):
+    if not exact_w:
         bound = bound + np.abs(x) @ ew.T + ex @ ew.T
     return y, 2.0 * bound
 

@@ -275,6 +275,46 @@ def _conv_entries(node: Node, env: Any, net: Network, rows: np.ndarray, cols: np
     return QArray(out, x.den * w.den)
 
 
+def _conv_digits(node: Node, x: QArray, w: QArray, net: Network) -> QArray | None:
+    """conv(x, W) for x (..., C, H, W) with its numerators kept as digits, or None.
+
+    x's digits are gathered for the windows that read a non-zero entry only
+    (a tangent started at a few kink nodes moves few windows), multiplied by
+    the weight's cached digits, and the product's digits scattered back: no
+    Python integer is built.  None when W is not a parameter, the conv is
+    grouped, the product is small, or the digits are too many (then the
+    caller multiplies integers).
+    """
+    pname = param_name(net, node.inputs[1])
+    lead, in_shape = x.shape[:-3], x.shape[-3:]
+    tables, oh, ow, g = conv_tables(node, in_shape, w.shape)
+    N, CO = int(np.prod(lead, dtype=np.int64)), w.shape[0]
+    tab = tables[0]
+    P, K = tab.shape
+    if g != 1 or not pname or not large_product(N * P, K, CO):
+        return None
+    d = x.digits().stacked
+    assert d is not None
+    nd, n_in = d.shape[0], int(np.prod(in_shape))
+    ext = np.zeros((nd, N, n_in + 1))  # a zero column for the padding
+    ext[..., :n_in] = d.reshape(nd, N, n_in)
+    cols_of = np.where(tab >= 0, tab, n_in)
+    live = (ext != 0).any(axis=0)[:, cols_of].any(axis=2)  # (N, P): windows reading a non-zero
+    nn, pp = np.nonzero(live)
+    at = (nn * (n_in + 1))[:, None] + cols_of[pp]  # (rows, K) into the flat (N, n_in + 1)
+    prod = net.flint_param(pname).right_mul_digits(
+        Split.of_stack(np.take(ext.reshape(nd, -1), at, axis=1)), transpose=True
+    )
+    if prod is None:
+        return None
+    assert prod.stacked is not None
+    out = np.zeros((prod.stacked.shape[0], N, P, CO))
+    out[:, nn, pp] = prod.stacked
+    out = out.reshape((-1,) + lead + (oh, ow, CO))
+    out = np.moveaxis(out, -1, -3)
+    return QArray.of_digits(Split.of_stack(out), x.den * w.den)
+
+
 def _conv_exact(node: Node, ins: list[QArray], net: Network) -> QArray:
     x, w = ins
     return QArray(_conv_forward_num(node, x.num, w, net, x.shape[1:]), x.den * w.den)
@@ -288,8 +328,12 @@ def _conv_jvp(
     out: QArray | None = None
     if xd is not None:
         r, b = xd.shape[:2]
-        y = _conv_forward_num(node, xd.num.reshape((r * b,) + xd.shape[2:]), w, net, x.shape[1:])
-        out = QArray(y.reshape((r, b) + y.shape[1:]), xd.den * w.den)
+        out = _conv_digits(node, xd, w, net)
+        if out is None:
+            y = _conv_forward_num(
+                node, xd.num.reshape((r * b,) + xd.shape[2:]), w, net, x.shape[1:]
+            )
+            out = QArray(y.reshape((r, b) + y.shape[1:]), xd.den * w.den)
     if wd is not None:
         r = wd.shape[0]
         B = x.shape[0]
