@@ -5,8 +5,12 @@ Python (or flint) integers and ``den`` a positive Python int.  Products of
 large matrices are exact float64 BLAS products of base-2**16 digit matrices
 (:func:`split_matmul`: every partial sum is an integer below 2**52), carried
 back into Python integers by vectorized int64 code; operands with very many
-digits go through ``flint.fmpz_mat``.  Everything stays exact.  This is the
-number domain of the exact engine: values, tangents and adjoints.
+digits go through ``flint.fmpz_mat``, and a few rows of small integers times
+int64 numerators use numpy's int64 product when no partial sum can overflow.
+A QArray may hold its numerators as digits only (:meth:`QArray.of_digits`):
+tangents then go from product to product without Python integers.
+Everything stays exact.  This is the number domain of the exact engine:
+values, tangents and adjoints.
 """
 
 from __future__ import annotations
@@ -425,6 +429,7 @@ class FlintMatrix:
         the int64 digit sums before they are carried into Python integers
         (fewer entries to carry when the map shrinks the array).  ``digits``:
         the digits of x when already known (e.g. split before an im2col gather).
+        A few rows of small integers go through int64 (:meth:`_int64_product`).
         """
         mat = self.array.T if transpose else self.array
         n, k = x.shape
