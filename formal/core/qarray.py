@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -46,30 +46,32 @@ _DIGIT = 16  # digit width in bits: float64 products over k <= 2**20 terms stay 
 _MAX_K = 1 << 20
 _LIMB = 48  # Python ints are taken apart and rebuilt in 48-bit limbs
 _MAX_PRODUCTS = 4096  # above this many digit products per matmul, flint is used instead
-_STACKED_ROWS = 2048  # up to this many stacked digit rows, A's digits share BLAS calls
 _INT64_ROWS = 4  # up to this many rows, products of small integers may stay in int64
 _WIDE = 128  # below this many columns, B's digits are put side by side for one BLAS call
+_WIDE_MAX = 1 << 22  # ... when that product has at most this many entries (32 MB)
 
 
 @dataclass(frozen=True, slots=True)
 class Split:
-    """An integer matrix as float64 digit matrices: ``M = sum_i chunks[i] * 2**(16 * i)``.
+    """An integer array as float64 digits: ``M = sum_i stacked[i] * 2**(16 * i)``.
 
-    The lower digits are in [0, 2**16), the top one is signed (two's
-    complement), so a float64 product of two digit matrices over an inner
-    dimension k <= 2**20 is a sum of integers below 2**52: exact.
+    ``stacked`` is one C-contiguous (digits, *shape) array.  The lower digits
+    are in [0, 2**16), the top one is signed (two's complement), so a float64
+    product of two digit matrices over an inner dimension k <= 2**20 is a sum
+    of integers below 2**52: exact.
     """
 
-    chunks: tuple[np.ndarray, ...]
-    stacked: np.ndarray | None = field(default=None, compare=False, repr=False)
-    """The chunks as one C-contiguous (digits, *shape) array when they were built so
-    (``chunks[i]`` is ``stacked[i]``): products then stack A's digits without a copy."""
+    stacked: np.ndarray
 
     @staticmethod
     def of_stack(stacked: np.ndarray) -> Split:
-        """The Split whose digit matrices are ``stacked[0], stacked[1], ...``."""
-        stacked = np.ascontiguousarray(stacked)
-        return Split(tuple(stacked), stacked)
+        """The Split whose digits are ``stacked[0], stacked[1], ...`` (made C-contiguous)."""
+        return Split(np.ascontiguousarray(stacked))
+
+    @property
+    def chunks(self) -> tuple[np.ndarray, ...]:
+        """The digit arrays, lowest first."""
+        return tuple(self.stacked)
 
 
 def _digits_int64(a64: np.ndarray) -> Split:
@@ -97,9 +99,9 @@ def split(a: np.ndarray) -> Split:
         nz = np.flatnonzero(a.reshape(-1) != 0)
         if nz.size * _SPARSE_RATIO < a.size:
             part = _split_dense(a.reshape(-1)[nz])
-            out = np.zeros((len(part.chunks), a.size), dtype=np.float64)
-            out[:, nz] = part.stacked if part.stacked is not None else np.stack(part.chunks)
-            return Split.of_stack(out.reshape((len(part.chunks),) + a.shape))
+            out = np.zeros((len(part.stacked), a.size), dtype=np.float64)
+            out[:, nz] = part.stacked
+            return Split.of_stack(out.reshape((len(part.stacked),) + a.shape))
     return _split_dense(a)
 
 
@@ -154,7 +156,7 @@ def _split_limbs(a: np.ndarray, bits: int) -> Split:
         rest = rest >> _LIMB
         bits -= _LIMB
     top = _digits_int64(rest.astype(np.int64))
-    return Split.of_stack(np.stack(chunks + list(top.chunks)))
+    return Split.of_stack(np.concatenate([np.stack(chunks), top.stacked]))
 
 
 _BYTES_FROM = 15  # from this many digits on, Python ints are built from bytes
@@ -201,46 +203,27 @@ def digit_sums(a: Split, b: Split) -> list[np.ndarray]:
     ``g * 2**58 < 2**63`` (see :func:`carry`).
     """
     rows = _nonzero_rows(a)
+    na, nb = len(a.stacked), len(b.stacked)
+    n, m = a.stacked.shape[1], b.stacked.shape[2]
     if not rows.all():  # all-zero rows (e.g. adjoints of other samples): zero results
-        m = b.chunks[0].shape[1]
-        n_out = len(a.chunks) + len(b.chunks) - 1
-        full = [np.zeros((rows.size, m), dtype=np.int64) for _ in range(n_out)]
+        full = [np.zeros((n, m), dtype=np.int64) for _ in range(na + nb - 1)]
         if rows.any():
-            sub = digit_sums(
-                Split(tuple(c[rows] for c in a.chunks))
-                if a.stacked is None
-                else Split.of_stack(a.stacked[:, rows]),
-                b,
-            )
-            for f, v in zip(full, sub):
+            for f, v in zip(full, digit_sums(Split.of_stack(a.stacked[:, rows]), b)):
                 f[rows] = v
         return full
-    na, nb = len(a.chunks), len(b.chunks)
-    n, m = a.chunks[0].shape[0], b.chunks[0].shape[1]
-    if na > 1 and (a.stacked is not None or na * n <= _STACKED_ROWS):
-        # [A_0; A_1; ...] @ B_j, whose i-th block A_i @ B_j adds to the sum of weight
-        # i + j (A's digits stacked already, or few rows); with few columns, all B_j
-        # side by side in one BLAS call
-        if a.stacked is not None:
-            stacked = a.stacked.reshape(na * n, -1)
-        else:
-            stacked = np.concatenate(a.chunks, axis=0)
-        out = np.zeros((na + nb - 1, n, m), dtype=np.int64)
-        if nb > 1 and m < _WIDE and b.stacked is not None:
-            wide = b.stacked.transpose(1, 0, 2).reshape(-1, nb * m)
-            prod = (stacked @ wide).astype(np.int64).reshape(na, n, nb, m)
-            for j in range(nb):
-                out[j : j + na] += prod[:, :, j]
-            return list(out)
-        for j, cb in enumerate(b.chunks):
+    # [A_0; A_1; ...] @ B_j, whose i-th block A_i @ B_j adds to the sum of weight i + j;
+    # with few columns (and a bounded result), all B_j side by side in one BLAS call
+    stacked = a.stacked.reshape(na * n, -1)
+    out = np.zeros((na + nb - 1, n, m), dtype=np.int64)
+    if 1 < nb and m < _WIDE and na * n * nb * m <= _WIDE_MAX:
+        wide = b.stacked.transpose(1, 0, 2).reshape(-1, nb * m)
+        prod = (stacked @ wide).astype(np.int64).reshape(na, n, nb, m)
+        for j in range(nb):
+            out[j : j + na] += prod[:, :, j]
+    else:
+        for j, cb in enumerate(b.stacked):
             out[j : j + na] += (stacked @ cb).astype(np.int64).reshape(na, n, m)
-        return list(out)
-    sums: list[Any] = [None] * (na + nb - 1)
-    for i, ca in enumerate(a.chunks):
-        for j, cb in enumerate(b.chunks):
-            p = (ca @ cb).astype(np.int64)
-            sums[i + j] = p if sums[i + j] is None else sums[i + j] + p
-    return sums
+    return list(out)
 
 
 def carry(sums: list[np.ndarray]) -> np.ndarray:
@@ -264,9 +247,9 @@ def split_matmul(a: Split, b: Split) -> np.ndarray:
     rows = _nonzero_rows(a)
     if rows.all():
         return carry(digit_sums(a, b))
-    out = np.zeros((rows.size, b.chunks[0].shape[1]), dtype=object)  # Python int zeros
+    out = np.zeros((rows.size, b.stacked.shape[2]), dtype=object)  # Python int zeros
     if rows.any():
-        out[rows] = carry(digit_sums(Split(tuple(c[rows] for c in a.chunks)), b))
+        out[rows] = carry(digit_sums(Split.of_stack(a.stacked[:, rows]), b))
     return out
 
 
@@ -280,12 +263,7 @@ def large_product(n: int, k: int, m: int) -> bool:
 
 
 def _nonzero_rows(a: Split) -> np.ndarray:
-    if a.stacked is not None:
-        return np.any(a.stacked != 0, axis=(0, 2))
-    rows = np.zeros(a.chunks[0].shape[0], dtype=bool)
-    for c in a.chunks:
-        rows |= c.any(axis=1)
-    return rows
+    return np.any(a.stacked != 0, axis=(0, 2))
 
 
 def _digit_count(a: np.ndarray) -> int:
@@ -328,7 +306,7 @@ def int_matmul(
         return np.dot(a, b)
     sa = a_digits if a_digits is not None else split(a)
     sb = b_digits if b_digits is not None else split(b)
-    if _split_ok(k, len(sa.chunks), len(sb.chunks)):
+    if _split_ok(k, len(sa.stacked), len(sb.stacked)):
         return split_matmul(sa, sb)
     if _HAVE_FLINT:
         prod = flint.fmpz_mat(n, k, [int(v) for v in a.ravel()]) * flint.fmpz_mat(
@@ -376,7 +354,7 @@ class FlintMatrix:
         if cached is None:
             other = self._splits.get(not transpose)
             if other is not None:  # the digits of the transpose, transposed
-                cached = Split.of_stack(np.stack([c.T for c in other.chunks]))
+                cached = Split.of_stack(other.stacked.transpose(0, 2, 1))
             elif self.ints is not None:
                 ints = self.ints.T if transpose else self.ints
                 cached = _digits_int64(np.ascontiguousarray(ints))
@@ -397,16 +375,15 @@ class FlintMatrix:
         (then multiply the integers instead).
         """
         mat = self.array.T if transpose else self.array
-        k, n = mat.shape[0] if inner is None else len(inner), x.chunks[0].shape[0]
+        k, n = mat.shape[0] if inner is None else len(inner), x.stacked.shape[1]
         if inner is None or transpose in self._splits or 4 * len(inner) >= mat.shape[0]:
             m = self.digits(transpose)
-            assert m.stacked is not None
             if inner is not None:
                 m = Split.of_stack(m.stacked[:, inner])
         else:  # a few rows of M: split them alone (the whole split is not cached yet)
             ints = None if self.ints is None else (self.ints.T if transpose else self.ints)
             m = _digits_int64(ints[inner]) if ints is not None else split(mat[inner])
-        if not _split_ok(k, len(x.chunks), len(m.chunks)):
+        if not _split_ok(k, len(x.stacked), len(m.stacked)):
             return None
         if n == 0 or k == 0:
             return Split.of_stack(np.zeros((1, n, mat.shape[1])))
@@ -443,7 +420,7 @@ class FlintMatrix:
                 return (small if post is None else post(small)).astype(object)
         cached = self.digits(transpose)
         sx = digits if digits is not None else split(x)
-        if _split_ok(k, len(sx.chunks), len(cached.chunks)):
+        if _split_ok(k, len(sx.stacked), len(cached.stacked)):
             if post is None:
                 return split_matmul(sx, cached)
             sums = digit_sums(sx, cached)
@@ -481,7 +458,6 @@ class QArray:
     @staticmethod
     def of_digits(digits: Split, den: int) -> QArray:
         """The array ``num / den`` whose numerators have the (stacked) digits ``digits``."""
-        assert digits.stacked is not None
         q = QArray.__new__(QArray)
         q._num, q.den, q.ints, q._digits = None, den, None, digits
         return q
@@ -505,10 +481,8 @@ class QArray:
         """The numerators' base-2**16 digits, stacked (digit axis first); computed once."""
         if self._digits is None:
             assert self._num is not None
-            d = _digits_int64(self.ints) if self.ints is not None else split(np.asarray(self._num))
-            if d.stacked is None:
-                d = Split.of_stack(np.stack(d.chunks))
-            self._digits = d
+            ints = self.ints
+            self._digits = _digits_int64(ints) if ints is not None else split(self._num)
         return self._digits
 
     def __repr__(self) -> str:
@@ -558,7 +532,7 @@ class QArray:
     def shape(self) -> tuple[int, ...]:
         """The array's shape."""
         if self._num is None:
-            assert self._digits is not None and self._digits.stacked is not None
+            assert self._digits is not None
             return tuple(self._digits.stacked.shape[1:])
         return tuple(self._num.shape)
 
@@ -615,12 +589,10 @@ class QArray:
         if self.lazy and not other.lazy:
             small = _small_ints(other.num, self.shape)
             if small is not None:
-                d = self.digits().stacked
-                assert d is not None
+                d, den = self.digits(), self.den * other.den
                 if small.min(initial=0) >= 0 and small.max(initial=0) <= 1:  # a mask
-                    return QArray.of_digits(Split.of_stack(d * small), self.den * other.den)
-                prod = _int_digits(self.digits()) * small
-                return QArray.of_digits(normalized_digits(prod), self.den * other.den)
+                    return QArray.of_digits(Split.of_stack(d.stacked * small), den)
+                return QArray.of_digits(normalized_digits(_int_digits(d) * small), den)
         return QArray(self.num * other.num, self.den * other.den)
 
     def scale(self, q: Fraction) -> QArray:
@@ -636,7 +608,6 @@ class QArray:
         """The array reshaped (same denominator)."""
         if self.lazy:
             d = self.digits().stacked
-            assert d is not None
             return QArray.of_digits(
                 Split.of_stack(d.reshape((d.shape[0],) + tuple(shape))), self.den
             )
@@ -677,7 +648,6 @@ _SMALL_FACTOR = 1 << 30  # digit arithmetic takes integer factors below this (ex
 
 def _int_digits(d: Split) -> np.ndarray:
     """The stacked digits as int64 (digit axis first)."""
-    assert d.stacked is not None
     return d.stacked.astype(np.int64)
 
 
@@ -740,8 +710,7 @@ def normalized_digits(d: np.ndarray) -> Split:
 
 def digits_to_ints(d: Split) -> np.ndarray:
     """The Python integers (object array) whose digits are ``d``."""
-    stacked = _int_digits(d) if d.stacked is not None else np.stack(d.chunks).astype(np.int64)
-    return _combine(list(stacked))
+    return _combine(list(_int_digits(d)))
 
 
 def _signs(lhs: np.ndarray, rhs: int) -> np.ndarray:

@@ -318,9 +318,7 @@ def exact_forward(net: Network, preset: Preset, *, certified: FloatPass | None =
                 return fn(node, ins, net)
             value, state, kinks = kr.forward(node, ins, net, preset, **_context(kr, fwd))
             fwd.states[node.name] = state
-            if kinks and fwd.depends[node.name]:
-                fwd.by_node[node.name] = kinks
-                fwd.kinks.extend(kinks)
+            _record(fwd, node.name, kinks)
             return value
 
         walk(net, "exact", step, env=fwd.values)
@@ -349,10 +347,15 @@ def exact_forward(net: Network, preset: Preset, *, certified: FloatPass | None =
         value, state, kinks = kr.forward(node, ins, net, preset, **_context(kr, fwd))
         values[node.name] = value
         fwd.states[node.name] = state
-        if kinks and fwd.depends[node.name]:
-            fwd.by_node[node.name] = kinks
-            fwd.kinks.extend(kinks)
+        _record(fwd, node.name, kinks)
     return fwd
+
+
+def _record(fwd: Forward, name: str, kinks: list[KinkNode]) -> None:
+    """Record kink op ``name``'s kink nodes, when it depends on a trainable parameter."""
+    if kinks and fwd.depends[name]:
+        fwd.by_node[name] = kinks
+        fwd.kinks.extend(kinks)
 
 
 MAX_SUSPECT_ENTRIES = 4096
@@ -419,9 +422,7 @@ def _suspect_entries(fwd: Forward, node: Node, kr: Any, state: Any, fp: FloatPas
         return None
     y = EntryEnv(fwd).entries(node.inputs[0], rows.astype(np.int64), cols.astype(np.int64))
     slope, kinks = decide(node, y, rows, cols, fwd.preset)
-    if kinks and fwd.depends[node.name]:
-        fwd.by_node[node.name] = kinks
-        fwd.kinks.extend(kinks)
+    _record(fwd, node.name, kinks)
     flat = state.reshape((net.batch, -1))
     return _replaced(flat, (rows, cols), slope).reshape(state.shape)
 

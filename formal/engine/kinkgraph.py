@@ -317,8 +317,7 @@ def _graph(
     basis = np.empty((T, len(pivots)), dtype=object)
     for c, j in enumerate(pivots):
         at = bisect.bisect_left(cols, j)  # cols are sorted group ids
-        if at >= len(cols) or cols[at] != j:
-            at = cols.index(j)
+        assert at < len(cols) and cols[at] == j, (j, "not among the sorted columns")
         for r in range(T):
             basis[r, c] = Fraction(int(A_cols.num[r, at]), A_cols.den)
     return KinkGraph(

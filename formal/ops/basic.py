@@ -164,7 +164,6 @@ def _linear_digits(xd: QArray, w: QArray, pname: str | None, net: Network) -> QA
     if pname is None or not large_product(r * b, n, m):
         return None
     d = xd.digits().stacked
-    assert d is not None
     d = d.reshape(d.shape[0], r * b, n)
     cols = np.flatnonzero((d != 0).any(axis=(0, 1)))
     sparse = len(cols) < n
@@ -175,7 +174,6 @@ def _linear_digits(xd: QArray, w: QArray, pname: str | None, net: Network) -> QA
     )
     if prod is None:
         return None
-    assert prod.stacked is not None
     return QArray.of_digits(Split.of_stack(prod.stacked.reshape(-1, r, b, m)), xd.den * w.den)
 
 

@@ -227,9 +227,8 @@ def _digits_before_gather(flat: np.ndarray, rows: int, k: int, m: int) -> Split 
 def _gathered(digits: Split | None, tab: np.ndarray, rows: int) -> Split | None:
     if digits is None:
         return None
-    base = digits.stacked if digits.stacked is not None else np.stack(digits.chunks)
-    stacked = gather_padded(base, tab)  # one gather for every digit
-    return Split.of_stack(stacked.reshape(len(digits.chunks), rows, tab.shape[1]))
+    stacked = gather_padded(digits.stacked, tab)  # one gather for every digit
+    return Split.of_stack(stacked.reshape(len(digits.stacked), rows, tab.shape[1]))
 
 
 def _fan(tab: np.ndarray) -> int:
@@ -294,7 +293,6 @@ def _conv_digits(node: Node, x: QArray, w: QArray, net: Network) -> QArray | Non
     if g != 1 or not pname or not large_product(N * P, K, CO):
         return None
     d = x.digits().stacked
-    assert d is not None
     nd, n_in = d.shape[0], int(np.prod(in_shape))
     ext = np.zeros((nd, N, n_in + 1))  # a zero column for the padding
     ext[..., :n_in] = d.reshape(nd, N, n_in)
@@ -307,7 +305,6 @@ def _conv_digits(node: Node, x: QArray, w: QArray, net: Network) -> QArray | Non
     )
     if prod is None:
         return None
-    assert prod.stacked is not None
     out = np.zeros((prod.stacked.shape[0], N, P, CO))
     out[:, nn, pp] = prod.stacked
     out = out.reshape((-1,) + lead + (oh, ow, CO))
